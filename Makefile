@@ -1,0 +1,45 @@
+# Two commands do everything: `make run` and `make test`. Both create .venv and
+# install into it; re-running only reinstalls when pyproject.toml changed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+# llama-cpp-python compiles from source (~8.5 min on 2 cores): pip keeps the built
+# wheel in its cache, so only the first install on a machine pays for it.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test install install-test system-test-deps serve write clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -e .
+	touch $@
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+install-test: $(TEST_STAMP) system-test-deps
+
+# Debian's Chromium drives the browser tests (Playwright never downloads a browser).
+system-test-deps:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+run: install
+	$(BIN)/batplots serve --host $(HOST) --port $(PORT)
+
+write: install
+	$(BIN)/batplots write
+
+test: install-test
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,387 @@
+"""The continuation engine interface that every backend implements.
+
+A backend only knows how to turn a prompt into a stream of text pieces
+(`Engine.pieces`). Everything that makes a continuation a *continuation* lives
+here, once: validated settings, left-truncating the story to fit the context,
+stopping after exactly N complete sentences, trimming back to the last complete
+sentence when the token cap is hit, the leading space, cancellation, and a
+`sentence_check` hook through which the copy guard vets each finished sentence.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Callable, Iterator
+
+from batplots import text as textlib
+
+# Named limits: the CLI, the web API and the docs all quote these.
+MIN_SENTENCES, MAX_SENTENCES = 1, 5
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.0, 2.0
+MIN_TOP_P, MAX_TOP_P = 0.01, 1.0
+MIN_TOP_K, MAX_TOP_K = 0, 1000
+MIN_REPETITION_PENALTY, MAX_REPETITION_PENALTY = 1.0, 2.0
+MIN_SEED, MAX_SEED = 0, 2**32 - 1
+MIN_CONTEXT, MAX_CONTEXT = 64, 8192
+MIN_NEW_TOKENS, MAX_NEW_TOKENS = 8, 1024
+
+
+class SettingsError(ValueError):
+    """A generation setting is out of its allowed range; `field` names it."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field = field_name
+
+
+class Cancelled(Exception):
+    """Raised inside a generation when its cancel event was set."""
+
+
+class EngineError(RuntimeError):
+    """A backend failed in a way the caller should show to the user (server down, ...)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to write one continuation. Every field is validated by `validate()`."""
+
+    # Complete sentences the model adds before handing the pen back.
+    sentences: int = 2
+    # Softmax temperature; 0 means greedy (always the likeliest token).
+    temperature: float = 0.8
+    # Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p.
+    top_p: float = 0.95
+    # Keep only the k likeliest tokens; 0 turns the filter off.
+    top_k: int = 50
+    # CTRL-style penalty on tokens already in the context; >1 stops the small base model looping.
+    repetition_penalty: float = 1.15
+    # Same seed + same settings + same story = same text. None draws a fresh seed.
+    seed: int | None = None
+    # Tokens of story (prompt) plus continuation the model may see; the story is
+    # left-truncated at a sentence boundary to fit.
+    max_context: int = 1024
+    # Token cap for one continuation; past it we trim back to the last complete sentence.
+    max_new_tokens: int = 200
+
+    def validate(self) -> "Settings":
+        """Return self, or raise SettingsError naming the field and its allowed range."""
+
+        def check_range(name, value, lo, hi, kind):
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise SettingsError(name, f"{name} must be a {'whole number' if kind is int else 'number'} "
+                                          f"from {lo} to {hi}, got {value!r}")
+            if not lo <= value <= hi:
+                raise SettingsError(name, f"{name} must be from {lo} to {hi}, got {value!r}")
+
+        check_range("sentences", self.sentences, MIN_SENTENCES, MAX_SENTENCES, int)
+        check_range("temperature", self.temperature, MIN_TEMPERATURE, MAX_TEMPERATURE, (int, float))
+        check_range("top_p", self.top_p, MIN_TOP_P, MAX_TOP_P, (int, float))
+        check_range("top_k", self.top_k, MIN_TOP_K, MAX_TOP_K, int)
+        check_range("repetition_penalty", self.repetition_penalty, MIN_REPETITION_PENALTY,
+                    MAX_REPETITION_PENALTY, (int, float))
+        if self.seed is not None:
+            check_range("seed", self.seed, MIN_SEED, MAX_SEED, int)
+        check_range("max_context", self.max_context, MIN_CONTEXT, MAX_CONTEXT, int)
+        check_range("max_new_tokens", self.max_new_tokens, MIN_NEW_TOKENS, MAX_NEW_TOKENS, int)
+        if self.max_new_tokens > self.max_context // 2:
+            raise SettingsError("max_new_tokens", f"max_new_tokens must be at most half of max_context "
+                                                  f"({self.max_context // 2}), got {self.max_new_tokens}")
+        return self
+
+    def with_seed(self) -> "Settings":
+        """A copy with a concrete seed, drawing one when none was given."""
+        if self.seed is not None:
+            return self
+        return replace(self, seed=random.SystemRandom().randint(MIN_SEED, MAX_SEED))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Settings":
+        """Build validated settings from a dict, rejecting unknown keys by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SettingsError(unknown[0], f"unknown setting {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
+        return cls(**data).validate()
+
+
+@dataclass
+class Continuation:
+    """One finished continuation of a story."""
+
+    text: str  # exactly what to append to the story (leading space included)
+    sentences: list[str]  # the complete sentences of text, stripped
+    settings: Settings  # the settings used, with the concrete seed
+    tokens: int = 0  # tokens the model generated (including any discarded tail)
+    prompt_tokens: int = 0  # tokens of story the model saw after truncation
+    seconds: float = 0.0
+    first_piece_seconds: float | None = None  # time to the first streamed piece
+    trimmed: bool = False  # the token cap cut a sentence; text was trimmed back
+    truncated_story: bool = False  # the story was left-truncated to fit max_context
+    stop_reason: str = "sentences"  # sentences | eos | cap
+    flags: list[dict] = field(default_factory=list)  # notes from sentence checks (copy guard)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["settings"] = self.settings.to_dict()
+        return data
+
+
+@dataclass(frozen=True)
+class Rewind:
+    """A stream event: the draft streamed so far is replaced by `text`.
+
+    Sent when a streamed sentence is taken back (the token cap cut it, or the copy
+    guard rejected it). Clients replace their draft of this continuation with `text`.
+    """
+
+    text: str
+
+
+# Vets one finished sentence: returns None to accept it, or a dict describing why it
+# was rejected (the copy guard returns the copied span); see Engine.stream.
+SentenceCheck = Callable[[str], "dict | None"]
+
+# Rejected sentences are resampled at most this many times, then the best is kept.
+MAX_SENTENCE_RETRIES = 4
+
+
+class Engine(ABC):
+    """A causal language model that continues stories sentence by sentence."""
+
+    name: str = "engine"
+    # Serialises generations: one model, 2 CPU cores; parallel runs only thrash.
+    lock: threading.Lock
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    # --- what a backend implements -------------------------------------------------
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens text encodes to (without special tokens)."""
+
+    @abstractmethod
+    def pieces(self, prompt: str, settings: Settings, seed: int, cancel: threading.Event | None) -> Iterator[str]:
+        """Yield the model's continuation of prompt, one text piece per generated token
+        (an empty piece when a token ends inside a UTF-8 character, which is never
+        split), for at most settings.max_new_tokens tokens. Local backends suppress
+        end-of-text so that the sentence count, not the model, decides the length.
+        Sampling follows settings and is reproducible for the same seed. Checks
+        cancel between tokens and raises Cancelled when it is set. Closing the
+        generator early stops generation."""
+
+    def describe(self) -> dict:
+        """What is loaded, for /healthz, --json and model cards."""
+        return {"engine": self.name}
+
+    # --- shared logic -------------------------------------------------------------
+    def fit_story(self, story: str, settings: Settings) -> tuple[str, bool]:
+        """Left-truncate story at a sentence boundary so it fits the context budget.
+
+        Returns (prompt, truncated). The budget is max_context - max_new_tokens.
+        When even the last sentence is too long it is cut at a word boundary.
+        """
+        budget = settings.max_context - settings.max_new_tokens
+        story = story.rstrip()
+        if self.count_tokens(story) <= budget:
+            return story, False
+        spans, rest = textlib.sentence_spans(story)
+        starts = [a for a, _ in spans] + ([rest] if rest < len(story) else [])
+        # Binary search the earliest sentence start whose suffix fits.
+        lo, hi = 0, len(starts)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.count_tokens(story[starts[mid]:]) <= budget:
+                hi = mid
+            else:
+                lo = mid + 1
+        if lo < len(starts):
+            return story[starts[lo]:], True
+        words = story.split(" ")
+        lo, hi = 0, len(words)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.count_tokens(" ".join(words[mid:])) <= budget:
+                hi = mid
+            else:
+                lo = mid + 1
+        return " ".join(words[lo:]), True
+
+    def stream(
+        self,
+        story: str,
+        settings: Settings | None = None,
+        cancel: threading.Event | None = None,
+        sentence_check: SentenceCheck | None = None,
+    ) -> Iterator["str | Rewind"]:
+        """Stream a continuation of story: text pieces (str), an occasional Rewind,
+        and finally returns the Continuation (StopIteration.value; see `run`).
+
+        Joined, the str pieces (restarting at each Rewind) equal Continuation.text.
+        """
+        settings = (settings or Settings()).validate().with_seed()
+        started = time.perf_counter()
+        prompt, truncated = self.fit_story(story, settings)
+        prefix = textlib.join_continuation(story, "x")[:-1]  # "" or " "
+        first_piece = None
+        with self.lock:
+            gen = self._sentences(prompt, prefix, settings, cancel, sentence_check)
+            try:
+                while True:
+                    try:
+                        event = next(gen)
+                    except StopIteration as stop:
+                        result = stop.value
+                        break
+                    if first_piece is None and isinstance(event, str) and event:
+                        first_piece = time.perf_counter() - started
+                    yield event
+            finally:
+                gen.close()
+        result.first_piece_seconds = first_piece
+        result.prompt_tokens = self.count_tokens(prompt)
+        result.truncated_story = truncated
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _sentences(self, prompt, prefix, settings, cancel, sentence_check):
+        """Generate sentence after sentence, vetting each, until settings.sentences."""
+        accepted: list[str] = []
+        flags: list[dict] = []
+        total_tokens = 0
+        used_tokens = 0  # tokens behind the accepted sentences: they count against the cap
+        stop_reason = "sentences"
+        trimmed = False
+        rng = random.Random(settings.seed)
+        attempt_seed = settings.seed
+        while len(accepted) < settings.sentences:
+            so_far = prefix + " ".join(accepted)
+            lead = " " if accepted else prefix
+            ctx = prompt + (" " + " ".join(accepted) if accepted else "")
+            budget = settings.max_new_tokens - used_tokens
+            candidates: list[tuple[str, dict | None, int]] = []
+            status = "cap"
+            for _attempt in range(MAX_SENTENCE_RETRIES + 1):
+                if budget <= 0:
+                    break
+                sentence, status, n_tok, emitted = yield from self._one_sentence(
+                    ctx, lead, budget, settings, attempt_seed, cancel)
+                total_tokens += n_tok
+                attempt_seed = rng.randint(MIN_SEED, MAX_SEED)
+                if sentence is None:
+                    if emitted:
+                        yield Rewind(so_far)  # the cap cut this sentence: take it back
+                    break
+                verdict = sentence_check(sentence) if sentence_check else None
+                candidates.append((sentence, verdict, n_tok))
+                if verdict is None:
+                    break
+                yield Rewind(so_far)  # take the rejected sentence back, then resample
+            if not candidates:
+                stop_reason = status
+                trimmed = status == "cap"
+                break
+            # Keep the first accepted candidate, or else the one the check scored lowest.
+            sentence, verdict, n_tok = min(candidates, key=lambda c: -1 if c[1] is None else c[1].get("score", 0))
+            used_tokens += n_tok
+            if verdict is not None:
+                flags.append({"sentence": len(accepted), **verdict, "attempts": len(candidates)})
+                yield lead + sentence
+            accepted.append(sentence)
+            if status != "sentences":
+                stop_reason = status
+                break
+        text = (prefix + " ".join(accepted)) if accepted else ""
+        return Continuation(text=text, sentences=accepted, settings=settings, tokens=total_tokens,
+                            trimmed=trimmed, stop_reason=stop_reason,
+                            flags=flags)
+
+    def _one_sentence(self, ctx, lead, budget, settings, seed, cancel):
+        """Stream one sentence; returns (sentence | None, status, tokens, emitted).
+
+        status is "sentences" when the sentence ended, "eos" when the backend stopped
+        on its own (the sentence counts if it ended cleanly) and "cap" when the token
+        budget ran out first. Text after the sentence's end is never shown. Pieces are
+        shown as they come, except a trailing stop mark, which waits until the next
+        characters tell whether it ends the sentence ("Mr." or "3." may go on).
+        """
+        raw = ""
+        shown = 0  # characters of the cleaned body already yielded
+        n_tok = 0
+        gen = self.pieces(ctx, replace(settings, max_new_tokens=budget), seed, cancel)
+        try:
+            for piece in gen:
+                n_tok += 1
+                raw += piece
+                body = textlib.clean_model_text(raw).lstrip()
+                spans, _ = textlib.sentence_spans(body, final=False)
+                if spans:
+                    end = spans[0][1]
+                    if end > shown:
+                        yield (lead if shown == 0 else "") + body[shown:end]
+                    return body[:end], "sentences", n_tok, True
+                safe = _safe_length(body)
+                if safe > shown:
+                    yield (lead if shown == 0 else "") + body[shown:safe]
+                    shown = safe
+        finally:
+            gen.close()
+        body = textlib.clean_model_text(raw).strip()
+        spans, _ = textlib.sentence_spans(body, final=True)
+        if spans and n_tok < budget:
+            end = spans[0][1]
+            if end > shown:
+                yield (lead if shown == 0 else "") + body[shown:end]
+            return body[:end], "eos", n_tok, True
+        return None, "cap" if n_tok >= budget else "eos", n_tok, shown > 0
+
+    def run(
+        self,
+        story: str,
+        settings: Settings | None = None,
+        cancel: threading.Event | None = None,
+        sentence_check: SentenceCheck | None = None,
+    ) -> Continuation:
+        """Generate a whole continuation (the non-streaming form of `stream`)."""
+        gen = self.stream(story, settings, cancel, sentence_check)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+
+def _safe_length(body: str) -> int:
+    """How much of a growing sentence can be shown now: all but trailing whitespace
+    and a trailing stop mark (with its closing quotes) that may yet end the sentence."""
+    end = len(body.rstrip())
+    k = end
+    while k > 0 and (body[k - 1] in textlib.CLOSING_QUOTES or body[k - 1] in textlib.CLOSING_BRACKETS):
+        k -= 1
+    if k > 0 and body[k - 1] in textlib.TERMINALS:
+        while k > 0 and body[k - 1] in textlib.TERMINALS:
+            k -= 1
+        return k
+    return end
+
+
+def consume(stream: Iterator["str | Rewind"]) -> tuple[str, Continuation]:
+    """Drain a stream; return (the draft as a client would have shown it, result)."""
+    draft = ""
+    while True:
+        try:
+            event = next(stream)
+        except StopIteration as stop:
+            return draft, stop.value
+        if isinstance(event, Rewind):
+            draft = event.text
+        else:
+            draft += event

@@ -1,0 +1,132 @@
+"""The plain PyTorch/transformers backend: any Hugging Face causal LM, on CPU.
+
+It runs its own sampling loop rather than `model.generate` so that it can stream
+token by token, honour cancellation between tokens, use a per-call seeded RNG,
+and keep the KV cache of the last prompt: the next call (the next sentence, or
+the next turn of the same story) only pays for the tokens after the shared prefix.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterator
+
+import torch
+
+from batplots.engine.base import Cancelled, Engine, Settings
+
+# The repetition penalty looks at this many most recent tokens, so that a long
+# story's names (Batman, Robin, Gotham) are not penalised forever.
+REPETITION_WINDOW = 256
+
+
+class TransformersEngine(Engine):
+    name = "transformers"
+
+    def __init__(self, model, tokenizer, label: str = "model", adapter: str | None = None):
+        super().__init__()
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.label = label
+        self.adapter = adapter
+        # Special tokens (EOS, chat markers) never appear in a story: the sentence
+        # count decides where a continuation ends, not the model's EOS.
+        self._banned = sorted(set(tokenizer.all_special_ids or []) | (
+            {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()))
+        self._cache = None
+        self._cache_ids: list[int] = []
+
+    def describe(self) -> dict:
+        return {"engine": self.name, "base": self.label, "adapter": self.adapter}
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def _prefill(self, ids: list[int]) -> torch.Tensor:
+        """Run the prompt through the model, reusing the cached common prefix.
+
+        Returns the logits for the next token."""
+        from transformers import DynamicCache
+
+        common = 0
+        for a, b in zip(self._cache_ids, ids):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(ids) - 1)  # always feed at least one token for logits
+        if self._cache is None or common <= 0:
+            self._cache, self._cache_ids, common = DynamicCache(), [], 0
+        else:
+            self._cache.crop(common)
+            self._cache_ids = self._cache_ids[:common]
+        new = torch.tensor([ids[common:]], dtype=torch.long)
+        out = self.model(input_ids=new, past_key_values=self._cache, use_cache=True)
+        self._cache_ids.extend(ids[common:])
+        return out.logits[0, -1]
+
+    def _step(self, token: int) -> torch.Tensor:
+        out = self.model(input_ids=torch.tensor([[token]]), past_key_values=self._cache, use_cache=True)
+        self._cache_ids.append(token)
+        return out.logits[0, -1]
+
+    def pieces(self, prompt: str, settings: Settings, seed: int,
+               cancel: threading.Event | None) -> Iterator[str]:
+        ids = self.encode(prompt)
+        if not ids:  # an empty story: start from BOS (or any token the model knows)
+            bos = self.tokenizer.bos_token_id
+            ids = [bos if bos is not None else self.tokenizer.eos_token_id]
+        rng = torch.Generator().manual_seed(seed)
+        generated: list[int] = []
+        shown = ""
+        try:
+            with torch.inference_mode():
+                logits = self._prefill(ids)
+                for _ in range(settings.max_new_tokens):
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled()
+                    token = sample(logits, (ids + generated)[-REPETITION_WINDOW:], settings, rng, self._banned)
+                    generated.append(token)
+                    text = self.tokenizer.decode(generated, skip_special_tokens=True,
+                                                 clean_up_tokenization_spaces=False)
+                    if text.endswith("\ufffd"):  # inside a multi-byte character: wait for the rest
+                        yield ""
+                    else:
+                        yield text[len(shown):]
+                        shown = text
+                    logits = self._step(token)
+        except BaseException:
+            # A cancelled or failed step may leave the cache half-updated: drop it.
+            self._cache, self._cache_ids = None, []
+            raise
+
+
+def sample(logits: torch.Tensor, context: list[int], settings: Settings, rng: torch.Generator,
+           banned: list[int]) -> int:
+    """Pick the next token: penalise repeats, ban specials, then greedy or top-k/top-p sampling."""
+    logits = logits.float().clone()
+    if banned:
+        logits[banned] = float("-inf")
+    if settings.repetition_penalty != 1.0 and context:
+        seen = torch.tensor(sorted(set(context)), dtype=torch.long)
+        values = logits[seen]
+        logits[seen] = torch.where(values > 0, values / settings.repetition_penalty,
+                                   values * settings.repetition_penalty)
+    if settings.temperature == 0:
+        return int(torch.argmax(logits))
+    logits = logits / settings.temperature
+    if settings.top_k:
+        k = min(settings.top_k, logits.numel())
+        kth = torch.topk(logits, k).values[-1]
+        logits[logits < kth] = float("-inf")
+    probs = torch.softmax(logits, dim=-1)
+    if settings.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        cumulative = torch.cumsum(sorted_probs, dim=-1)
+        # Drop tokens once the mass before them already reaches top_p (keep at least one).
+        drop = cumulative - sorted_probs >= settings.top_p
+        sorted_probs[drop] = 0.0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+    return int(torch.multinomial(probs, 1, generator=rng))

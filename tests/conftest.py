@@ -1,0 +1,52 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from tests import tiny
+
+SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "batman66.txt"
+
+
+@pytest.fixture(autouse=True)
+def batplots_home(tmp_path, monkeypatch):
+    """Every test gets its own user directory, so nothing touches ~/.cache/batplots."""
+    home = tmp_path / "batplots-home"
+    monkeypatch.setenv("BATPLOTS_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home
+
+
+@pytest.fixture(scope="session")
+def real_model_home(tmp_path_factory):
+    """One user directory shared by the few real-model tests: the embedded model is
+    converted once per test run (~40 s) and reused by each of them."""
+    return tmp_path_factory.mktemp("real-home")
+
+
+@pytest.fixture
+def real_home(real_model_home, monkeypatch):
+    monkeypatch.setenv("BATPLOTS_HOME", str(real_model_home))
+    return real_model_home
+
+
+@pytest.fixture
+def shared_corpus():
+    if not SHARED_CORPUS.is_file():
+        pytest.fail(f"the shared corpus is missing at {SHARED_CORPUS}")
+    return SHARED_CORPUS
+
+
+@pytest.fixture
+def tiny_engine():
+    """A TransformersEngine on a tiny Llama trained for a few seconds on sentences."""
+    from batplots.engine.transformers_engine import TransformersEngine
+
+    return TransformersEngine(tiny.trained_llama(), tiny.tokenizer(), label="tiny-llama")
+
+
+@pytest.fixture
+def tiny_gpt2_engine():
+    from batplots.engine.transformers_engine import TransformersEngine
+
+    return TransformersEngine(tiny.trained_gpt2(), tiny.tokenizer(), label="tiny-gpt2")
