@@ -3,8 +3,6 @@ from pathlib import Path
 
 import pytest
 
-from tests import tiny
-
 SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "batman66.txt"
 
 
@@ -41,6 +39,7 @@ def shared_corpus():
 def tiny_engine():
     """A TransformersEngine on a tiny Llama trained for a few seconds on sentences."""
     from batplots.engine.transformers_engine import TransformersEngine
+    from tests import tiny
 
     return TransformersEngine(tiny.trained_llama(), tiny.tokenizer(), label="tiny-llama")
 
@@ -48,5 +47,6 @@ def tiny_engine():
 @pytest.fixture
 def tiny_gpt2_engine():
     from batplots.engine.transformers_engine import TransformersEngine
+    from tests import tiny
 
     return TransformersEngine(tiny.trained_gpt2(), tiny.tokenizer(), label="tiny-gpt2")

@@ -1,0 +1,196 @@
+"""Terminal co-writing: the user writes, the model adds N sentences, and back.
+
+Works the same on a terminal and with piped stdin (one user turn per line), so
+it can be tested and scripted.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TextIO
+
+from batplots.engine import Engine, Rewind, Settings, SettingsError
+from batplots.engine.base import MAX_SEED, MIN_SEED
+
+MAX_TURN_CHARS = 2000  # one user turn, as in the web app
+MAX_TURNS = 200  # one story
+
+HELP = """Write a sentence or two and press Enter; the model adds its sentences.
+Commands:
+  /retry            a new sample of the model's last passage
+  /undo             remove the last passage (yours or the model's)
+  /sentences N      sentences the model adds per turn (1-5)
+  /temperature T    randomness (0-2; 0 = always the likeliest word)
+  /show             print the story so far
+  /save FILE        save the story as Markdown, passages marked by author
+  /help             this help
+Ctrl-D ends the session."""
+
+
+@dataclass
+class Turn:
+    author: str  # "user" or "model"
+    text: str  # stripped passage
+    seed: int | None = None
+
+
+def story_text(turns: list[Turn]) -> str:
+    """The story as one continuous text: passages joined by single spaces."""
+    return " ".join(t.text for t in turns)
+
+
+def to_markdown(turns: list[Turn], title: str = "A Batman '66 episode", model: str = "") -> str:
+    """Markdown with every passage marked by its author."""
+    lines = [f"# {title}", ""]
+    if model:
+        lines += [f"*Co-written with batplots ({model}).*", ""]
+    for turn in turns:
+        who = "You" if turn.author == "user" else "Model"
+        lines += [f"**{who}:** {turn.text}", ""]
+    return "\n".join(lines)
+
+
+class WriteSession:
+    """One co-writing session over an engine; `handle` takes one input line."""
+
+    def __init__(self, engine: Engine, settings: Settings, out: TextIO | None = None, err: TextIO | None = None):
+        self.engine = engine
+        self.settings = settings.validate()
+        self.turns: list[Turn] = []
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self._retries = 0
+
+    # --- output -------------------------------------------------------------------
+    def say(self, message: str) -> None:
+        print(message, file=self.err, flush=True)
+
+    def _generate(self) -> None:
+        """Add a model passage, streaming it to the terminal (or printing it once when piped)."""
+        settings = self.settings
+        if settings.seed is not None and self._retries:
+            # A fixed seed would give the same passage again: step it for each retry.
+            settings = replace(settings, seed=(settings.seed + self._retries) % (MAX_SEED + 1) + MIN_SEED)
+        tty = self.out.isatty()
+        stream = self.engine.stream(story_text(self.turns), settings)
+        draft = ""
+        if tty:
+            self.out.write("\033[3m")  # the model's passages in italics
+        while True:
+            try:
+                event = next(stream)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            if isinstance(event, Rewind):
+                if tty:
+                    self.out.write("\b" * len(draft) + "\033[K" + event.text)
+                draft = event.text
+            else:
+                draft += event
+                if tty:
+                    self.out.write(event)
+                    self.out.flush()
+        if tty:
+            self.out.write("\033[0m\n")
+        else:
+            self.out.write(f"model> {result.text.strip()}\n")
+        self.out.flush()
+        if result.trimmed:
+            self.say("(the token cap cut the model's last sentence, so it was left out)")
+        if result.text.strip():
+            self.turns.append(Turn("model", result.text.strip(), result.settings.seed))
+        else:
+            self.say("The model wrote no complete sentence; try /retry or write on.")
+
+    # --- commands -------------------------------------------------------------------
+    def handle(self, line: str) -> None:
+        """Act on one line of input: a command or a user passage."""
+        line = line.strip()
+        if not line:
+            return
+        if line.startswith("/"):
+            self._command(line)
+            return
+        if len(line) > MAX_TURN_CHARS:
+            self.say(f"That passage has {len(line)} characters; the limit is {MAX_TURN_CHARS}. Nothing was added.")
+            return
+        if len(self.turns) + 2 > MAX_TURNS:
+            self.say(f"This story has reached {MAX_TURNS} passages; /save it and start a new one.")
+            return
+        self.turns.append(Turn("user", line))
+        self._retries = 0
+        self._generate()
+
+    def _command(self, line: str) -> None:
+        name, _, arg = line.partition(" ")
+        arg = arg.strip()
+        if name == "/help":
+            self.say(HELP)
+        elif name == "/retry":
+            if not self.turns or self.turns[-1].author != "model":
+                self.say("Nothing to retry: the last passage is not the model's.")
+                return
+            self.turns.pop()
+            self._retries += 1
+            self._generate()
+        elif name == "/undo":
+            if not self.turns:
+                self.say("Nothing to undo.")
+                return
+            removed = self.turns.pop()
+            self.say(f"Removed the {'model' if removed.author == 'model' else 'your'} passage: {removed.text[:60]}")
+        elif name in ("/sentences", "/temperature"):
+            self._set(name[1:], arg)
+        elif name == "/show":
+            print(story_text(self.turns), file=self.out, flush=True)
+        elif name == "/save":
+            if not arg:
+                self.say("Usage: /save FILE (for example /save episode.md)")
+                return
+            path = Path(arg).expanduser()
+            try:
+                path.write_text(to_markdown(self.turns, model=_label(self.engine)), encoding="utf-8")
+            except OSError as exc:
+                self.say(f"Could not save to {path}: {exc.strerror or exc}")
+                return
+            self.say(f"Saved {len(self.turns)} passages to {path}")
+        else:
+            self.say(f"Unknown command {name}. Commands: /retry /undo /sentences /temperature /show /save /help")
+
+    def _set(self, field: str, arg: str) -> None:
+        kind = int if field == "sentences" else float
+        try:
+            value = kind(arg)
+            self.settings = replace(self.settings, **{field: value}).validate()
+        except ValueError as exc:  # SettingsError is a ValueError too
+            message = str(exc) if isinstance(exc, SettingsError) else f"{field} needs a number, got {arg!r}"
+            self.say(f"Not changed: {message}")
+            return
+        self.say(f"{field} = {value}")
+
+    def loop(self, stream: TextIO) -> None:
+        """Read passages and commands until end of input (Ctrl-D)."""
+        interactive = stream.isatty()
+        if interactive:
+            self.say("batplots: write the opening of an episode. /help for commands, Ctrl-D to end.")
+        while True:
+            try:
+                line = input("you> ") if interactive else stream.readline()
+            except (EOFError, KeyboardInterrupt):
+                break
+            if not interactive and line == "":
+                break
+            self.handle(line)
+        if interactive:
+            self.say("\nTo the Batcave!")
+
+
+def _label(engine: Engine) -> str:
+    info = engine.describe()
+    parts = [str(info.get("base") or info.get("engine"))]
+    if info.get("adapter"):
+        parts.append(f"adapter {info['adapter']}")
+    return ", ".join(parts)
