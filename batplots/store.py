@@ -1,0 +1,406 @@
+"""Saved stories: SQLite (WAL) behind a small API that enforces every story rule.
+
+Each change runs in one `BEGIN IMMEDIATE` transaction that first checks the
+story's `version` (optimistic locking: two tabs never silently overwrite each
+other), then bumps it. A turn is therefore either fully saved or not at all: a
+server killed mid-generation leaves the story as it was. The schema grows only
+through named, append-only migrations (never edit one that has shipped; add the
+next). Every statement is parameterised.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from batplots import text as textlib
+
+# Named limits, quoted by the API's error messages and the README.
+MAX_TURN_CHARS = 2000  # characters in one passage
+MAX_TURNS = 200  # passages in one story
+MAX_TITLE_CHARS = 120
+MAX_STORIES = 1000  # stories in one database
+DEFAULT_TITLE = "Untitled episode"
+AUTHORS = ("user", "model")
+
+# Append-only: (name, SQL). A database records the names it has applied.
+MIGRATIONS: list[tuple[str, str]] = [
+    ("0001_stories_and_turns", """
+        CREATE TABLE stories (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 1,
+            settings TEXT NOT NULL DEFAULT '{}',
+            share_id TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE turns (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            story_id TEXT NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            author TEXT NOT NULL CHECK (author IN ('user', 'model')),
+            text TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            settings TEXT,
+            seed INTEGER,
+            meta TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX turns_by_story ON turns(story_id, position);
+    """),
+    # Undone turns wait here (same ids) until Redo or the next new turn.
+    ("0002_redo_stack", """
+        CREATE TABLE redo_turns (
+            id INTEGER PRIMARY KEY,
+            story_id TEXT NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            author TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            settings TEXT,
+            seed INTEGER,
+            meta TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX redo_by_story ON redo_turns(story_id, position);
+    """),
+]
+
+_TURN_COLUMNS = "id, story_id, position, author, text, created_at, settings, seed, meta"
+
+
+class StoreError(Exception):
+    """Base of the store's errors; the message is meant for the user."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class Invalid(StoreError):
+    """The request breaks a rule (empty text, a limit, nothing to undo...)."""
+
+
+class Conflict(StoreError):
+    """The caller's version is stale; `version` is the current one."""
+
+    def __init__(self, version: int):
+        super().__init__(f"the story changed since you loaded it (your version is stale; the current version is "
+                         f"{version}); reload it and try again")
+        self.version = version
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def clean_text(text: str, what: str = "text") -> str:
+    """A passage as stored: stripped; rejects empty and over-long text by name."""
+    if not isinstance(text, str):
+        raise Invalid(f"{what} must be a string")
+    stripped = text.strip()
+    if not stripped:
+        raise Invalid(f"{what} is empty; write at least one word")
+    if len(stripped) > MAX_TURN_CHARS:
+        raise Invalid(f"{what} is {len(stripped)} characters long; a passage may have at most {MAX_TURN_CHARS}")
+    return stripped
+
+
+def clean_title(title: str) -> str:
+    """A title as stored: one line, whitespace collapsed, 1..MAX_TITLE_CHARS characters."""
+    if not isinstance(title, str):
+        raise Invalid("title must be a string")
+    title = textlib.normalize_whitespace(title)
+    if not title:
+        raise Invalid("title is empty; give the story a name or leave the title out")
+    if len(title) > MAX_TITLE_CHARS:
+        raise Invalid(f"title is {len(title)} characters long; at most {MAX_TITLE_CHARS} are allowed")
+    return title
+
+
+def story_text(turns: list[dict]) -> str:
+    """The story as one text: the passages joined the way continuations join on."""
+    out = ""
+    for turn in turns:
+        out += textlib.join_continuation(out, turn["text"])
+    return out
+
+
+class Store:
+    """The stories in one SQLite file. Thread-safe: every call opens its own connection."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate_lock = threading.Lock()
+        self.migrate()
+
+    # --- plumbing -----------------------------------------------------------------
+    def connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    @contextmanager
+    def transaction(self):
+        """One write transaction: taken up front (IMMEDIATE) so version checks can't race."""
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations this database lacks, in order; returns their names."""
+        with self._migrate_lock:
+            conn = self.connect()
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+                applied = {row["name"] for row in conn.execute("SELECT name FROM schema_migrations")}
+                done = []
+                for name, sql in MIGRATIONS:
+                    if name in applied:
+                        continue
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        for statement in sql.split(";"):
+                            if statement.strip():
+                                conn.execute(statement)
+                        conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (name, now()))
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+                    done.append(name)
+                return done
+            finally:
+                conn.close()
+
+    # --- reading ------------------------------------------------------------------
+    def _story_row(self, conn, story_id: str) -> sqlite3.Row:
+        if not isinstance(story_id, str):
+            raise NotFound("no such story")
+        row = conn.execute("SELECT * FROM stories WHERE id = ?", (story_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no story with id {story_id!r}")
+        return row
+
+    def _turns(self, conn, story_id: str, table: str = "turns") -> list[dict]:
+        assert table in ("turns", "redo_turns")  # never user input: the SQL names a fixed table
+        rows = conn.execute(f"SELECT {_TURN_COLUMNS} FROM {table} WHERE story_id = ? ORDER BY position",
+                            (story_id,)).fetchall()
+        return [_turn_dict(r) for r in rows]
+
+    def _story(self, conn, row: sqlite3.Row) -> dict:
+        turns = self._turns(conn, row["id"])
+        redo = conn.execute("SELECT COUNT(*) FROM redo_turns WHERE story_id = ?", (row["id"],)).fetchone()[0]
+        return {
+            "id": row["id"],
+            "title": row["title"],
+            "version": row["version"],
+            "settings": json.loads(row["settings"]),
+            "share_id": row["share_id"],
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+            "turns": [_public_turn(t) for t in turns],
+            "redo_count": redo,
+        }
+
+    def get(self, story_id: str) -> dict:
+        conn = self.connect()
+        try:
+            return self._story(conn, self._story_row(conn, story_id))
+        finally:
+            conn.close()
+
+    def get_by_share(self, share_id: str) -> dict:
+        conn = self.connect()
+        try:
+            row = conn.execute("SELECT * FROM stories WHERE share_id = ?", (share_id,)).fetchone()
+            if row is None:
+                raise NotFound("no shared story with that link")
+            return self._story(conn, row)
+        finally:
+            conn.close()
+
+    def list(self) -> list[dict]:
+        """Every story, newest change first, without its turns."""
+        conn = self.connect()
+        try:
+            rows = conn.execute(
+                "SELECT s.id, s.title, s.version, s.created_at, s.updated_at, COUNT(t.id) AS turn_count "
+                "FROM stories s LEFT JOIN turns t ON t.story_id = s.id "
+                "GROUP BY s.id ORDER BY s.updated_at DESC, s.created_at DESC").fetchall()
+            return [dict(r) for r in rows]
+        finally:
+            conn.close()
+
+    def story_text(self, story_id: str) -> tuple[str, int]:
+        """(the story as one text, its version)."""
+        story = self.get(story_id)
+        return story_text(story["turns"]), story["version"]
+
+    # --- writing ------------------------------------------------------------------
+    def create(self, title: str | None = None, settings: dict | None = None) -> dict:
+        title = DEFAULT_TITLE if title is None else clean_title(title)
+        stamp = now()
+        story_id = secrets.token_hex(8)
+        with self.transaction() as conn:
+            count = conn.execute("SELECT COUNT(*) FROM stories").fetchone()[0]
+            if count >= MAX_STORIES:
+                raise Invalid(f"there are already {MAX_STORIES} stories, the most one database holds; "
+                              "delete some first")
+            conn.execute("INSERT INTO stories (id, title, version, settings, share_id, created_at, updated_at) "
+                         "VALUES (?, ?, 1, ?, ?, ?, ?)",
+                         (story_id, title, json.dumps(settings or {}), secrets.token_urlsafe(18), stamp, stamp))
+            return self._story(conn, self._story_row(conn, story_id))
+
+    def _check(self, conn, story_id: str, version: int) -> sqlite3.Row:
+        """The story's row if version is current; raises NotFound or Conflict."""
+        row = self._story_row(conn, story_id)
+        if isinstance(version, bool) or not isinstance(version, int) or version != row["version"]:
+            raise Conflict(row["version"])
+        return row
+
+    def _bump(self, conn, story_id: str) -> dict:
+        """Finish a change inside its transaction: new version, and the story as saved."""
+        conn.execute("UPDATE stories SET version = version + 1, updated_at = ? WHERE id = ?", (now(), story_id))
+        return self._story(conn, self._story_row(conn, story_id))
+
+    def update(self, story_id: str, version: int, title: str | None = None, settings: dict | None = None) -> dict:
+        """Rename and/or replace the story's settings (already validated by the caller)."""
+        if title is not None:
+            title = clean_title(title)
+        with self.transaction() as conn:
+            self._check(conn, story_id, version)
+            if title is not None:
+                conn.execute("UPDATE stories SET title = ? WHERE id = ?", (title, story_id))
+            if settings is not None:
+                conn.execute("UPDATE stories SET settings = ? WHERE id = ?", (json.dumps(settings), story_id))
+            return self._bump(conn, story_id)
+
+    def delete(self, story_id: str, version: int | None = None) -> None:
+        with self.transaction() as conn:
+            row = self._story_row(conn, story_id)
+            if version is not None and version != row["version"]:
+                raise Conflict(row["version"])
+            conn.execute("DELETE FROM stories WHERE id = ?", (story_id,))
+
+    def add_turn(self, story_id: str, version: int, author: str, text: str, settings: dict | None = None,
+                 seed: int | None = None, meta: dict | None = None, replace_last_model: bool = False) -> dict:
+        """Append a passage (clearing the redo stack); with replace_last_model, the last
+        passage must be the model's and is replaced (Retry)."""
+        if author not in AUTHORS:
+            raise Invalid(f"author must be one of: {', '.join(AUTHORS)}")
+        text = clean_text(text)
+        with self.transaction() as conn:
+            self._check(conn, story_id, version)
+            last = conn.execute("SELECT id, author, position FROM turns WHERE story_id = ? "
+                                "ORDER BY position DESC LIMIT 1", (story_id,)).fetchone()
+            if replace_last_model:
+                if last is None or last["author"] != "model":
+                    raise Invalid("nothing to retry: the last passage is not the model's; press Continue instead")
+                conn.execute("DELETE FROM turns WHERE id = ?", (last["id"],))
+                position = last["position"]
+            else:
+                count = conn.execute("SELECT COUNT(*) FROM turns WHERE story_id = ?", (story_id,)).fetchone()[0]
+                if count >= MAX_TURNS:
+                    raise Invalid(f"the story has {count} passages, the most a story may have ({MAX_TURNS}); "
+                                  "start a new story to go on")
+                position = (last["position"] + 1) if last is not None else 0
+            conn.execute("DELETE FROM redo_turns WHERE story_id = ?", (story_id,))
+            conn.execute("INSERT INTO turns (story_id, position, author, text, created_at, settings, seed, meta) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (story_id, position, author, text, now(),
+                          json.dumps(settings) if settings is not None else None, seed, json.dumps(meta or {})))
+            return self._bump(conn, story_id)
+
+    def check_can_add(self, story_id: str, version: int, retry: bool = False) -> dict:
+        """Raise what add_turn would raise for (story, version) before a slow generation
+        starts; returns the story."""
+        story = self.get(story_id)
+        if version != story["version"]:
+            raise Conflict(story["version"])
+        if retry:
+            if not story["turns"] or story["turns"][-1]["author"] != "model":
+                raise Invalid("nothing to retry: the last passage is not the model's; press Continue instead")
+        elif len(story["turns"]) >= MAX_TURNS:
+            raise Invalid(f"the story has {len(story['turns'])} passages, the most a story may have ({MAX_TURNS}); "
+                          "start a new story to go on")
+        return story
+
+    def edit_turn(self, story_id: str, version: int, turn_id: int, text: str) -> dict:
+        text = clean_text(text)
+        with self.transaction() as conn:
+            self._check(conn, story_id, version)
+            row = conn.execute(f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ? AND story_id = ?",
+                               (turn_id, story_id)).fetchone()
+            if row is None:
+                raise NotFound(f"story {story_id!r} has no passage with id {turn_id!r}")
+            meta = json.loads(row["meta"])
+            if text != row["text"]:
+                meta["edited"] = True
+            conn.execute("UPDATE turns SET text = ?, meta = ? WHERE id = ?", (text, json.dumps(meta), turn_id))
+            return self._bump(conn, story_id)
+
+    def undo(self, story_id: str, version: int) -> dict:
+        """Move the last passage onto the redo stack."""
+        with self.transaction() as conn:
+            self._check(conn, story_id, version)
+            row = conn.execute(f"SELECT {_TURN_COLUMNS} FROM turns WHERE story_id = ? ORDER BY position DESC LIMIT 1",
+                               (story_id,)).fetchone()
+            if row is None:
+                raise Invalid("nothing to undo: the story has no passages")
+            conn.execute(f"INSERT INTO redo_turns ({_TURN_COLUMNS}) SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?",
+                         (row["id"],))
+            conn.execute("DELETE FROM turns WHERE id = ?", (row["id"],))
+            return self._bump(conn, story_id)
+
+    def redo(self, story_id: str, version: int) -> dict:
+        """Bring back the passage undone most recently."""
+        with self.transaction() as conn:
+            self._check(conn, story_id, version)
+            row = conn.execute(f"SELECT {_TURN_COLUMNS} FROM redo_turns WHERE story_id = ? "
+                               "ORDER BY position ASC LIMIT 1", (story_id,)).fetchone()
+            if row is None:
+                raise Invalid("nothing to redo: no passage was undone since the last change")
+            conn.execute(f"INSERT INTO turns ({_TURN_COLUMNS}) SELECT {_TURN_COLUMNS} FROM redo_turns WHERE id = ?",
+                         (row["id"],))
+            conn.execute("DELETE FROM redo_turns WHERE id = ?", (row["id"],))
+            return self._bump(conn, story_id)
+
+
+def _turn_dict(row: sqlite3.Row) -> dict:
+    return {
+        "id": row["id"],
+        "position": row["position"],
+        "author": row["author"],
+        "text": row["text"],
+        "created_at": row["created_at"],
+        "settings": json.loads(row["settings"]) if row["settings"] is not None else None,
+        "seed": row["seed"],
+        "meta": json.loads(row["meta"]),
+    }
+
+
+def _public_turn(turn: dict) -> dict:
+    out = {"id": turn["id"], "author": turn["author"], "text": turn["text"], "created_at": turn["created_at"],
+           "edited": bool(turn["meta"].get("edited"))}
+    if turn["author"] == "model":
+        out["settings"] = turn["settings"]
+        out["seed"] = turn["seed"]
+        out["meta"] = turn["meta"]
+    return out

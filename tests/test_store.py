@@ -1,0 +1,204 @@
+"""The SQLite story store: migrations, versions, undo/redo, limits (real SQLite files)."""
+
+import sqlite3
+import threading
+
+import pytest
+
+from batplots import store as storelib
+from batplots.store import Conflict, Invalid, NotFound, Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / "stories.sqlite3")
+
+
+def columns(path, table):
+    conn = sqlite3.connect(path)
+    try:
+        return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+    finally:
+        conn.close()
+
+
+def test_migrating_a_blank_database_gives_the_expected_tables_and_columns(tmp_path):
+    path = tmp_path / "blank.sqlite3"
+    Store(path)
+    assert columns(path, "stories") == ["id", "title", "version", "settings", "share_id", "created_at", "updated_at"]
+    expected_turn = ["id", "story_id", "position", "author", "text", "created_at", "settings", "seed", "meta"]
+    assert columns(path, "turns") == expected_turn
+    assert columns(path, "redo_turns") == expected_turn
+    conn = sqlite3.connect(path)
+    assert [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")] == [
+        name for name, _ in storelib.MIGRATIONS]
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_migrations_apply_once_and_only_the_missing_ones(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    first = Store.__new__(Store)  # a database made by an older release: only the first migration
+    first.path = path
+    first._migrate_lock = threading.Lock()
+    original = storelib.MIGRATIONS
+    try:
+        storelib.MIGRATIONS = original[:1]
+        assert first.migrate() == [original[0][0]]
+    finally:
+        storelib.MIGRATIONS = original
+    assert "redo_turns" not in {r[0] for r in sqlite3.connect(path).execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    story = Store(path).create("Kept")  # the upgrade adds the rest
+    assert Store(path).migrate() == []
+    assert Store(path).get(story["id"])["title"] == "Kept"
+
+
+def test_migration_names_are_unique_and_ordered():
+    names = [name for name, _ in storelib.MIGRATIONS]
+    assert names == sorted(names) and len(set(names)) == len(names)
+
+
+def test_create_get_list_rename_delete(store):
+    a = store.create()
+    b = store.create("  The   Joker's  Jest ")
+    assert a["title"] == storelib.DEFAULT_TITLE and b["title"] == "The Joker's Jest"
+    assert a["version"] == 1 and a["turns"] == [] and a["share_id"] != b["share_id"]
+    assert len(a["share_id"]) >= 20
+    assert {s["id"] for s in store.list()} == {a["id"], b["id"]}
+    renamed = store.update(a["id"], 1, title="Pow")
+    assert renamed["title"] == "Pow" and renamed["version"] == 2
+    assert store.list()[0]["id"] == a["id"]  # newest change first
+    store.delete(b["id"], 1)
+    with pytest.raises(NotFound):
+        store.get(b["id"])
+    assert store.get_by_share(a["share_id"])["id"] == a["id"]
+    with pytest.raises(NotFound):
+        store.get_by_share("nope")
+
+
+def test_stale_versions_conflict_and_name_the_current_one(store):
+    story = store.create()
+    store.add_turn(story["id"], 1, "user", "Batman broods.")
+    with pytest.raises(Conflict) as info:
+        store.add_turn(story["id"], 1, "user", "Robin too.")
+    assert info.value.version == 2
+    with pytest.raises(Conflict):
+        store.delete(story["id"], 1)
+    assert [t["text"] for t in store.get(story["id"])["turns"]] == ["Batman broods."]
+
+
+def test_turn_text_is_stripped_and_limits_are_enforced(store):
+    story = store.create()
+    with pytest.raises(Invalid, match="empty"):
+        store.add_turn(story["id"], 1, "user", " \n\t ")
+    with pytest.raises(Invalid, match=str(storelib.MAX_TURN_CHARS)):
+        store.add_turn(story["id"], 1, "user", "x" * (storelib.MAX_TURN_CHARS + 1))
+    saved = store.add_turn(story["id"], 1, "user", "  " + "y" * storelib.MAX_TURN_CHARS + "\n")
+    assert saved["turns"][0]["text"] == "y" * storelib.MAX_TURN_CHARS
+    with pytest.raises(Invalid, match=str(storelib.MAX_TITLE_CHARS)):
+        store.update(story["id"], 2, title="t" * (storelib.MAX_TITLE_CHARS + 1))
+    with pytest.raises(Invalid, match="empty"):
+        store.update(story["id"], 2, title="   ")
+
+
+def test_turn_limit(store, monkeypatch):
+    monkeypatch.setattr(storelib, "MAX_TURNS", 3)
+    story = store.create()
+    for i in range(3):
+        story = store.add_turn(story["id"], story["version"], "user", f"Sentence {i}.")
+    with pytest.raises(Invalid, match="at most|the most"):
+        store.add_turn(story["id"], story["version"], "user", "One too many.")
+    with pytest.raises(Invalid):
+        store.check_can_add(story["id"], story["version"])
+
+
+def test_story_limit(store, monkeypatch):
+    monkeypatch.setattr(storelib, "MAX_STORIES", 2)
+    store.create()
+    store.create()
+    with pytest.raises(Invalid, match="2 stories"):
+        store.create()
+
+
+def test_undo_redo_and_a_new_turn_clears_redo(store):
+    sid = store.create()["id"]
+    s = store.add_turn(sid, 1, "user", "One.")
+    s = store.add_turn(sid, s["version"], "model", "Two.", settings={"seed": 3}, seed=3, meta={"flags": []})
+    s = store.add_turn(sid, s["version"], "user", "Three.")
+    s = store.undo(sid, s["version"])
+    s = store.undo(sid, s["version"])
+    assert [t["text"] for t in s["turns"]] == ["One."] and s["redo_count"] == 2
+    s = store.redo(sid, s["version"])
+    assert [t["text"] for t in s["turns"]] == ["One.", "Two."]
+    assert s["turns"][1]["seed"] == 3 and s["turns"][1]["author"] == "model"  # restored whole
+    s = store.add_turn(sid, s["version"], "user", "Four.")
+    assert s["redo_count"] == 0
+    with pytest.raises(Invalid, match="nothing to redo"):
+        store.redo(sid, s["version"])
+    for _ in range(3):
+        s = store.undo(sid, s["version"])
+    with pytest.raises(Invalid, match="nothing to undo"):
+        store.undo(sid, s["version"])
+
+
+def test_retry_replaces_only_a_last_model_turn(store):
+    sid = store.create()["id"]
+    s = store.add_turn(sid, 1, "user", "Batman waits.")
+    with pytest.raises(Invalid, match="nothing to retry"):
+        store.add_turn(sid, s["version"], "model", "New.", replace_last_model=True)
+    s = store.add_turn(sid, s["version"], "model", "Old sample.")
+    s = store.add_turn(sid, s["version"], "model", "New sample.", replace_last_model=True)
+    assert [t["text"] for t in s["turns"]] == ["Batman waits.", "New sample."]
+
+
+def test_edit_turn_marks_edits_and_checks_ids(store):
+    sid = store.create()["id"]
+    s = store.add_turn(sid, 1, "user", "Batman waits.")
+    s = store.add_turn(sid, s["version"], "model", "Robin yawns.")
+    model_id = s["turns"][1]["id"]
+    s = store.edit_turn(sid, s["version"], model_id, "Robin leaps!")
+    assert s["turns"][1]["text"] == "Robin leaps!" and s["turns"][1]["edited"] and s["turns"][1]["author"] == "model"
+    other = store.create()
+    with pytest.raises(NotFound):
+        store.edit_turn(other["id"], 1, model_id, "Not yours.")  # a turn of another story
+    with pytest.raises(NotFound):
+        store.edit_turn(sid, s["version"], 999, "Nope.")
+
+
+def test_story_text_joins_passages_with_single_spaces():
+    turns = [{"text": "Batman waits."}, {"text": "Robin yawns."}, {"text": "Then"}]
+    assert storelib.story_text(turns) == "Batman waits. Robin yawns. Then"
+    assert storelib.story_text([]) == ""
+
+
+def test_concurrent_writers_never_lose_a_change(store):
+    """Many threads race to add at the same version: exactly one wins each round."""
+    sid = store.create()["id"]
+    wins, conflicts = [], []
+
+    def attempt(i, version):
+        try:
+            store.add_turn(sid, version, "user", f"Writer {i}.")
+            wins.append(i)
+        except Conflict:
+            conflicts.append(i)
+
+    for round_ in range(3):
+        version = store.get(sid)["version"]
+        threads = [threading.Thread(target=attempt, args=(i, version)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    assert len(wins) == 3 and len(conflicts) == 15
+    assert len(store.get(sid)["turns"]) == 3
+
+
+def test_sql_is_parameterised(store):
+    evil = "x'); DROP TABLE stories; --"
+    story = store.create(evil)
+    store.add_turn(story["id"], 1, "user", evil)
+    assert store.get(story["id"])["turns"][0]["text"] == evil
+    with pytest.raises(NotFound):
+        store.get("' OR '1'='1")
