@@ -29,6 +29,7 @@ class EngineSpec:
 
 def load_engine(spec: EngineSpec) -> Engine:
     """Load the engine that spec names (the model is loaded once, here)."""
+    from batplots import guard
     from batplots import model as modellib
 
     if spec.engine not in ENGINES:
@@ -39,4 +40,5 @@ def load_engine(spec: EngineSpec) -> Engine:
     adapter_dir = modellib.resolve_adapter(spec.adapter)
     if adapter_dir is not None:
         model = modellib.apply_adapter(model, adapter_dir)
-    return TransformersEngine(model, tokenizer, label=label, adapter=adapter_dir.name if adapter_dir else None)
+    engine = TransformersEngine(model, tokenizer, label=label, adapter=adapter_dir.name if adapter_dir else None)
+    return guard.attach(engine, adapter_dir)  # the copy guard is on wherever an engine is used

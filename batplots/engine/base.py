@@ -28,6 +28,11 @@ MIN_REPETITION_PENALTY, MAX_REPETITION_PENALTY = 1.0, 2.0
 MIN_SEED, MAX_SEED = 0, 2**32 - 1
 MIN_CONTEXT, MAX_CONTEXT = 64, 8192
 MIN_NEW_TOKENS, MAX_NEW_TOKENS = 8, 1024
+# The copy guard (batplots.guard): a sentence sharing this many consecutive words
+# with the training corpus is resampled; 0 turns the guard off. Below 4 words
+# ordinary phrases ("in the middle of") would count as copies.
+DEFAULT_COPY_LIMIT = 8
+MIN_COPY_LIMIT, MAX_COPY_LIMIT = 4, 64
 
 
 class SettingsError(ValueError):
@@ -67,6 +72,8 @@ class Settings:
     max_context: int = 1024
     # Token cap for one continuation; past it we trim back to the last complete sentence.
     max_new_tokens: int = 200
+    # Consecutive corpus words that make a sentence a copy, to be resampled; 0 = guard off.
+    copy_limit: int = DEFAULT_COPY_LIMIT
 
     def validate(self) -> "Settings":
         """Return self, or raise SettingsError naming the field and its allowed range."""
@@ -88,6 +95,10 @@ class Settings:
             check_range("seed", self.seed, MIN_SEED, MAX_SEED, int)
         check_range("max_context", self.max_context, MIN_CONTEXT, MAX_CONTEXT, int)
         check_range("max_new_tokens", self.max_new_tokens, MIN_NEW_TOKENS, MAX_NEW_TOKENS, int)
+        if isinstance(self.copy_limit, bool) or not isinstance(self.copy_limit, int) or not (
+                self.copy_limit == 0 or MIN_COPY_LIMIT <= self.copy_limit <= MAX_COPY_LIMIT):
+            raise SettingsError("copy_limit", f"copy_limit must be 0 (guard off) or a whole number from "
+                                              f"{MIN_COPY_LIMIT} to {MAX_COPY_LIMIT}, got {self.copy_limit!r}")
         if self.max_new_tokens > self.max_context // 2:
             raise SettingsError("max_new_tokens", f"max_new_tokens must be at most half of max_context "
                                                   f"({self.max_context // 2}), got {self.max_new_tokens}")
@@ -127,6 +138,8 @@ class Continuation:
     truncated_story: bool = False  # the story was left-truncated to fit max_context
     stop_reason: str = "sentences"  # sentences | eos | cap
     flags: list[dict] = field(default_factory=list)  # notes from sentence checks (copy guard)
+    # Per sentence, its closest corpus passage (batplots.guard.provenance); empty without a guard.
+    provenance: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -159,6 +172,9 @@ class Engine(ABC):
     name: str = "engine"
     # Serialises generations: one model, 2 CPU cores; parallel runs only thrash.
     lock: threading.Lock
+    # The corpus the output is checked against (a batplots.guard.CopyGuard), attached
+    # by load_engine; Settings.copy_limit turns the check on and off per call.
+    copy_guard = None
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -226,8 +242,13 @@ class Engine(ABC):
         and finally returns the Continuation (StopIteration.value; see `run`).
 
         Joined, the str pieces (restarting at each Rewind) equal Continuation.text.
+        Without an explicit sentence_check, the engine's copy guard vets sentences
+        when settings.copy_limit is not 0.
         """
         settings = (settings or Settings()).validate().with_seed()
+        guard = self.copy_guard
+        if sentence_check is None and guard is not None:
+            sentence_check = guard.sentence_check(settings.copy_limit)
         started = time.perf_counter()
         prompt, truncated = self.fit_story(story, settings)
         prefix = textlib.join_continuation(story, "x")[:-1]  # "" or " "
@@ -247,6 +268,8 @@ class Engine(ABC):
             finally:
                 gen.close()
         result.first_piece_seconds = first_piece
+        if guard is not None:
+            result.provenance = guard.provenance(result.sentences, result.flags)
         result.prompt_tokens = self.count_tokens(prompt)
         result.truncated_story = truncated
         result.seconds = time.perf_counter() - started
@@ -263,7 +286,7 @@ class Engine(ABC):
         rng = random.Random(settings.seed)
         attempt_seed = settings.seed
         while len(accepted) < settings.sentences:
-            so_far = prefix + " ".join(accepted)
+            so_far = (prefix + " ".join(accepted)) if accepted else ""
             lead = " " if accepted else prefix
             ctx = prompt + (" " + " ".join(accepted) if accepted else "")
             budget = settings.max_new_tokens - used_tokens

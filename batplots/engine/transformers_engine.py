@@ -63,12 +63,12 @@ class TransformersEngine(Engine):
             self._cache.crop(common)
             self._cache_ids = self._cache_ids[:common]
         new = torch.tensor([ids[common:]], dtype=torch.long)
-        out = self.model(input_ids=new, past_key_values=self._cache, use_cache=True)
+        out = self.model(input_ids=new, cache=self._cache, use_cache=True, logits_to_keep=1)
         self._cache_ids.extend(ids[common:])
         return out.logits[0, -1]
 
     def _step(self, token: int) -> torch.Tensor:
-        out = self.model(input_ids=torch.tensor([[token]]), past_key_values=self._cache, use_cache=True)
+        out = self.model(input_ids=torch.tensor([[token]]), cache=self._cache, use_cache=True, logits_to_keep=1)
         self._cache_ids.append(token)
         return out.logits[0, -1]
 

@@ -1,0 +1,187 @@
+"""Convert a PEFT LoRA adapter into a GGUF LoRA that llama.cpp applies at run time.
+
+Why a runtime LoRA rather than merged weights re-written as GGUF: the base is a
+Q4_1 GGUF, and a LoRA's delta is small next to a 4-bit quantisation step, so
+merging and re-quantising to Q4_1 blurs the fine-tune away, while merging into
+Q8_0/F16 doubles or quadruples the file and slows every token (measured figures:
+README "Speed"). A runtime LoRA keeps the shipped Q4_1 base untouched, adds the
+adapter exactly (f32), converts in about a second and is a few MB.
+
+The conversion is cached under `batplots.model.home()/gguf-lora/`, keyed by a hash
+of the adapter's files, so a retrained adapter converts afresh and an unchanged one
+never converts twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from batplots import model as modellib
+
+# Bump when the written file changes meaning: old cache entries are then ignored.
+CONVERTER_VERSION = 1
+CACHE_SUBDIR = "gguf-lora"
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+
+# PEFT (Hugging Face Llama) module name -> llama.cpp tensor name inside block N.
+MODULE_MAP = {
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
+_KEY = re.compile(r"^(?:base_model\.model\.)?(?:model\.)?layers\.(\d+)\.(.+)\.lora_([AB])(?:\.default)?\.weight$")
+
+
+def _weights_file(adapter_dir: Path) -> Path:
+    for name in WEIGHT_FILES:
+        if (adapter_dir / name).is_file():
+            return adapter_dir / name
+    raise modellib.ModelError(f"adapter {adapter_dir} has no weights file ({' or '.join(WEIGHT_FILES)})")
+
+
+def adapter_hash(adapter_dir: Path) -> str:
+    """sha256 over the adapter's config and weights (and the converter version)."""
+    digest = hashlib.sha256(f"gguf-lora-v{CONVERTER_VERSION}\n".encode())
+    for path in (adapter_dir / "adapter_config.json", _weights_file(adapter_dir)):
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_path(adapter_dir: Path) -> Path:
+    return modellib.home() / CACHE_SUBDIR / f"{adapter_dir.name}-{adapter_hash(adapter_dir)[:16]}.gguf"
+
+
+def ensure_gguf_lora(adapter_dir: Path, base_gguf: Path) -> Path:
+    """Return the cached GGUF LoRA for adapter_dir, converting it first if needed."""
+    target = cached_path(adapter_dir)
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        convert(adapter_dir, Path(tmp), base_gguf)
+        os.replace(tmp, target)  # atomic: a crash never leaves a half-written adapter
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _base_heads(base_gguf: Path) -> tuple[str, int, int]:
+    """(architecture, n_head, n_head_kv) read from the base GGUF's metadata."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(base_gguf))
+
+    def value(key):
+        field = reader.get_field(key)
+        if field is None:
+            return None
+        return field.contents()
+
+    arch = value("general.architecture")
+    if arch != "llama":
+        raise modellib.ModelError(f"GGUF LoRA conversion supports llama-architecture bases; {base_gguf.name} is {arch!r}")
+    n_head = int(value("llama.attention.head_count"))
+    n_head_kv = int(value("llama.attention.head_count_kv") or n_head)
+    return arch, n_head, n_head_kv
+
+
+def _pattern_value(patterns: dict, module: str, default):
+    """PEFT's rank_pattern / alpha_pattern lookup: a key matches the module name's end."""
+    for key, value in (patterns or {}).items():
+        if re.match(rf"(.*\.)?{key}$", module):
+            return value
+    return default
+
+
+def _permute_rows(b: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp stores q/k rows in a different rotary order than Hugging Face
+    (convert_hf_to_gguf's `permute`); LoRA B's rows are output rows, so they follow."""
+    out, rank = b.shape
+    return b.reshape(n_head, 2, out // n_head // 2, rank).swapaxes(1, 2).reshape(out, rank)
+
+
+def load_lora_tensors(adapter_dir: Path) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+    """(adapter_config, {module path "layers.N.self_attn.q_proj": {"A": ..., "B": ...}})."""
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    if config.get("peft_type", "LORA") != "LORA":
+        raise modellib.ModelError(f"adapter {adapter_dir}: only LoRA adapters convert to GGUF, "
+                                  f"this one is {config.get('peft_type')!r}")
+    if config.get("use_dora"):
+        raise modellib.ModelError(f"adapter {adapter_dir}: DoRA adapters cannot run as a llama.cpp LoRA; "
+                                  "use --engine transformers")
+    weights = _weights_file(adapter_dir)
+    if weights.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        state = load_file(str(weights))
+    else:
+        import torch
+
+        state = {k: v.float().numpy() for k, v in torch.load(weights, map_location="cpu", weights_only=True).items()}
+    modules: dict[str, dict[str, np.ndarray]] = {}
+    for key, tensor in state.items():
+        match = _KEY.match(key)
+        if match is None or match.group(2) not in MODULE_MAP:
+            raise modellib.ModelError(
+                f"adapter {adapter_dir}: tensor {key!r} cannot be converted to a llama.cpp LoRA "
+                f"(supported: LoRA A/B on {', '.join(MODULE_MAP)}); use --engine transformers")
+        modules.setdefault(f"layers.{match.group(1)}.{match.group(2)}", {})[match.group(3)] = (
+            np.asarray(tensor, dtype=np.float32))
+    if not modules:
+        raise modellib.ModelError(f"adapter {adapter_dir} holds no LoRA tensors")
+    for name, pair in modules.items():
+        if set(pair) != {"A", "B"}:
+            raise modellib.ModelError(f"adapter {adapter_dir}: {name} lacks its LoRA {'A' if 'A' not in pair else 'B'}")
+    return config, modules
+
+
+def convert(adapter_dir: Path, out_path: Path, base_gguf: Path) -> None:
+    """Write adapter_dir as a GGUF LoRA for base_gguf at out_path."""
+    import gguf
+
+    arch, n_head, n_head_kv = _base_heads(base_gguf)
+    config, modules = load_lora_tensors(adapter_dir)
+    writer = gguf.GGUFWriter(str(out_path), arch)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    # alpha 0 tells llama.cpp to use scale 1: PEFT's scaling (alpha/r, rsLoRA's
+    # alpha/sqrt(r), per-module patterns) is folded into B below, exactly.
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 0.0)
+    writer.add_string("general.name", f"batplots LoRA {adapter_dir.name}")
+    for name in sorted(modules, key=lambda n: (int(n.split(".")[1]), n)):
+        a, b = modules[name]["A"], modules[name]["B"]
+        rank = a.shape[0]
+        alpha = _pattern_value(config.get("alpha_pattern"), name, config.get("lora_alpha", rank))
+        scaling = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+        b = b * np.float32(scaling)
+        module = name.split(".", 2)[2]
+        if module == "self_attn.q_proj":
+            b = _permute_rows(b, n_head)
+        elif module == "self_attn.k_proj":
+            b = _permute_rows(b, n_head_kv)
+        dest = f"blk.{name.split('.')[1]}.{MODULE_MAP[module]}.weight"
+        # numpy (rank, in) / (out, rank) are GGUF ne [in, rank] / [rank, out], as llama.cpp expects.
+        writer.add_tensor(dest + ".lora_a", np.ascontiguousarray(a, dtype=np.float32))
+        writer.add_tensor(dest + ".lora_b", np.ascontiguousarray(b, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
