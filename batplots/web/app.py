@@ -1,0 +1,231 @@
+"""The web app: `create_app(config)` builds it; `batplots serve` runs it.
+
+The engine is loaded once, in a background thread started by the lifespan, so
+the page and the story API answer at once; requests that need the model get
+503 with a clear message until it is ready (/healthz says which). The engine
+lives in `app.state.engine`, the single handle every router uses.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+
+from batplots import store as storelib
+from batplots.engine.base import Engine, SentenceCheck, Settings
+from batplots.web import export
+from batplots.web.routes import install_error_handlers, router
+
+STATIC_DIR = Path(__file__).parent / "static"
+# Request bodies larger than this are refused with 413 before they are read in full
+# (the largest legitimate body is one passage of MAX_TURN_CHARS characters).
+MAX_BODY_BYTES = 64 * 1024
+# The pages load only their own files: no CDN, no inline script, nothing external.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+DB_NAME = "stories.sqlite3"
+
+
+@dataclass
+class WebConfig:
+    """What the app needs. Give `engine` (tests) or `load_engine` (called once, in a
+    background thread at start-up)."""
+
+    db_path: Path
+    settings: Settings = field(default_factory=Settings)  # server defaults (story settings override)
+    engine: Engine | None = None
+    load_engine: Callable[[], Engine] | None = None
+    sentence_check: SentenceCheck | None = None  # the copy guard hooks in here
+
+
+def default_db_path() -> Path:
+    from batplots.model import home
+
+    return home() / DB_NAME
+
+
+def _load_in_background(app: FastAPI, loader: Callable[[], Engine]) -> threading.Thread:
+    state = app.state
+
+    def work():
+        try:
+            state.engine = loader()
+        except Exception as exc:  # reported by /healthz and every 503; the server stays up
+            state.engine_error = str(exc) or exc.__class__.__name__
+        finally:
+            state.engine_ready_seconds = round(time.monotonic() - state.engine_loading_since, 2)
+
+    thread = threading.Thread(target=work, name="batplots-load-model", daemon=True)
+    thread.start()
+    return thread
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    config: WebConfig = app.state.config
+    if app.state.engine is None and config.load_engine is not None and app.state.loader_thread is None:
+        app.state.engine_loading_since = time.monotonic()
+        app.state.loader_thread = _load_in_background(app, config.load_engine)
+    yield
+
+
+def create_app(config: WebConfig) -> FastAPI:
+    app = FastAPIOffline(
+        title="Batplots",
+        description="Co-write new episodes of the 1966 Batman TV series with a small language model.",
+        version="1",
+        lifespan=lifespan,
+        static_url="/static-docs",
+    )
+    state = app.state
+    state.config = config
+    state.store = storelib.Store(config.db_path)
+    state.engine = config.engine
+    state.engine_error = None
+    state.engine_loading_since = time.monotonic()
+    state.engine_ready_seconds = 0.0 if config.engine is not None else None
+    state.loader_thread = None
+    state.sentence_check = config.sentence_check
+
+    install_error_handlers(app)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(_BodyLimit)
+    app.add_middleware(_PageHeaders)
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/healthz", tags=["server"], summary="Is the model ready? What is loaded?")
+    def healthz(request: Request) -> dict:
+        st = request.app.state
+        if st.engine is not None:
+            return {"status": "ready", "model": st.engine.describe(), "load_seconds": st.engine_ready_seconds}
+        if st.engine_error:
+            return {"status": "error", "error": st.engine_error}
+        return {"status": "loading", "seconds": round(time.monotonic() - st.engine_loading_since, 1)}
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/s/{share_id}", response_class=HTMLResponse, tags=["stories"], summary="Read-only shared story page")
+    def shared(request: Request, share_id: str):
+        try:
+            story = request.app.state.store.get_by_share(share_id)
+        except storelib.NotFound:
+            return HTMLResponse(export.not_found_page("No story is shared under this link. It may have been "
+                                                      "deleted, or the link was mistyped."), status_code=404)
+        return HTMLResponse(export.share_page(story))
+
+    return app
+
+
+def describe_validation_errors(errors: list[dict]) -> str:
+    """One sentence per problem, naming the field and what is allowed."""
+    parts = []
+    for err in errors:
+        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        where = ".".join(loc)
+        kind = err.get("type", "")
+        if kind == "json_invalid":
+            parts.append(f"the request body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})")
+        elif kind == "missing" and not loc:
+            parts.append("the request body is missing; send a JSON object")
+        elif kind == "missing":
+            parts.append(f"{where} is required")
+        elif kind == "extra_forbidden":
+            parts.append(f"unknown field {where!r}")
+        elif kind in ("model_attributes_type", "dict_type") and not loc:
+            parts.append("the request body must be a JSON object")
+        else:
+            parts.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError):
+    errors = exc.errors()
+    return JSONResponse({"detail": describe_validation_errors(errors),
+                         "errors": jsonable_encoder([{k: e.get(k) for k in ("loc", "msg", "type")} for e in errors])},
+                        status_code=422)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _BodyLimit:
+    """413 for bodies over MAX_BODY_BYTES, by Content-Length or by counting a chunked body."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return await _send_413(send)
+        seen = 0
+        started = False
+
+        async def counting_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > MAX_BODY_BYTES:
+                    raise _BodyTooLarge()
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _send_413(send)
+
+
+async def _send_413(send):
+    await JSONResponse({"detail": f"the request body is too large; at most {MAX_BODY_BYTES} bytes are accepted"},
+                       status_code=413)({"type": "http"}, None, send)
+
+
+class _PageHeaders:
+    """Security headers: a strict CSP on our pages (never on /docs, whose Swagger page
+    needs its inline script), and no MIME sniffing anywhere."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        strict = not (path.startswith("/docs") or path.startswith("/redoc") or path.startswith("/static-docs"))
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                if strict:
+                    headers.append((b"content-security-policy", PAGE_CSP.encode()))
+                    headers.append((b"referrer-policy", b"no-referrer"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

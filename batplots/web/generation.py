@@ -1,0 +1,133 @@
+"""Running the engine off the event loop, and server-sent events.
+
+A generation runs `engine.stream` in its own worker thread (the engine's lock
+queues concurrent ones) and hands its events to the event loop through an
+asyncio queue. Whoever consumes the events sets the cancel event when it stops
+early (a client that went away), which stops the model between two tokens;
+nothing is saved by this module: callers commit a finished Continuation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import AsyncIterator
+
+from batplots.engine.base import Cancelled, Continuation, Engine, Rewind, SentenceCheck, Settings
+
+# Generations waiting for or holding the model at once; past this, 503 "busy".
+MAX_PENDING_GENERATIONS = 8
+# How often a non-streaming request looks whether its client is still there.
+DISCONNECT_POLL_SECONDS = 0.25
+
+
+class Busy(Exception):
+    """Too many generations are queued."""
+
+
+class ClientGone(Exception):
+    """The client disconnected; the generation was cancelled."""
+
+
+class Generation:
+    """One continuation being written in a worker thread."""
+
+    _pending = 0
+    _pending_lock = threading.Lock()
+
+    def __init__(self, engine: Engine, story: str, settings: Settings, sentence_check: SentenceCheck | None = None):
+        with Generation._pending_lock:
+            if Generation._pending >= MAX_PENDING_GENERATIONS:
+                raise Busy(f"the model is busy with {Generation._pending} other requests (at most "
+                           f"{MAX_PENDING_GENERATIONS} wait at once); try again in a moment")
+            Generation._pending += 1
+        self.cancel = threading.Event()
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._thread = threading.Thread(target=self._work, args=(engine, story, settings, sentence_check),
+                                        name="batplots-generation", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:
+            pass  # the event loop is gone (server shutting down): nobody is listening
+
+    def _work(self, engine, story, settings, sentence_check) -> None:
+        try:
+            stream = engine.stream(story, settings, cancel=self.cancel, sentence_check=sentence_check)
+            try:
+                while True:
+                    try:
+                        event = next(stream)
+                    except StopIteration as stop:
+                        self._put(("done", stop.value))
+                        return
+                    if self.cancel.is_set():
+                        raise Cancelled()
+                    if isinstance(event, Rewind):
+                        self._put(("rewind", event.text))
+                    elif event:
+                        self._put(("piece", event))
+            finally:
+                stream.close()  # releases the engine's lock at once
+        except Cancelled:
+            self._put(("cancelled", None))
+        except Exception as exc:  # a model failure becomes an error event, never a dead server
+            self._put(("error", exc))
+        finally:
+            with Generation._pending_lock:
+                Generation._pending -= 1
+
+    async def events(self, request=None) -> AsyncIterator[tuple[str, object]]:
+        """Yield (kind, value): ("piece", str), ("rewind", str), then one of ("done",
+        Continuation), ("error", Exception), ("cancelled", None).
+
+        With request given, polls for a disconnect (for responses that are not
+        streaming, where nothing else notices) and raises ClientGone. Leaving early
+        by any route cancels the generation.
+        """
+        getter = None
+        try:
+            while True:
+                if getter is None:
+                    getter = asyncio.ensure_future(self._queue.get())
+                done, _ = await asyncio.wait({getter}, timeout=DISCONNECT_POLL_SECONDS if request else None)
+                if not done:
+                    if await request.is_disconnected():
+                        raise ClientGone()
+                    continue
+                kind, value = getter.result()
+                getter = None
+                yield kind, value
+                if kind in ("done", "error", "cancelled"):
+                    return
+        finally:
+            if getter is not None:
+                getter.cancel()
+            self.cancel.set()
+
+    async def result(self, request=None) -> Continuation:
+        """Wait for the finished continuation; raises the model's error, or ClientGone."""
+        async for kind, value in self.events(request):
+            if kind == "done":
+                return value
+            if kind == "error":
+                raise value
+            if kind == "cancelled":
+                raise ClientGone()
+        raise ClientGone()
+
+
+def sse(event: str, data: dict) -> str:
+    """One server-sent event."""
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def wants_sse(request) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "")

@@ -1,0 +1,295 @@
+"""The JSON API under /api: stories, turns, generation, undo/redo, export."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from batplots import store as storelib
+from batplots.engine.base import MAX_SEED, MIN_SEED, Continuation, Engine, Settings, SettingsError
+from batplots.web import export
+from batplots.web.generation import SSE_HEADERS, Busy, ClientGone, Generation, sse, wants_sse
+from batplots.web.schemas import (
+    MAX_ALTERNATIVES,
+    MIN_ALTERNATIVES,
+    AlternativesRequest,
+    ContinueRequest,
+    EditTurn,
+    NewStory,
+    NewTurn,
+    StoryPatch,
+    Versioned,
+    default_story_settings,
+)
+
+router = APIRouter(prefix="/api", tags=["stories"])
+
+
+class ModelUnavailable(Exception):
+    """The model is loading, failed to load, is busy, or wrote nothing: 503."""
+
+
+def store_of(request: Request) -> storelib.Store:
+    return request.app.state.store
+
+
+def engine_of(request: Request) -> Engine:
+    """The loaded engine, or 503 with what is going on."""
+    state = request.app.state
+    if state.engine is not None:
+        return state.engine
+    if state.engine_error:
+        raise ModelUnavailable(f"the model failed to load: {state.engine_error}")
+    raise ModelUnavailable("the model is still loading; try again in a few seconds (GET /healthz says when it is ready)")
+
+
+def base_settings(request: Request) -> Settings:
+    return request.app.state.config.settings
+
+
+def story_settings(base: Settings, current: dict, changes: dict) -> dict:
+    """A story's settings after changes, validated against the engine's limits."""
+    merged = {**default_story_settings(base), **current, **changes}
+    dataclasses.replace(base, **merged).validate()
+    return merged
+
+
+def generation_settings(request: Request, story: dict, overrides: dict, fresh_seed: bool) -> Settings:
+    """Server defaults < story settings < this request's overrides. fresh_seed: ignore
+    the server's --seed (Retry and Alternatives must differ from what they replace)."""
+    base = base_settings(request)
+    seed = overrides.get("seed", None if fresh_seed else base.seed)
+    merged = {**story["settings"], **{k: v for k, v in overrides.items() if k != "seed"}, "seed": seed}
+    return dataclasses.replace(base, **merged).validate()
+
+
+def turn_fields(cont: Continuation, engine: Engine) -> dict:
+    """What a model turn stores besides its text: settings, seed and meta (room for
+    later provenance notes; the copy guard's flags are kept already)."""
+    return {
+        "settings": cont.settings.to_dict(),
+        "seed": cont.settings.seed,
+        "meta": {
+            "flags": cont.flags,
+            "tokens": cont.tokens,
+            "prompt_tokens": cont.prompt_tokens,
+            "seconds": round(cont.seconds, 3),
+            "first_piece_seconds": None if cont.first_piece_seconds is None else round(cont.first_piece_seconds, 3),
+            "stop_reason": cont.stop_reason,
+            "trimmed": cont.trimmed,
+            "truncated_story": cont.truncated_story,
+            "engine": engine.describe(),
+        },
+    }
+
+
+def require_text(cont: Continuation) -> str:
+    text = cont.text.strip()
+    if not text:
+        raise ModelUnavailable(f"the model wrote no complete sentence this time (it stopped: {cont.stop_reason}); "
+                               "press Continue or Retry again")
+    return text
+
+
+# --- stories ------------------------------------------------------------------------
+@router.post("/stories", status_code=201, summary="Create a story")
+def create_story(request: Request, body: NewStory | None = None) -> dict:
+    base = base_settings(request)
+    settings = story_settings(base, {}, body.settings.given() if body and body.settings else {})
+    return store_of(request).create(body.title if body else None, settings)
+
+
+@router.get("/stories", summary="List stories (newest change first)")
+def list_stories(request: Request) -> list[dict]:
+    return store_of(request).list()
+
+
+@router.get("/stories/{story_id}", summary="Get a story with its turns")
+def get_story(request: Request, story_id: str) -> dict:
+    return store_of(request).get(story_id)
+
+
+@router.patch("/stories/{story_id}", summary="Rename a story and/or change its settings")
+def patch_story(request: Request, story_id: str, body: StoryPatch) -> dict:
+    store = store_of(request)
+    if body.title is None and body.settings is None:
+        raise storelib.Invalid("nothing to change: give a title and/or settings")
+    settings = None
+    if body.settings is not None:
+        current = store.get(story_id)
+        settings = story_settings(base_settings(request), current["settings"], body.settings.given())
+    return store.update(story_id, body.version, title=body.title, settings=settings)
+
+
+@router.delete("/stories/{story_id}", status_code=204, summary="Delete a story")
+def delete_story(request: Request, story_id: str, version: int | None = Query(None)) -> Response:
+    store_of(request).delete(story_id, version)
+    return Response(status_code=204)
+
+
+# --- turns --------------------------------------------------------------------------
+@router.post("/stories/{story_id}/turns", summary="Add a passage (yours, or a picked alternative)")
+def add_turn(request: Request, story_id: str, body: NewTurn) -> dict:
+    store = store_of(request)
+    fields = {}
+    if body.author == "model":
+        story = store.get(story_id)
+        seed = body.seed
+        if seed is not None and not MIN_SEED <= seed <= MAX_SEED:
+            raise SettingsError("seed", f"seed must be from {MIN_SEED} to {MAX_SEED}, got {seed}")
+        settings = generation_settings(request, story, {"seed": seed} if seed is not None else {}, fresh_seed=True)
+        fields = {"settings": settings.to_dict(), "seed": seed, "meta": {"flags": [], "picked": True}}
+    elif body.seed is not None:
+        raise storelib.Invalid("seed is only for passages by the model (a picked alternative)")
+    return store.add_turn(story_id, body.version, body.author, body.text, **fields)
+
+
+@router.patch("/stories/{story_id}/turns/{turn_id}", summary="Edit a passage in place")
+def edit_turn(request: Request, story_id: str, turn_id: int, body: EditTurn) -> dict:
+    return store_of(request).edit_turn(story_id, body.version, turn_id, body.text)
+
+
+@router.post("/stories/{story_id}/undo", summary="Remove the last passage (Redo brings it back)")
+def undo(request: Request, story_id: str, body: Versioned) -> dict:
+    return store_of(request).undo(story_id, body.version)
+
+
+@router.post("/stories/{story_id}/redo", summary="Bring back the passage undone last")
+def redo(request: Request, story_id: str, body: Versioned) -> dict:
+    return store_of(request).redo(story_id, body.version)
+
+
+# --- generation ---------------------------------------------------------------------
+async def _start(request: Request, story_id: str, body: ContinueRequest, retry: bool):
+    """Check everything a generation needs before the slow part; returns (engine, story, text, settings)."""
+    engine = engine_of(request)
+    store = store_of(request)
+    story = await run_in_threadpool(store.check_can_add, story_id, body.version, retry)
+    turns = story["turns"][:-1] if retry else story["turns"]
+    text = storelib.story_text(turns)
+    if not text:
+        raise storelib.Invalid("the story is empty; write its first sentences, then press Continue")
+    settings = generation_settings(request, story, body.overrides(), fresh_seed=retry)
+    return engine, story, text, settings
+
+
+async def _generate_turn(request: Request, story_id: str, body: ContinueRequest, retry: bool):
+    engine, story, text, settings = await _start(request, story_id, body, retry)
+    store = store_of(request)
+
+    def save(cont: Continuation) -> dict:
+        return store.add_turn(story_id, body.version, "model", require_text(cont),
+                              replace_last_model=retry, **turn_fields(cont, engine))
+
+    gen = Generation(engine, text, settings, request.app.state.sentence_check)
+    if wants_sse(request):
+        return StreamingResponse(_sse_stream(gen, save), media_type="text/event-stream", headers=SSE_HEADERS)
+    try:
+        cont = await gen.result(request)
+    except ClientGone:
+        return Response(status_code=499)  # nobody reads it; nothing was saved
+    return await run_in_threadpool(save, cont)
+
+
+async def _sse_stream(gen: Generation, save):
+    """piece/rewind events while the model writes, then done {story} or error {message}.
+
+    If the client goes away, the server stops this generator (cancelling it at an
+    await); leaving `events` sets the cancel event, so the model stops and nothing
+    is saved.
+    """
+    async for kind, value in gen.events():
+        if kind == "piece":
+            yield sse("piece", {"text": value})
+        elif kind == "rewind":
+            yield sse("rewind", {"text": value})
+        elif kind == "done":
+            try:
+                story = await run_in_threadpool(save, value)
+            except (storelib.StoreError, ModelUnavailable) as exc:
+                yield sse("error", error_body(exc))
+                return
+            yield sse("done", {"story": story})
+        elif kind == "error":
+            yield sse("error", {"message": f"the model failed: {value}", "status": 500})
+        elif kind == "cancelled":
+            yield sse("error", {"message": "the generation was cancelled", "status": 499})
+
+
+def error_body(exc: Exception) -> dict:
+    """The JSON of an error: {message, status} (+ version for a conflict)."""
+    status, payload = error_response(exc)
+    return {"message": payload["detail"], "status": status, **{k: v for k, v in payload.items() if k != "detail"}}
+
+
+def error_response(exc: Exception) -> tuple[int, dict]:
+    if isinstance(exc, storelib.Conflict):
+        return 409, {"detail": str(exc), "version": exc.version}
+    if isinstance(exc, storelib.NotFound):
+        return 404, {"detail": str(exc)}
+    if isinstance(exc, storelib.Invalid):
+        return 422, {"detail": str(exc)}
+    if isinstance(exc, SettingsError):
+        return 422, {"detail": str(exc), "field": exc.field}
+    if isinstance(exc, (ModelUnavailable, Busy)):
+        return 503, {"detail": str(exc)}
+    raise exc
+
+
+@router.post("/stories/{story_id}/continue",
+             summary="The model adds N sentences (JSON, or server-sent events with Accept: text/event-stream)")
+async def continue_story(request: Request, story_id: str, body: ContinueRequest):
+    return await _generate_turn(request, story_id, body, retry=False)
+
+
+@router.post("/stories/{story_id}/retry", summary="Replace the last model passage with a new sample")
+async def retry(request: Request, story_id: str, body: ContinueRequest):
+    return await _generate_turn(request, story_id, body, retry=True)
+
+
+@router.post("/stories/{story_id}/alternatives", summary="Candidate continuations to pick from (not saved)")
+async def alternatives(request: Request, story_id: str, body: AlternativesRequest) -> dict:
+    if not MIN_ALTERNATIVES <= body.n <= MAX_ALTERNATIVES:
+        raise SettingsError("n", f"n must be from {MIN_ALTERNATIVES} to {MAX_ALTERNATIVES}, got {body.n}")
+    engine, story, text, settings = await _start(request, story_id, body, retry=False)
+    candidates = []
+    for i in range(body.n):
+        seed = None if settings.seed is None else (settings.seed + i) % (MAX_SEED + 1)
+        gen = Generation(engine, text, dataclasses.replace(settings, seed=seed), request.app.state.sentence_check)
+        try:
+            cont = await gen.result(request)
+        except ClientGone:
+            return Response(status_code=499)
+        if cont.text.strip():
+            candidates.append({"text": cont.text.strip(), "sentences": cont.sentences, "seed": cont.settings.seed,
+                               "settings": cont.settings.to_dict(), "flags": cont.flags})
+    if not candidates:
+        raise ModelUnavailable("the model wrote no complete sentence in any candidate; try again")
+    return {"version": story["version"], "candidates": candidates}
+
+
+# --- export -------------------------------------------------------------------------
+@router.get("/stories/{story_id}/export", summary="Download as Markdown or plain text, authorship marked")
+def export_story(request: Request, story_id: str, format: Literal["md", "txt"] = Query("md")) -> Response:
+    story = store_of(request).get(story_id)
+    name = export.slug(story["title"])
+    if format == "md":
+        body, media = export.to_markdown(story), "text/markdown; charset=utf-8"
+    else:
+        body, media = export.to_text(story), "text/plain; charset=utf-8"
+    return PlainTextResponse(body, media_type=media,
+                             headers={"Content-Disposition": f'attachment; filename="{name}.{format}"'})
+
+
+def install_error_handlers(app) -> None:
+    """Map the store's and the engine's errors to 4xx/503 JSON {detail, ...}."""
+    for exc_type in (storelib.StoreError, SettingsError, ModelUnavailable, Busy):
+        async def handler(_request, exc):
+            status, payload = error_response(exc)
+            return JSONResponse(payload, status_code=status)
+        app.add_exception_handler(exc_type, handler)
+
