@@ -14,6 +14,7 @@ import html
 import json
 import os
 import re
+import shutil
 import tempfile
 import unicodedata
 from dataclasses import asdict, dataclass, field
@@ -113,6 +114,9 @@ _HEADING_RE = re.compile(r"^\s*=+\s*(.*?)\s*=+\s*$", re.M)
 # learns one style. Apostrophes (’) become ' for the same reason.
 _QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‟": '"', "«": '"', "»": '"',
                          "‘": "'", "’": "'", "‚": "'", "‛": "'", "′": "'", "″": '"'})
+# What removed markup leaves behind: "Batman ({{actor}})" -> "Batman ()", "Joker {{ref}}." -> "Joker ."
+_EMPTY_BRACKETS_RE = re.compile(r"\s*\(\s*\)|\s*\[\s*\]")
+_SPACE_BEFORE_PUNCT_RE = re.compile(r"(?<=\w)\s+(?=[.,;:!?](?:\s|$))")
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 
 
@@ -153,7 +157,8 @@ def clean_plot(text: str) -> str:
     text = html.unescape(html.unescape(text))
     text = unicodedata.normalize("NFC", text).translate(_QUOTES).translate(_INVISIBLE)
     text = text.replace("\u00a0", " ").replace("\r\n", "\n").replace("\r", "\n")
-    paragraphs = (normalize_whitespace(p) for p in text.split("\n"))
+    text = _EMPTY_BRACKETS_RE.sub("", text)
+    paragraphs = (_SPACE_BEFORE_PUNCT_RE.sub("", normalize_whitespace(p)) for p in text.split("\n"))
     return "\n".join(p for p in paragraphs if p)
 
 
@@ -303,3 +308,100 @@ def corpus_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- statistics and provenance
+
+WIKI_LICENSE = "CC BY-SA 3.0"
+
+
+def _counts(episodes: list[Episode], tokens: list[int] | None) -> dict:
+    words = sum(len(ep.plot.split()) for ep in episodes)
+    out = {"episodes": len(episodes), "words": words}
+    if tokens is not None:
+        out["tokens"] = sum(tokens)
+    return out
+
+
+def compute_stats(episodes: list[Episode], count_tokens=None) -> dict:
+    """Episodes, words, tokens (when count_tokens(text) -> int is given), per-season counts
+    (key "unknown" for episodes without a season) and the shortest/longest episode by words."""
+    tokens = [count_tokens(ep.plot) for ep in episodes] if count_tokens else None
+    stats = _counts(episodes, tokens)
+    seasons: dict[str, list[int]] = {}
+    for i, ep in enumerate(episodes):
+        seasons.setdefault("unknown" if ep.season is None else str(ep.season), []).append(i)
+    order = sorted(seasons, key=lambda k: (k == "unknown", int(k) if k.isdigit() else 0, k))
+    stats["per_season"] = {
+        key: _counts([episodes[i] for i in seasons[key]], [tokens[i] for i in seasons[key]] if tokens else None)
+        for key in order}
+    if episodes:
+        lengths = [len(ep.plot.split()) for ep in episodes]
+        for name, pick in (("shortest", min), ("longest", max)):
+            i = lengths.index(pick(lengths))
+            stats[name] = {"title": episodes[i].title, "words": lengths[i]}
+            if tokens:
+                stats[name]["tokens"] = tokens[i]
+    return stats
+
+
+def format_stats(stats: dict) -> str:
+    """A short human-readable table of compute_stats' result."""
+    tok = "tokens" in stats
+
+    def row(label, c):
+        return f"{label:<12}{c['episodes']:>9,}{c['words']:>10,}" + (f"{c['tokens']:>10,}" if tok else "")
+
+    lines = [f"{'':<12}{'episodes':>9}{'words':>10}" + (f"{'tokens':>10}" if tok else ""), row("total", stats)]
+    for key, counts in stats["per_season"].items():
+        lines.append(row("season " + key if key != "unknown" else "no season", counts))
+    for name in ("shortest", "longest"):
+        if name in stats:
+            s = stats[name]
+            lines.append(f"{name}: {s['title']} ({s['words']:,} words" +
+                         (f", {s['tokens']:,} tokens)" if "tokens" in s else ")"))
+    return "\n".join(lines)
+
+
+def provenance(episodes: list[Episode]) -> dict:
+    """What a model card must record about a corpus: the source wiki(s), each page's
+    title, revid and URL, and the CC BY-SA attribution (empty sources for plain text)."""
+    pages = [{"title": ep.title, "revid": ep.revid, "url": ep.url} for ep in episodes if ep.url]
+    wikis = sorted({ep.url.split("/wiki/", 1)[0] for ep in episodes if ep.url and "/wiki/" in ep.url})
+    attribution = (f"Plot summaries from {', '.join(wikis)} (the pages listed, at the revisions listed), "
+                   f"licensed {WIKI_LICENSE}." if wikis else None)
+    return {"wikis": wikis, "pages": pages, "license": WIKI_LICENSE if wikis else None, "attribution": attribution}
+
+
+def load_tokenizer(spec: str | None):
+    """The tokenizer for token counts: None = the embedded base model's (its converted copy,
+    or read from the GGUF once and saved under $BATPLOTS_HOME/tokenizers), a directory or
+    cached name, or 'none' for no token counts (returns None). Raises CorpusError."""
+    if spec is not None and spec.strip().lower() == "none":
+        return None
+    from transformers import AutoTokenizer
+
+    if spec:
+        try:
+            return AutoTokenizer.from_pretrained(spec)
+        except (OSError, ValueError) as exc:
+            raise CorpusError(f"cannot load the tokenizer {spec!r}: {exc}; pass a tokenizer directory, "
+                              "or 'none' to skip token counts") from None
+    from batplots import model
+
+    converted = model.converted_dir()
+    if (converted / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(converted)
+    saved = model.home() / "tokenizers" / converted.name
+    if (saved / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(saved)
+    gguf = model.embedded_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)  # slow (~25 s): once
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=saved.name + ".", suffix=".tmp", dir=saved.parent))
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.replace(tmp, saved)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process saved it first: theirs is the same
+    return tokenizer
