@@ -1,0 +1,146 @@
+"""The CLI end to end on a tiny model saved to disk (loaded through --base DIR)."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from batplots.cli import main
+from batplots.text import split_sentences
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from tests import tiny
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tiny.trained_llama().save_pretrained(path)
+    tiny.tokenizer().save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def model_args(tiny_dir):
+    return ["--base", str(tiny_dir), "--adapter", "none", "--engine", "transformers"]
+
+
+def test_generate_json(runner, tiny_dir):
+    result = runner.invoke(main, ["generate", "Batman and Robin slide down the Batpoles.", "-n", "2",
+                                  "--seed", "3", "--json", *model_args(tiny_dir)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["prompt"] == "Batman and Robin slide down the Batpoles."
+    assert len(data["sentences"]) == 2
+    assert split_sentences(data["continuation"]) == data["sentences"]
+    assert data["settings"]["seed"] == 3 and data["settings"]["sentences"] == 2
+    assert data["seconds"] > 0
+
+
+def test_generate_plain_prints_story_then_continuation(runner, tiny_dir):
+    result = runner.invoke(main, ["generate", "The Joker laughs.", "--seed", "1", *model_args(tiny_dir)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("The Joker laughs. ")
+    assert len(split_sentences(result.stdout.strip())) == 3
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-n", "0"], "sentences must be from 1 to 5"),
+    (["-n", "9"], "sentences must be from 1 to 5"),
+    (["--temperature", "5"], "temperature must be from 0.0 to 2.0"),
+    (["--top-p", "0"], "top_p must be from 0.01 to 1.0"),
+    (["--seed", "-4"], "seed must be from 0 to"),
+])
+def test_generate_rejects_bad_settings(runner, tiny_dir, args, message):
+    result = runner.invoke(main, ["generate", "Go.", *args, *model_args(tiny_dir)])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_generate_rejects_empty_prompt(runner, tiny_dir):
+    result = runner.invoke(main, ["generate", "   ", *model_args(tiny_dir)])
+    assert result.exit_code == 2 and "prompt is empty" in result.output
+
+
+def test_missing_base_directory_is_a_clear_error(runner, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(main, ["generate", "Go.", "--base", str(tmp_path / "empty"), "--adapter", "none"])
+    assert result.exit_code == 1 and "has no config.json" in result.output
+
+
+def test_unknown_base_name_is_a_clear_error(runner):
+    result = runner.invoke(main, ["generate", "Go.", "--base", "no-such-org/no-such-model", "--adapter", "none",
+                                  "--engine", "transformers"])
+    assert result.exit_code == 1 and "nothing is downloaded" in result.output
+
+
+def test_missing_adapter_is_a_clear_error(runner, tiny_dir, tmp_path):
+    result = runner.invoke(main, ["generate", "Go.", "--base", str(tiny_dir), "--engine", "transformers",
+                                  "--adapter", str(tmp_path / "nope")])
+    assert result.exit_code == 1 and "--adapter" in result.output and "no such directory" in result.output
+
+
+def test_help_lists_every_command(runner):
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("generate", "write"):
+        assert command in result.output
+
+
+# --- batplots write, driven by piped stdin ------------------------------------------------
+
+def run_write(runner, tiny_dir, lines, *extra):
+    return runner.invoke(main, ["write", "--seed", "5", *extra, *model_args(tiny_dir)],
+                         input="\n".join(lines) + "\n")
+
+
+def model_lines(output):
+    return [line[len("model> "):] for line in output.splitlines() if line.startswith("model> ")]
+
+
+def test_write_alternates_turns_and_saves_markdown(runner, tiny_dir, tmp_path):
+    out = tmp_path / "episode.md"
+    result = run_write(runner, tiny_dir, ["Batman and Robin slide down the Batpoles.", "The Joker laughs.",
+                                          f"/save {out}"])
+    assert result.exit_code == 0, result.output
+    replies = model_lines(result.stdout)
+    assert len(replies) == 2 and all(len(split_sentences(r)) == 2 for r in replies)
+    md = out.read_text()
+    assert md.startswith("# ")
+    blocks = [line for line in md.splitlines() if line.startswith("**")]
+    assert [b.split(":**")[0] for b in blocks] == ["**You", "**Model", "**You", "**Model"]
+    assert blocks[0] == "**You:** Batman and Robin slide down the Batpoles."
+    assert blocks[1] == f"**Model:** {replies[0]}"
+
+
+def test_write_undo_and_retry(runner, tiny_dir, tmp_path):
+    out = tmp_path / "s.md"
+    result = run_write(runner, tiny_dir, ["Batman and Robin slide down the Batpoles.", "/retry", "/undo",
+                                          "/show", f"/save {out}"])
+    assert result.exit_code == 0, result.output
+    first, retried = model_lines(result.stdout)
+    assert first != retried  # a retry is a new sample
+    md = out.read_text()
+    assert "**Model:**" not in md and "**You:** Batman and Robin slide down the Batpoles." in md
+    assert "Removed the model passage" in result.output
+
+
+def test_write_settings_commands_and_errors(runner, tiny_dir):
+    result = run_write(runner, tiny_dir, ["/sentences 1", "Robin waits.", "/sentences 9", "/temperature x",
+                                          "/retry", "/bogus", "/undo", "/undo", "/undo", "/help"])
+    assert result.exit_code == 0, result.output
+    replies = model_lines(result.stdout)
+    assert all(len(split_sentences(r)) == 1 for r in replies) and len(replies) == 2
+    assert "sentences must be from 1 to 5" in result.output
+    assert "temperature needs a number" in result.output
+    assert "Unknown command /bogus" in result.output
+    assert "Nothing to undo." in result.output
+    assert "/retry" in result.output.split("Commands:")[-1]
+
+
+def test_write_rejects_overlong_passage(runner, tiny_dir):
+    result = run_write(runner, tiny_dir, ["x" * 2001, "/show"])
+    assert "limit is 2000" in result.output and not model_lines(result.output)
