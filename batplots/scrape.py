@@ -276,6 +276,24 @@ class PageCache:
         atomic_write_text(self.path(title), json.dumps(record, ensure_ascii=False))
 
 
+    def revisions_path(self) -> Path:
+        return self.root / "revisions.json"
+
+    def load_revisions(self) -> dict[str, tuple[str, int | None]]:
+        """The last revision check (title -> (resolved title, revid or None when missing)), so
+        --offline skips the same titles for the same reasons as the online run did."""
+        try:
+            data = json.loads(self.revisions_path().read_text(encoding="utf-8"))
+            return {title: (str(pair[0]), pair[1]) for title, pair in data.items()}
+        except (OSError, ValueError, TypeError, IndexError, AttributeError):
+            return {}
+
+    def save_revisions(self, revs: dict[str, tuple[str, int | None]]) -> None:
+        merged = {**self.load_revisions(), **revs}
+        atomic_write_text(self.revisions_path(), json.dumps({t: list(p) for t, p in merged.items()},
+                                                            ensure_ascii=False))
+
+
 def default_cache_dir(wiki: str) -> Path:
     from batplots.model import home
 
@@ -349,9 +367,12 @@ class Scraper:
                 raise ScrapeError(f"the list page {listing.title!r} links no episode pages; "
                                   "pass the episode list's title with --list-page")
             result.titles = len(entries)
-            if not self.offline:
+            if self.offline:
+                revs = self.cache.load_revisions()
+            else:
                 try:
                     revs = self.client.revisions([e.title for e in entries])
+                    self.cache.save_revisions(revs)
                 except (FetchError, ApiError) as exc:
                     print(f"warning: revision check failed ({exc}); fetching every page", file=sys.stderr)
                     revs = {}
@@ -423,8 +444,8 @@ def write_outputs(result: ScrapeResult, out: str | Path, text: str | Path | None
 
 
 def summary(result: ScrapeResult, out: str | Path | None, text: str | Path | None) -> str:
-    lines = [f"{result.titles} episode titles on the list page; {result.requests} requests sent; "
-             f"{result.fetched} pages fetched, {result.from_cache} from the cache"]
+    lines = [f"{result.titles} episode titles on the list page; requests sent: {result.requests}; "
+             f"pages fetched: {result.fetched}, from the cache: {result.from_cache}"]
     where = f" to {out}" + (f" and {text}" if text else "") if out else ""
     lines.append(f"written: {len(result.episodes)} episodes{where}")
     lines.append(f"skipped: {len(result.skipped)}")

@@ -168,3 +168,78 @@ def test_write_text_and_sha256(tmp_path):
     assert [e.plot for e in read_corpus(path)] == ["First.\nStill first.", "Second."]
     import hashlib
     assert corpus_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- statistics, provenance and the CLI
+
+
+def test_compute_stats_per_season_and_extremes():
+    from batplots.corpus import compute_stats, format_stats
+
+    eps = [Episode("A", "one two three", season=1), Episode("B", "one", season=2),
+           Episode("C", "one two three four five", season=1), Episode("D", "one two")]
+    stats = compute_stats(eps, count_tokens=lambda text: 2 * len(text.split()))
+    assert (stats["episodes"], stats["words"], stats["tokens"]) == (4, 11, 22)
+    assert stats["per_season"] == {"1": {"episodes": 2, "words": 8, "tokens": 16},
+                                   "2": {"episodes": 1, "words": 1, "tokens": 2},
+                                   "unknown": {"episodes": 1, "words": 2, "tokens": 4}}
+    assert stats["shortest"] == {"title": "B", "words": 1, "tokens": 2}
+    assert stats["longest"] == {"title": "C", "words": 5, "tokens": 10}
+    table = format_stats(stats)
+    assert "season 1" in table and "no season" in table and "longest: C (5 words, 10 tokens)" in table
+    assert "tokens" not in compute_stats(eps)
+
+
+def test_provenance_records_wiki_revids_and_license():
+    from batplots.corpus import provenance
+
+    eps = [Episode("Hi", "x", url="https://batman.fandom.com/wiki/Hi", revid=7), Episode("Plain", "y")]
+    prov = provenance(eps)
+    assert prov["wikis"] == ["https://batman.fandom.com"] and prov["license"] == "CC BY-SA 3.0"
+    assert prov["pages"] == [{"title": "Hi", "revid": 7, "url": "https://batman.fandom.com/wiki/Hi"}]
+    assert "CC BY-SA 3.0" in prov["attribution"]
+    assert provenance([Episode("Plain", "y")])["license"] is None
+
+
+def test_cli_import_text_and_stats_on_the_shared_corpus(tmp_path, shared_corpus):
+    from click.testing import CliRunner
+
+    from batplots.cli import main
+    from tests import tiny
+
+    out = tmp_path / "batman66.jsonl"
+    result = CliRunner().invoke(main, ["corpus", "import-text", str(shared_corpus), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"imported 43 episodes (14,548 words) from {shared_corpus}" in result.output
+    episodes = read_corpus(out)
+    assert len(episodes) == 43 and not any("\u2019" in ep.plot for ep in episodes)  # quotes straightened
+
+    tok_dir = tmp_path / "tok"
+    tiny.tokenizer().save_pretrained(tok_dir)
+    result = CliRunner().invoke(main, ["corpus", "stats", str(out), "--tokenizer", str(tok_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)
+    tok = tiny.tokenizer()
+    assert stats["tokens"] == sum(len(tok(ep.plot, add_special_tokens=False)["input_ids"]) for ep in episodes)
+    assert (stats["episodes"], stats["words"]) == (43, 14548)
+    assert stats["per_season"] == {"unknown": {k: stats[k] for k in ("episodes", "words", "tokens")}}
+    assert (stats["shortest"]["words"], stats["longest"]["words"]) == (46, 735)
+
+    result = CliRunner().invoke(main, ["corpus", "stats", str(shared_corpus), "--tokenizer", "none"])
+    assert result.exit_code == 0 and "43" in result.output and "tokens" not in result.output
+
+
+def test_cli_corpus_errors_are_clear(tmp_path):
+    from click.testing import CliRunner
+
+    from batplots.cli import main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"plot": "fine"}\n{"title": "no plot"}\n')
+    result = CliRunner().invoke(main, ["corpus", "stats", str(bad), "--tokenizer", "none"])
+    assert result.exit_code == 1 and "line 2: the record has no 'plot'" in result.output
+    result = CliRunner().invoke(main, ["corpus", "import-text", str(tmp_path / "nope.txt"), "--out", str(bad)])
+    assert result.exit_code == 1 and "does not exist" in result.output
+    assert bad.read_text().startswith('{"plot": "fine"}')  # the output was not touched
+    result = CliRunner().invoke(main, ["corpus", "stats", str(bad), "--tokenizer", str(tmp_path / "no-tok")])
+    assert result.exit_code == 1

@@ -222,13 +222,13 @@ def test_rerun_fetches_only_what_changed_and_offline_needs_no_server(tmp_path):
         wiki.log.clear()
         result = cli(tmp_path, wiki.url)
         assert wiki.parsed_titles() == [] and len(wiki.log) == 2
-        assert "0 pages fetched, 13 from the cache" in result.output
+        assert "pages fetched: 0, from the cache: 13" in result.output
         second = (tmp_path / "episodes.jsonl").read_bytes()
 
         # One page edited: only it is fetched again, and its record changes.
         wiki.edit("Smack in the Middle", simple("Batman escapes a new trap."))
         wiki.log.clear()
-        cli(tmp_path, wiki.url)
+        online = cli(tmp_path, wiki.url)
         assert wiki.parsed_titles() == ["Smack in the Middle"]
         smack = [e for e in read_corpus(tmp_path / "episodes.jsonl") if e.title == "Smack in the Middle"][0]
         assert (smack.plot, smack.revid) == ("Batman escapes a new trap.", 1103)
@@ -244,8 +244,15 @@ def test_rerun_fetches_only_what_changed_and_offline_needs_no_server(tmp_path):
     assert (tmp_path / "offline.jsonl").read_bytes() == latest
     offline = read_corpus(tmp_path / "offline.jsonl")
     assert [e.title for e in offline] == WRITTEN[:5] + ["Batman Is Riled"] + WRITTEN[5:]
-    assert "0 requests sent; 0 pages fetched, 13 from the cache" in result.output
-    assert skipped_of(result.output)["Missing Page"] == "not in the cache (--offline)"
+    assert "requests sent: 0; pages fetched: 0, from the cache: 13" in result.output
+    # The same skips for the same reasons: the last revision check is kept in the cache too.
+    assert skipped_of(result.output) == skipped_of(online.output) and len(skipped_of(result.output)) == 6
+    # A page the cache lacks is skipped offline, never fetched.
+    s.PageCache(tmp_path / "cache").path("Smack in the Middle").unlink()
+    result = CliRunner().invoke(main, ["scrape", "--wiki", url, "--list-page", LIST, "--offline",
+                                       "--out", str(tmp_path / "offline.jsonl"), "--cache", str(tmp_path / "cache")])
+    assert skipped_of(result.output)["Smack in the Middle"] == "not in the cache (--offline)"
+    assert "Smack in the Middle" not in [e.title for e in read_corpus(tmp_path / "offline.jsonl")]
     assert first != second  # the malformed page was filled in by the re-run
 
 
