@@ -44,11 +44,41 @@ def sampling_options(func):
     return func
 
 
-def make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context) -> Settings:
+def guard_options(func):
+    """--copy-limit/--no-copy-guard: the copy guard (batplots.guard), on by default."""
+    func = click.option("--no-copy-guard", is_flag=True,
+                        help="Let sentences copy the training corpus (same as --copy-limit 0).")(func)
+    func = click.option("--copy-limit", type=int, default=eb.DEFAULT_COPY_LIMIT, show_default=True, metavar="N",
+                        help=f"Resample a sentence sharing N consecutive words with the training corpus "
+                             f"({eb.MIN_COPY_LIMIT}-{eb.MAX_COPY_LIMIT}; 0 = off).")(func)
+    return func
+
+
+def copy_limit_of(copy_limit: int, no_copy_guard: bool) -> int:
+    return 0 if no_copy_guard else copy_limit
+
+
+def guard_notice(engine, settings: Settings) -> None:
+    """Tell the user (on stderr) when the copy guard is off or checks a different corpus."""
+    guard = engine.copy_guard
+    if settings.copy_limit and guard is not None and guard.note:
+        click.echo(f"({guard.note})", err=True)
+
+
+def flag_notice(result) -> None:
+    """Name each sentence the guard had to let through, on stderr."""
+    for flag in result.flags:
+        click.echo(f"(copy guard: sentence {flag['sentence'] + 1} still shares {flag['score']} words with "
+                   f"{flag['episode']!r} after {flag['attempts']} tries: {flag['span']!r})", err=True)
+
+
+def make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
+                  copy_limit: int = eb.DEFAULT_COPY_LIMIT) -> Settings:
     """Validated Settings from CLI values; a bad value becomes a usage error naming its range."""
     try:
         return Settings(sentences=sentences, seed=seed, temperature=temperature, top_p=top_p, top_k=top_k,
-                        repetition_penalty=repetition_penalty, max_context=max_context).validate()
+                        repetition_penalty=repetition_penalty, max_context=max_context,
+                        copy_limit=copy_limit).validate()
     except SettingsError as exc:
         raise click.BadParameter(str(exc), param_hint=f"--{exc.field.replace('_', '-')}") from exc
 
@@ -72,15 +102,18 @@ def main():
 @main.command()
 @click.argument("prompt")
 @sampling_options
+@guard_options
 @engine_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the story.")
 def generate(prompt, sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
-             engine_name, base, adapter, as_json):
+             copy_limit, no_copy_guard, engine_name, base, adapter, as_json):
     """Continue PROMPT with N complete sentences."""
     if not prompt.strip():
         raise click.BadParameter("the prompt is empty; write a sentence or two to continue", param_hint="PROMPT")
-    settings = make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context)
+    settings = make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
+                             copy_limit_of(copy_limit, no_copy_guard))
     engine = open_engine(engine_name, base, adapter)
+    guard_notice(engine, settings)
     started = time.perf_counter()
     if as_json:
         result = engine.run(prompt, settings)
@@ -93,6 +126,9 @@ def generate(prompt, sentences, seed, temperature, top_p, top_k, repetition_pena
             "tokens": result.tokens,
             "trimmed": result.trimmed,
             "model": engine.describe(),
+            "copy_guard": engine.copy_guard.describe() if engine.copy_guard else None,
+            "flags": result.flags,
+            "provenance": result.provenance,
         }, ensure_ascii=False))
         return
     click.echo(prompt, nl=False)
@@ -100,6 +136,7 @@ def generate(prompt, sentences, seed, temperature, top_p, top_k, repetition_pena
     click.echo()
     if result.trimmed:
         click.echo("(the token cap cut the last sentence, so it was left out)", err=True)
+    flag_notice(result)
 
 
 def stream_to_terminal(stream):
@@ -127,14 +164,18 @@ def stream_to_terminal(stream):
 
 @main.command()
 @sampling_options
+@guard_options
 @engine_options
-def write(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context, engine_name, base, adapter):
+def write(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context, copy_limit, no_copy_guard,
+          engine_name, base, adapter):
     """Co-write in the terminal: you write a sentence or two, the model adds N (/help for commands)."""
     from batplots.write import WriteSession
 
-    settings = make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context)
+    settings = make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
+                             copy_limit_of(copy_limit, no_copy_guard))
     click.echo("Loading the model...", err=True)
     engine = open_engine(engine_name, base, adapter)
+    guard_notice(engine, settings)
     WriteSession(engine, settings).loop(sys.stdin)
 
 

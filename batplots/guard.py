@@ -1,0 +1,171 @@
+"""The copy guard: no sentence the model writes may copy its training corpus.
+
+The guard is a setting, not a wrapper: `Settings.copy_limit` (default 8, 0 = off)
+says how many consecutive corpus words make a sentence a copy, and
+`load_engine` attaches a CopyGuard (the corpus index) to every engine it loads
+as `engine.copy_guard`. `Engine.stream` then vets each finished sentence with
+`copy_guard.sentence_check(copy_limit)` (unless the caller passes its own
+`sentence_check`): a copy is taken back and resampled, up to
+MAX_SENTENCE_RETRIES times, after which the least-copying candidate is kept and
+flagged in `Continuation.flags`. Every continuation also gets
+`Continuation.provenance`: for each sentence its closest corpus passage.
+
+The corpus is the one the adapter was trained on, named with its sha256 in the
+adapter's training.json; the index is rebuilt from it at load time (~0.1 s).
+When it cannot be found the guard is off and `CopyGuard.note` says why, for
+the CLI and the web app to show: generation never fails for want of a corpus.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from batplots.engine.base import SentenceCheck
+from batplots.index import CorpusIndex, load_index
+
+TRAINING_INFO = "training.json"
+# Relative corpus paths in training.json are tried against these, in order.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def sentence_check(index: CorpusIndex, copy_limit: int) -> SentenceCheck:
+    """A check for Engine.stream: None accepts a sentence; a dict rejects one that
+    shares copy_limit or more consecutive words with the corpus (score = that many)."""
+
+    def check(sentence: str) -> dict | None:
+        match, spans = index.longest_in_text(sentence)
+        if match.length < copy_limit:
+            return None
+        first, last = spans[match.start], spans[match.start + match.length - 1]
+        episode = index.episode_at(match.corpus_pos)
+        return {"score": match.length, "span": sentence[first[1]:last[2]],
+                "episode": index.titles[episode], "url": index.urls[episode]}
+
+    return check
+
+
+def provenance(index: CorpusIndex, sentences: list[str], flags: list[dict] = ()) -> list[dict]:
+    """For each sentence: its longest span shared with the corpus and where that is.
+
+    `flagged` marks a sentence the guard let through although it copies (the flags of
+    Continuation.flags); span, passage, episode and url are None when the sentence
+    shares fewer than index.MIN_PASSAGE_WORDS consecutive words with the corpus."""
+    flagged = {f.get("sentence") for f in flags}
+    out = []
+    for i, sentence in enumerate(sentences):
+        passage = index.closest(sentence)
+        entry = {"sentence": i, "words": 0, "span": None, "passage": None, "episode": None, "url": None}
+        if passage is not None:
+            entry.update(passage.to_dict())
+        entry["flagged"] = i in flagged
+        out.append(entry)
+    return out
+
+
+def continuation_provenance(index: CorpusIndex, continuation) -> list[dict]:
+    """provenance() for a Continuation's sentences and flags."""
+    return provenance(index, continuation.sentences, continuation.flags)
+
+
+@dataclass
+class CopyGuard:
+    """The corpus an engine's output is checked against (index None: guard off)."""
+
+    index: CorpusIndex | None
+    corpus: str | None = None  # the corpus file, as found
+    note: str | None = None  # why the guard is off, or a warning about the corpus
+
+    @property
+    def active(self) -> bool:
+        return self.index is not None
+
+    def sentence_check(self, copy_limit: int) -> SentenceCheck | None:
+        if self.index is None or copy_limit <= 0:
+            return None
+        return sentence_check(self.index, copy_limit)
+
+    def provenance(self, sentences: list[str], flags: list[dict] = ()) -> list[dict]:
+        return provenance(self.index, sentences, flags) if self.index is not None else []
+
+    def describe(self) -> dict:
+        """Status for --json, /healthz and the web settings panel."""
+        out = {"active": self.active, "corpus": self.corpus, "note": self.note}
+        if self.index is not None:
+            out.update(sha256=self.index.sha256, words=self.index.n_words, episodes=len(self.index.titles))
+        return out
+
+
+def read_training_info(adapter_dir: Path) -> dict | None:
+    """The adapter's training.json, or None when it has none (or it is unreadable)."""
+    path = Path(adapter_dir) / TRAINING_INFO
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def corpus_of(info: dict) -> tuple[str | None, str | None]:
+    """(path, sha256) of the training corpus that training.json names.
+
+    Accepts {"corpus": {"path": ..., "sha256": ...}} and {"corpus": PATH, "corpus_sha256": SHA}."""
+    corpus = info.get("corpus")
+    if isinstance(corpus, dict):
+        path, sha = corpus.get("path"), corpus.get("sha256")
+    else:
+        path, sha = corpus, info.get("corpus_sha256") or info.get("sha256")
+    return (path if isinstance(path, str) and path else None), (sha if isinstance(sha, str) and sha else None)
+
+
+def candidate_paths(path: str, adapter_dir: Path) -> list[Path]:
+    """Where a corpus path from training.json may be: as written (absolute, or
+    relative to the working directory), beside the adapter, or from the repository."""
+    raw = Path(path).expanduser()
+    if raw.is_absolute():
+        return [raw]
+    return [raw, Path(adapter_dir) / raw, REPO_ROOT / raw]
+
+
+def guard_for_corpus(path: str | Path, expected_sha256: str | None = None) -> CopyGuard:
+    """A guard over one corpus file; off with a note when it cannot be read."""
+    from batplots.corpus import CorpusError
+
+    try:
+        index = load_index(path)
+    except (CorpusError, OSError) as exc:
+        return CopyGuard(None, str(path), f"copy guard off: the corpus could not be read ({exc})")
+    note = None
+    if expected_sha256 and index.sha256 != expected_sha256:
+        note = (f"the corpus at {path} differs from the one the adapter was trained on "
+                f"(sha256 {index.sha256[:12]}…, expected {expected_sha256[:12]}…); checking against it anyway")
+    return CopyGuard(index, str(path), note)
+
+
+def guard_for_adapter(adapter_dir: Path | None) -> CopyGuard:
+    """The guard for an engine with this adapter (None: the bare base model)."""
+    if adapter_dir is None:
+        return CopyGuard(None, None, "copy guard off: the bare base model has no training corpus to check against")
+    info = read_training_info(adapter_dir)
+    if info is None:
+        return CopyGuard(None, None, f"copy guard off: {Path(adapter_dir) / TRAINING_INFO} is missing or unreadable, "
+                                     "so the training corpus is unknown")
+    path, sha = corpus_of(info)
+    if path is None:
+        return CopyGuard(None, None, f"copy guard off: {Path(adapter_dir) / TRAINING_INFO} names no corpus")
+    found = [p for p in candidate_paths(path, adapter_dir) if p.is_file()]
+    if not found:
+        return CopyGuard(None, path, f"copy guard off: the training corpus {path} is not on this machine "
+                                     "(scrape it with `batplots scrape`, or put it back at that path)")
+    if sha:  # prefer the copy that is byte-for-byte the training corpus
+        from batplots.corpus import corpus_sha256
+
+        found.sort(key=lambda p: corpus_sha256(p) != sha)
+    return guard_for_corpus(found[0], sha)
+
+
+def attach(engine, adapter_dir: Path | None):
+    """Give engine the copy guard for its adapter; returns engine."""
+    engine.copy_guard = guard_for_adapter(adapter_dir)
+    return engine

@@ -1,0 +1,238 @@
+"""The copy guard: a scripted generator proposes copies, the guard makes it resample."""
+
+import json
+from dataclasses import replace
+
+import pytest
+from click.testing import CliRunner
+
+from batplots import guard as guardlib
+from batplots.cli import main
+from batplots.corpus import Episode
+from batplots.engine import EngineSpec, Rewind, Settings, SettingsError, consume, load_engine
+from batplots.engine.base import MAX_SENTENCE_RETRIES, Engine
+from batplots.index import CorpusIndex, load_index
+from tests import tiny
+
+EPISODES = [
+    {"title": "Hi Diddle Riddle", "url": "https://batman.fandom.com/wiki/Hi_Diddle_Riddle",
+     "plot": "The Riddler hides a riddle inside the Moldavian friendship cake at the World's Fair. "
+             "Batman and Robin follow the clue to an art gallery downtown."},
+    {"title": "The Joker Is Wild", "url": "https://batman.fandom.com/wiki/The_Joker_Is_Wild",
+     "plot": "The Joker escapes from the state prison during the annual baseball game. "
+             "He plans to steal the jewels from the Comedians Hall of Fame."},
+]
+# Copies 12 consecutive words of the Joker episode (a whole sentence).
+COPIED = "The Joker escapes from the state prison during the annual baseball game."
+COPIED_8 = "At dawn the Joker escapes from the state prison during a picnic."  # 8 copied words
+ORIGINAL = "Alfred polishes the Batmobile while humming a tune about penguins."
+STORY = "Gotham City sleeps."
+
+
+class ScriptedEngine(Engine):
+    """An engine whose every generation attempt writes the next sentence of a script."""
+
+    name = "scripted"
+
+    def __init__(self, script):
+        super().__init__()
+        self.script = list(script)
+        self.calls = 0
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def pieces(self, prompt, settings, seed, cancel):
+        sentence = self.script[min(self.calls, len(self.script) - 1)]
+        self.calls += 1
+        words = sentence.split(" ") + ["Then"] * settings.max_new_tokens  # a model runs on past the stop
+        for word in words[:settings.max_new_tokens]:
+            yield " " + word
+
+
+@pytest.fixture
+def corpus_path(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in EPISODES), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def guard(corpus_path):
+    return guardlib.guard_for_corpus(corpus_path)
+
+
+def scripted(script, guard):
+    engine = ScriptedEngine(script)
+    engine.copy_guard = guard
+    return engine
+
+
+def test_a_copied_sentence_is_taken_back_and_resampled(guard):
+    engine = scripted([COPIED, ORIGINAL], guard)
+    events = list(engine.stream(STORY, Settings(sentences=1, seed=1)))
+    assert any(isinstance(e, Rewind) for e in events)  # the copy was streamed, then taken back
+    engine = scripted([COPIED, ORIGINAL], guard)
+    draft, result = consume(engine.stream(STORY, Settings(sentences=1, seed=1)))
+    assert engine.calls == 2
+    assert result.sentences == [ORIGINAL] and draft == result.text == " " + ORIGINAL
+    assert result.flags == []
+    [prov] = result.provenance
+    assert prov["sentence"] == 0 and not prov["flagged"] and prov["words"] < 8
+
+
+def test_guard_applies_per_sentence_and_keeps_order(guard):
+    engine = scripted([ORIGINAL, COPIED, "Robin sighs."], guard)
+    result = engine.run(STORY, Settings(sentences=2, seed=2))
+    assert result.sentences == [ORIGINAL, "Robin sighs."] and result.flags == []
+
+
+def test_when_every_try_copies_the_least_copying_is_kept_and_flagged(guard):
+    script = [COPIED] * 3 + [COPIED_8] + [COPIED] * 10
+    engine = scripted(script, guard)
+    draft, result = consume(engine.stream(STORY, Settings(sentences=1, seed=3)))
+    assert engine.calls == MAX_SENTENCE_RETRIES + 1
+    assert result.sentences == [COPIED_8] and draft == result.text
+    [flag] = result.flags
+    assert flag["score"] == 8 and flag["attempts"] == MAX_SENTENCE_RETRIES + 1
+    assert flag["span"] == "the Joker escapes from the state prison during"
+    assert flag["episode"] == "The Joker Is Wild" and flag["url"].endswith("The_Joker_Is_Wild")
+    [prov] = result.provenance
+    assert prov["flagged"] and prov["words"] == 8 and prov["episode"] == "The Joker Is Wild"
+
+
+def test_the_limit_is_the_first_copying_length(guard):
+    seven = "Yesterday the Joker escapes from the state prison quietly."  # 7 corpus words
+    assert guard.sentence_check(8)(seven) is None
+    assert guard.sentence_check(7)(seven)["score"] == 7
+    assert guard.sentence_check(8)(COPIED_8)["score"] == 8
+    assert guard.sentence_check(0) is None
+
+
+def test_copy_limit_zero_lets_copies_through_but_still_gives_provenance(guard):
+    engine = scripted([COPIED, ORIGINAL], guard)
+    result = engine.run(STORY, Settings(sentences=1, seed=4, copy_limit=0))
+    assert result.sentences == [COPIED] and engine.calls == 1 and result.flags == []
+    [prov] = result.provenance
+    assert prov["words"] == 12 and prov["episode"] == "The Joker Is Wild" and not prov["flagged"]
+    assert prov["passage"].startswith("The Joker escapes")
+
+
+def test_an_explicit_sentence_check_replaces_the_guard(guard):
+    engine = scripted([COPIED, ORIGINAL], guard)
+    result = engine.run(STORY, Settings(sentences=1, seed=5), sentence_check=lambda s: None)
+    assert result.sentences == [COPIED]
+
+
+def test_no_guard_no_provenance():
+    result = ScriptedEngine([COPIED]).run(STORY, Settings(sentences=1, seed=6))
+    assert result.sentences == [COPIED] and result.provenance == [] and result.flags == []
+
+
+def test_provenance_names_the_right_episode_for_each_sentence(corpus_path):
+    index = load_index(corpus_path)
+    sentences = ["Batgirl and Alfred follow the clue to an art gallery downtown.", COPIED, "Nothing matches here, chum."]
+    prov = guardlib.provenance(index, sentences, [{"sentence": 1, "score": 12}])
+    assert [p["episode"] for p in prov] == ["Hi Diddle Riddle", "The Joker Is Wild", None]
+    assert prov[0]["url"] == "https://batman.fandom.com/wiki/Hi_Diddle_Riddle"
+    assert prov[0]["span"] == "follow the clue to an art gallery downtown" and prov[0]["words"] == 8
+    assert [p["flagged"] for p in prov] == [False, True, False]
+    assert prov[2]["words"] == 0 and prov[2]["passage"] is None
+
+
+def test_copy_limit_setting_is_validated():
+    assert Settings(copy_limit=0).validate().copy_limit == 0
+    assert Settings().copy_limit == 8
+    for bad in (3, 65, -1, True, 8.0):
+        with pytest.raises(SettingsError, match="copy_limit must be 0 \\(guard off\\) or a whole number from 4 to 64"):
+            Settings(copy_limit=bad).validate()
+    with pytest.raises(SettingsError) as err:
+        Settings.from_dict({"copy_limit": 2})
+    assert err.value.field == "copy_limit"
+
+
+# ------------------------------------------------------------ finding the corpus
+
+def write_training(adapter, **info):
+    adapter.mkdir(parents=True, exist_ok=True)
+    (adapter / "training.json").write_text(json.dumps(info))
+    return adapter
+
+
+def test_guard_for_adapter_finds_the_corpus_training_json_names(tmp_path, corpus_path):
+    from batplots.corpus import corpus_sha256
+
+    sha = corpus_sha256(corpus_path)
+    g = guardlib.guard_for_adapter(write_training(tmp_path / "a1", corpus={"path": str(corpus_path), "sha256": sha}))
+    assert g.active and g.note is None and g.index.sha256 == sha
+    assert g.describe()["episodes"] == 2
+    # A relative path is tried beside the adapter too; the flat form is read as well.
+    (tmp_path / "a2").mkdir()
+    (tmp_path / "a2" / "c.jsonl").write_bytes(corpus_path.read_bytes())
+    g = guardlib.guard_for_adapter(write_training(tmp_path / "a2", corpus="c.jsonl", corpus_sha256=sha))
+    assert g.active and g.corpus == str(tmp_path / "a2" / "c.jsonl")
+
+
+def test_guard_is_off_with_a_clear_note_when_the_corpus_is_unknown_or_gone(tmp_path, corpus_path):
+    g = guardlib.guard_for_adapter(write_training(tmp_path / "a", corpus=str(tmp_path / "gone.txt")))
+    assert not g.active and "gone.txt is not on this machine" in g.note and "copy guard off" in g.note
+    (tmp_path / "b").mkdir()
+    g = guardlib.guard_for_adapter(tmp_path / "b")
+    assert not g.active and "training.json is missing" in g.note
+    g = guardlib.guard_for_adapter(write_training(tmp_path / "c", epochs=3))
+    assert not g.active and "names no corpus" in g.note
+    g = guardlib.guard_for_adapter(None)
+    assert not g.active and "bare base model" in g.note
+    assert g.sentence_check(8) is None and g.provenance(["A."]) == []
+    # Off, the engine writes as before.
+    engine = scripted([COPIED], g)
+    assert engine.run(STORY, Settings(sentences=1, seed=1)).sentences == [COPIED]
+
+
+def test_a_changed_corpus_is_used_with_a_warning(tmp_path, corpus_path):
+    g = guardlib.guard_for_adapter(write_training(tmp_path / "a", corpus=str(corpus_path), corpus_sha256="0" * 64))
+    assert g.active and "differs from the one the adapter was trained on" in g.note
+
+
+# ------------------------------------------------------------ wired into load_engine and the CLI
+
+@pytest.fixture
+def tiny_model_dirs(tmp_path, corpus_path):
+    """A tiny base model directory and a real PEFT adapter whose training.json names the corpus."""
+    from peft import LoraConfig, get_peft_model
+
+    base = tmp_path / "tiny-base"
+    tiny.llama().save_pretrained(base)
+    tiny.tokenizer().save_pretrained(base)
+    adapter = tmp_path / "tiny-adapter"
+    peft_model = get_peft_model(tiny.llama(), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    peft_model.save_pretrained(adapter)
+    write_training(adapter, corpus={"path": str(corpus_path), "sha256": load_index(corpus_path).sha256})
+    return base, adapter
+
+
+def test_load_engine_turns_the_guard_on(tiny_model_dirs):
+    base, adapter = tiny_model_dirs
+    engine = load_engine(EngineSpec(base=str(base), adapter=str(adapter)))
+    assert engine.copy_guard.active and engine.copy_guard.index.titles[1] == "The Joker Is Wild"
+    result = engine.run(STORY, Settings(sentences=1, seed=1, max_new_tokens=40, max_context=128))
+    assert len(result.provenance) == len(result.sentences)
+    bare = load_engine(EngineSpec(base=str(base), adapter="none"))
+    assert not bare.copy_guard.active
+
+
+def test_cli_copy_guard_options(tiny_model_dirs):
+    base, adapter = tiny_model_dirs
+    runner = CliRunner()
+    args = ["generate", STORY, "--base", str(base), "--adapter", str(adapter), "--seed", "1", "-n", "1", "--json"]
+    out = runner.invoke(main, args)
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["settings"]["copy_limit"] == 8 and data["copy_guard"]["active"]
+    assert len(data["provenance"]) == len(data["sentences"])
+    off = json.loads(runner.invoke(main, args + ["--no-copy-guard"]).stdout)
+    assert off["settings"]["copy_limit"] == 0
+    bad = runner.invoke(main, args + ["--copy-limit", "2"])
+    assert bad.exit_code == 2 and "copy_limit must be 0 (guard off) or a whole number from 4 to 64" in bad.output
+    bare = runner.invoke(main, args[:4] + ["--adapter", "none"] + args[6:])
+    assert bare.exit_code == 0 and "copy guard off: the bare base model" in bare.stderr
