@@ -202,7 +202,7 @@ def tiny_model_dirs(tmp_path, corpus_path):
     from peft import LoraConfig, get_peft_model
 
     base = tmp_path / "tiny-base"
-    tiny.llama().save_pretrained(base)
+    tiny.trained_llama().save_pretrained(base)  # writes sentences, so runs end quickly
     tiny.tokenizer().save_pretrained(base)
     adapter = tmp_path / "tiny-adapter"
     peft_model = get_peft_model(tiny.llama(), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
