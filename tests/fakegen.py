@@ -49,7 +49,6 @@ class FakeEngine(Engine):
         self.prompts: list[str] = []
         self.started = 0
         self.cancelled = 0
-        self.finished = 0
         self.active = 0
         self.max_active = 0
         self._count_lock = threading.Lock()
@@ -83,8 +82,6 @@ class FakeEngine(Engine):
                 if not words:
                     words = fake_sentence(rng).split(" ")
                 yield " " + words.pop(0)
-            with self._count_lock:
-                self.finished += 1
         finally:
             with self._count_lock:
                 self.active -= 1

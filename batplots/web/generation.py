@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from typing import AsyncIterator
 
 from batplots.engine.base import Cancelled, Continuation, Engine, Rewind, SentenceCheck, Settings
@@ -90,14 +91,18 @@ class Generation:
         by any route cancels the generation.
         """
         getter = None
+        checked = time.monotonic()
         try:
             while True:
                 if getter is None:
                     getter = asyncio.ensure_future(self._queue.get())
                 done, _ = await asyncio.wait({getter}, timeout=DISCONNECT_POLL_SECONDS if request else None)
-                if not done:
+                # Pieces may arrive faster than the poll interval: look by the clock.
+                if request is not None and time.monotonic() - checked >= DISCONNECT_POLL_SECONDS:
+                    checked = time.monotonic()
                     if await request.is_disconnected():
                         raise ClientGone()
+                if not done:
                     continue
                 kind, value = getter.result()
                 getter = None

@@ -1,0 +1,571 @@
+"""The JSON API against the real app on a real uvicorn server (127.0.0.1), a temp
+SQLite file and the scripted fake generator."""
+
+import html
+import json
+import threading
+import time
+from contextlib import ExitStack
+
+import httpx
+import pytest
+
+from batplots import store as storelib
+from batplots.web import WebConfig, create_app
+from batplots.web import generation as genlib
+from tests.fakegen import FakeEngine, fake_sentences
+from tests.webserver import LiveServer
+
+WAIT_S = 10  # bound for every poll loop
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    with ExitStack() as stack:
+        def make(engine=None, load_engine=None, db_name="stories.sqlite3"):
+            if engine is None and load_engine is None:
+                engine = FakeEngine()
+            app = create_app(WebConfig(db_path=tmp_path / db_name, engine=engine, load_engine=load_engine))
+            srv = stack.enter_context(LiveServer(app))
+            srv.engine = engine
+            srv.client = stack.enter_context(httpx.Client(base_url=srv.url, timeout=WAIT_S))
+            return srv
+        yield make
+
+
+@pytest.fixture
+def srv(make_server):
+    return make_server()
+
+
+def wait_until(predicate, what):
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def new_story(c, title=None, text="Commissioner Gordon lifts the Bat-phone."):
+    story = c.post("/api/stories", json={"title": title} if title else {}).json()
+    if text:
+        story = c.post(f"/api/stories/{story['id']}/turns", json={"text": text, "version": story["version"]}).json()
+    return story
+
+
+def sse_events(response):
+    """Parse a text/event-stream response into [(event, data)]."""
+    events, event, data = [], None, ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data += line[6:]
+        elif line == "" and event:
+            events.append((event, json.loads(data)))
+            event, data = None, ""
+    return events
+
+
+def assert_error(response, status, *fragments):
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    for fragment in fragments:
+        assert fragment in detail, (fragment, detail)
+    return response.json()
+
+
+# --- stories ------------------------------------------------------------------------------
+def test_story_crud(srv):
+    c = srv.client
+    created = c.post("/api/stories", json={"title": "The Joker's Jest", "settings": {"sentences": 3}})
+    assert created.status_code == 201
+    story = created.json()
+    assert set(story) >= {"id", "title", "version", "settings", "share_id", "created_at", "updated_at", "turns"}
+    assert story["settings"] == {"sentences": 3, "temperature": 0.8, "top_p": 0.95}
+    untitled = c.post("/api/stories").json()  # no body at all: every field is optional
+    assert untitled["title"] == storelib.DEFAULT_TITLE
+    assert {s["id"] for s in c.get("/api/stories").json()} == {story["id"], untitled["id"]}
+    assert c.get(f"/api/stories/{story['id']}").json() == story
+    patched = c.patch(f"/api/stories/{story['id']}", json={"version": 1, "title": "Pow", "settings": {"top_p": 0.5}})
+    assert patched.status_code == 200
+    assert patched.json()["title"] == "Pow" and patched.json()["version"] == 2
+    assert patched.json()["settings"] == {"sentences": 3, "temperature": 0.8, "top_p": 0.5}
+    assert c.delete(f"/api/stories/{story['id']}").status_code == 204
+    assert_error(c.get(f"/api/stories/{story['id']}"), 404, "no story")
+    assert [s["id"] for s in c.get("/api/stories").json()] == [untitled["id"]]
+
+
+def test_unknown_ids_are_404_everywhere(srv):
+    c = srv.client
+    story = new_story(c)
+    sid, v = story["id"], story["version"]
+    bad = "0000000000000000"
+    for method, path, body in [
+        ("GET", f"/api/stories/{bad}", None), ("PATCH", f"/api/stories/{bad}", {"version": 1, "title": "x"}),
+        ("DELETE", f"/api/stories/{bad}", None), ("POST", f"/api/stories/{bad}/turns", {"text": "x", "version": 1}),
+        ("POST", f"/api/stories/{bad}/continue", {"version": 1}), ("POST", f"/api/stories/{bad}/retry", {"version": 1}),
+        ("POST", f"/api/stories/{bad}/alternatives", {"version": 1}), ("POST", f"/api/stories/{bad}/undo", {"version": 1}),
+        ("POST", f"/api/stories/{bad}/redo", {"version": 1}), ("GET", f"/api/stories/{bad}/export?format=md", None),
+        ("PATCH", f"/api/stories/{sid}/turns/99999", {"text": "x", "version": v}),
+    ]:
+        r = c.request(method, path, json=body)
+        assert r.status_code == 404, (method, path, r.text)
+        assert r.json()["detail"]
+    page = c.get("/s/not-a-share-id")
+    assert page.status_code == 404 and "No story is shared" in page.text
+
+
+def test_version_conflicts_answer_409_with_the_current_version(srv):
+    c = srv.client
+    story = new_story(c)
+    sid = story["id"]
+    c.post(f"/api/stories/{sid}/continue", json={"version": story["version"]})  # now at version 3
+    stale = 1
+    for method, path, body in [
+        ("PATCH", f"/api/stories/{sid}", {"version": stale, "title": "x"}),
+        ("POST", f"/api/stories/{sid}/turns", {"text": "Robin!", "version": stale}),
+        ("POST", f"/api/stories/{sid}/continue", {"version": stale}),
+        ("POST", f"/api/stories/{sid}/retry", {"version": stale}),
+        ("POST", f"/api/stories/{sid}/alternatives", {"version": stale}),
+        ("POST", f"/api/stories/{sid}/undo", {"version": stale}),
+        ("POST", f"/api/stories/{sid}/redo", {"version": stale}),
+        ("PATCH", f"/api/stories/{sid}/turns/{story['turns'][0]['id']}", {"text": "x", "version": stale}),
+        ("DELETE", f"/api/stories/{sid}?version={stale}", None),
+    ]:
+        r = c.request(method, path, json=body)
+        body409 = assert_error(r, 409, "stale", "reload")
+        assert body409["version"] == 3, (method, path)
+    after = c.get(f"/api/stories/{sid}").json()
+    assert after["version"] == 3 and len(after["turns"]) == 2  # nothing was overwritten
+
+
+# --- bad input ----------------------------------------------------------------------------
+def test_bad_text_is_refused_with_the_limit_named(srv, monkeypatch):
+    c = srv.client
+    story = new_story(c, text=None)
+    sid = story["id"]
+    for text in ["", "   ", "\n\t "]:
+        assert_error(c.post(f"/api/stories/{sid}/turns", json={"text": text, "version": 1}), 422, "empty")
+    long = "x" * (storelib.MAX_TURN_CHARS + 1)
+    assert_error(c.post(f"/api/stories/{sid}/turns", json={"text": long, "version": 1}), 422, "2000")
+    assert_error(c.post("/api/stories", json={"title": "t" * 121}), 422, str(storelib.MAX_TITLE_CHARS))
+    assert_error(c.post("/api/stories", json={"title": "  "}), 422, "title is empty")
+    assert_error(c.patch(f"/api/stories/{sid}", json={"version": 1}), 422, "nothing to change")
+    ok = c.post(f"/api/stories/{sid}/turns", json={"text": "Batman waits.", "version": 1}).json()
+    assert_error(c.patch(f"/api/stories/{sid}/turns/{ok['turns'][0]['id']}", json={"text": " ", "version": 2}),
+                 422, "empty")
+    monkeypatch.setattr(storelib, "MAX_TURNS", 2)
+    full = c.post(f"/api/stories/{sid}/turns", json={"text": "Robin too.", "version": 2}).json()
+    assert_error(c.post(f"/api/stories/{sid}/turns", json={"text": "More.", "version": full["version"]}),
+                 422, "the most a story may have (2)")
+    assert_error(c.post(f"/api/stories/{sid}/continue", json={"version": full["version"]}), 422, "(2)")
+    assert srv.engine.started == 0  # refused before any generation
+
+
+def test_settings_out_of_range_are_refused_naming_the_range(srv):
+    c = srv.client
+    story = new_story(c)
+    sid, v = story["id"], story["version"]
+    cases = [({"sentences": 6}, "sentences must be from 1 to 5"), ({"sentences": 0}, "from 1 to 5"),
+             ({"temperature": 2.5}, "temperature must be from 0.0 to 2.0"), ({"top_p": 0}, "top_p must be from 0.01")]
+    for settings, message in cases:
+        body = assert_error(c.patch(f"/api/stories/{sid}", json={"version": v, "settings": settings}), 422, message)
+        assert body["field"] == next(iter(settings))
+        assert_error(c.post(f"/api/stories/{sid}/continue", json={"version": v, **settings}), 422, message)
+        assert_error(c.post("/api/stories", json={"settings": settings}), 422, message)
+    assert_error(c.post(f"/api/stories/{sid}/continue", json={"version": v, "seed": -1}), 422, "seed")
+    assert_error(c.post(f"/api/stories/{sid}/alternatives", json={"version": v, "n": 0}), 422, "n must be from 1 to 5")
+    assert_error(c.post(f"/api/stories/{sid}/alternatives", json={"version": v, "n": 6}), 422, "n must be from 1 to 5")
+    assert_error(c.patch(f"/api/stories/{sid}", json={"version": v, "settings": {"top_k": 3}}), 422, "unknown field")
+    assert c.get(f"/api/stories/{sid}").json()["version"] == v
+
+
+def test_malformed_json_wrong_types_and_unknown_fields(srv):
+    c = srv.client
+    story = new_story(c)
+    sid, v = story["id"], story["version"]
+    url = f"/api/stories/{sid}/turns"
+    headers = {"Content-Type": "application/json"}
+    assert_error(c.post(url, content=b'{"text": "Robin', headers=headers), 422, "not valid JSON")
+    assert_error(c.post(url, content=b"[1, 2]", headers=headers), 422, "must be a JSON object")
+    assert_error(c.post(url, headers=headers), 422, "body is missing")
+    assert_error(c.post(url, json={"text": 5, "version": v}), 422, "text: Input should be a valid string")
+    assert_error(c.post(url, json={"text": "Hi.", "version": "1"}), 422, "version: Input should be a valid integer")
+    assert_error(c.post(url, json={"text": "Hi.", "version": True}), 422, "version")
+    assert_error(c.post(url, json={"text": "Hi."}), 422, "version is required")
+    assert_error(c.post(url, json={"text": "Hi.", "version": v, "colour": "red"}), 422, "unknown field 'colour'")
+    assert_error(c.post(url, json={"text": "Hi.", "version": v, "author": "joker"}), 422, "author")
+    assert_error(c.post(url, json={"text": "Hi.", "version": v, "seed": 4}), 422, "seed is only for")
+    assert_error(c.post(f"/api/stories/{sid}/continue", json={"version": v, "sentences": "2"}), 422, "sentences")
+    assert_error(c.post(f"/api/stories/{sid}/continue", json={"version": v, "temperature": "hot"}), 422, "temperature")
+    assert_error(c.patch(f"/api/stories/{sid}", json={"version": v, "title": 5}), 422, "title")
+    assert_error(c.patch(f"/api/stories/{sid}/turns/abc", json={"text": "x", "version": v}), 422, "turn_id")
+    assert_error(c.get(f"/api/stories/{sid}/export?format=pdf"), 422, "'md' or 'txt'")
+    big = c.post(url, content=b'{"text": "' + b"x" * 70000 + b'", "version": 1}', headers=headers)
+    assert big.status_code == 413 and "too large" in big.json()["detail"]
+    assert c.get(f"/api/stories/{sid}").json()["version"] == v  # nothing changed, server still up
+
+
+# --- generation ---------------------------------------------------------------------------
+def test_continue_adds_a_model_turn_from_the_joined_story(srv):
+    c = srv.client
+    story = new_story(c, text="  Batman broods in the Batcave.  ")
+    sid = story["id"]
+    story = c.post(f"/api/stories/{sid}/turns", json={"text": "Robin polishes the Batmobile.",
+                                                       "version": story["version"]}).json()
+    r = c.post(f"/api/stories/{sid}/continue", json={"version": story["version"], "sentences": 3, "seed": 7})
+    assert r.status_code == 200
+    after = r.json()
+    turn = after["turns"][-1]
+    assert after["version"] == story["version"] + 1
+    assert turn["author"] == "model" and len(fake_sentences(turn["text"])) == 3
+    assert turn["text"] == turn["text"].strip()
+    assert srv.engine.prompts[0] == "Batman broods in the Batcave. Robin polishes the Batmobile."
+    assert turn["seed"] == 7 and turn["settings"]["sentences"] == 3 and turn["settings"]["seed"] == 7
+    assert turn["meta"]["flags"] == [] and turn["meta"]["stop_reason"] == "sentences"
+    # The same seed on the same story gives the same passage.
+    twin = new_story(c, text="Batman broods in the Batcave.")
+    twin = c.post(f"/api/stories/{twin['id']}/turns", json={"text": "Robin polishes the Batmobile.",
+                                                             "version": twin["version"]}).json()
+    twin_turn = c.post(f"/api/stories/{twin['id']}/continue",
+                       json={"version": twin["version"], "sentences": 3, "seed": 7}).json()["turns"][-1]
+    assert twin_turn["text"] == turn["text"]
+    # The story's own settings apply when the request gives none.
+    c.patch(f"/api/stories/{sid}", json={"version": after["version"], "settings": {"sentences": 1}})
+    one = c.post(f"/api/stories/{sid}/continue", json={"version": after["version"] + 1}).json()["turns"][-1]
+    assert len(fake_sentences(one["text"])) == 1
+
+
+def test_continue_streams_server_sent_events(srv):
+    c = srv.client
+    story = new_story(c)
+    with c.stream("POST", f"/api/stories/{story['id']}/continue", json={"version": story["version"]},
+                  headers={"Accept": "text/event-stream"}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(r)
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "done" and kinds.count("piece") >= 10 and set(kinds) <= {"piece", "rewind", "done"}
+    streamed = "".join(d["text"] for k, d in events if k == "piece")
+    saved = events[-1][1]["story"]
+    assert streamed.startswith(" ") and streamed.strip() == saved["turns"][-1]["text"]
+    assert c.get(f"/api/stories/{story['id']}").json() == saved
+
+
+def test_streaming_errors_before_the_stream_are_plain_json(srv):
+    c = srv.client
+    story = new_story(c)
+    r = c.post(f"/api/stories/{story['id']}/continue", json={"version": 99}, headers={"Accept": "text/event-stream"})
+    assert r.status_code == 409 and r.json()["version"] == story["version"]
+    empty = c.post("/api/stories").json()
+    assert_error(c.post(f"/api/stories/{empty['id']}/continue", json={"version": 1}), 422, "the story is empty")
+
+
+def test_retry_replaces_the_last_model_turn(srv):
+    c = srv.client
+    story = new_story(c)
+    sid = story["id"]
+    assert_error(c.post(f"/api/stories/{sid}/retry", json={"version": story["version"]}), 422, "nothing to retry")
+    first = c.post(f"/api/stories/{sid}/continue", json={"version": story["version"], "seed": 1}).json()
+    asked = len(srv.engine.prompts)
+    with c.stream("POST", f"/api/stories/{sid}/retry", json={"version": first["version"]},
+                  headers={"Accept": "text/event-stream"}) as r:
+        events = sse_events(r)
+    retried = events[-1][1]["story"]
+    assert len(retried["turns"]) == 2 and retried["turns"][0] == first["turns"][0]
+    assert retried["turns"][1]["text"] != first["turns"][1]["text"]  # a fresh seed, a new sample
+    assert retried["turns"][1]["seed"] != 1
+    assert srv.engine.prompts[asked] == "Commissioner Gordon lifts the Bat-phone."  # without the replaced passage
+    again = c.post(f"/api/stories/{sid}/retry", json={"version": retried["version"], "seed": 1}).json()
+    assert again["turns"][1]["text"] == first["turns"][1]["text"]
+
+
+def test_undo_redo_and_edit(srv):
+    c = srv.client
+    story = new_story(c)
+    sid = story["id"]
+    s = c.post(f"/api/stories/{sid}/continue", json={"version": story["version"]}).json()
+    model_text = s["turns"][1]["text"]
+    s = c.post(f"/api/stories/{sid}/undo", json={"version": s["version"]}).json()
+    assert len(s["turns"]) == 1 and s["redo_count"] == 1
+    s = c.post(f"/api/stories/{sid}/redo", json={"version": s["version"]}).json()
+    assert s["turns"][1]["text"] == model_text and s["redo_count"] == 0
+    assert_error(c.post(f"/api/stories/{sid}/redo", json={"version": s["version"]}), 422, "nothing to redo")
+    s = c.patch(f"/api/stories/{sid}/turns/{s['turns'][0]['id']}",
+                json={"text": "Chief O'Hara lifts the Bat-phone.", "version": s["version"]}).json()
+    assert s["turns"][0]["text"] == "Chief O'Hara lifts the Bat-phone." and s["turns"][0]["edited"]
+    c.post(f"/api/stories/{sid}/continue", json={"version": s["version"]})
+    assert srv.engine.prompts[-1].startswith("Chief O'Hara lifts the Bat-phone. " + model_text)
+    s = c.get(f"/api/stories/{sid}").json()
+    for _ in range(3):
+        s = c.post(f"/api/stories/{sid}/undo", json={"version": s["version"]}).json()
+    assert_error(c.post(f"/api/stories/{sid}/undo", json={"version": s["version"]}), 422, "nothing to undo")
+
+
+def test_alternatives_are_not_saved_until_picked(srv):
+    c = srv.client
+    story = new_story(c)
+    sid = story["id"]
+    r = c.post(f"/api/stories/{sid}/alternatives", json={"version": story["version"], "sentences": 1})
+    assert r.status_code == 200
+    body = r.json()
+    cands = body["candidates"]
+    assert body["version"] == story["version"] and len(cands) == 3
+    assert len({cand["text"] for cand in cands}) == 3 and all(len(fake_sentences(x["text"])) == 1 for x in cands)
+    assert c.get(f"/api/stories/{sid}").json() == story  # nothing saved
+    five = c.post(f"/api/stories/{sid}/alternatives", json={"version": story["version"], "n": 5, "seed": 10}).json()
+    assert [x["seed"] for x in five["candidates"]] == [10, 11, 12, 13, 14]
+    pick = cands[1]
+    saved = c.post(f"/api/stories/{sid}/turns", json={"text": pick["text"], "author": "model", "seed": pick["seed"],
+                                                       "version": story["version"]}).json()
+    turn = saved["turns"][-1]
+    assert turn["author"] == "model" and turn["text"] == pick["text"] and turn["seed"] == pick["seed"]
+
+
+def test_model_that_writes_no_sentence_gets_a_clear_503(make_server):
+    class Rambler(FakeEngine):
+        def pieces(self, prompt, settings, seed, cancel):
+            for _ in range(settings.max_new_tokens):
+                yield " and"  # never ends a sentence: the token cap trims it all away
+
+    srv = make_server(engine=Rambler())
+    story = new_story(srv.client)
+    assert_error(srv.client.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]}),
+                 503, "no complete sentence")
+    with srv.client.stream("POST", f"/api/stories/{story['id']}/continue", json={"version": story["version"]},
+                           headers={"Accept": "text/event-stream"}) as r:
+        events = sse_events(r)
+    assert events[-1][0] == "error" and "no complete sentence" in events[-1][1]["message"]
+    assert srv.client.get(f"/api/stories/{story['id']}").json() == story
+
+
+# --- export, share, pages -----------------------------------------------------------------
+def test_export_and_share_mark_authorship_and_escape_html(srv):
+    c = srv.client
+    evil = 'Robin types <script>alert("pow")</script> & <img src=x onerror=alert(1)> *bold* [link](http://x).'
+    story = new_story(c, title="<b>Bold</b> title", text=evil)
+    story = c.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]}).json()
+    model_text = story["turns"][1]["text"]
+    md = c.get(f"/api/stories/{story['id']}/export?format=md")
+    assert md.status_code == 200 and md.headers["content-type"].startswith("text/markdown")
+    assert 'filename="b-bold-b-title.md"' in md.headers["content-disposition"]
+    assert "<script>" not in md.text and "<img" not in md.text and "&lt;script&gt;" in md.text
+    assert "\\*bold\\*" in md.text and "\\[link\\]" in md.text
+    assert "**You:** Robin types" in md.text and f"**Batplots:** *{model_text}*" in md.text
+    assert md.text.startswith("# &lt;b&gt;Bold&lt;/b&gt; title")
+    txt = c.get(f"/api/stories/{story['id']}/export?format=txt")
+    assert txt.headers["content-type"].startswith("text/plain")
+    assert f"[You] {evil}" in txt.text and f"[Batplots] {model_text}" in txt.text
+    page = c.get(f"/s/{story['share_id']}")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<script" not in page.text and "<img" not in page.text
+    assert "&lt;script&gt;alert(&quot;pow&quot;)&lt;/script&gt;" in page.text
+    assert html.escape(model_text) in page.text and 'class="passage model"' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_pages_docs_and_health(srv):
+    c = srv.client
+    index = c.get("/")
+    assert index.status_code == 200 and 'id="next-text"' in index.text
+    assert "default-src 'self'" in index.headers["content-security-policy"]
+    for asset in ("/static/app.js", "/static/app.css"):
+        assert c.get(asset).status_code == 200
+    docs = c.get("/docs")
+    assert docs.status_code == 200 and "/static-docs/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text
+    assert c.get("/static-docs/swagger-ui-bundle.js").status_code == 200
+    paths = c.get("/openapi.json").json()["paths"]
+    for path in ["/api/stories", "/api/stories/{story_id}", "/api/stories/{story_id}/turns",
+                 "/api/stories/{story_id}/continue", "/api/stories/{story_id}/alternatives",
+                 "/api/stories/{story_id}/retry", "/api/stories/{story_id}/undo", "/api/stories/{story_id}/redo",
+                 "/api/stories/{story_id}/turns/{turn_id}", "/api/stories/{story_id}/export", "/s/{share_id}",
+                 "/healthz"]:
+        assert path in paths, path
+    assert c.get("/healthz").json() == {"status": "ready", "model": {"engine": "fake", "model": "fake-scripted"},
+                                        "load_seconds": 0.0}
+
+
+def test_while_the_model_loads_model_requests_get_503_and_stories_still_work(make_server):
+    release = threading.Event()
+    engine = FakeEngine()
+
+    def slow_load():
+        if not release.wait(WAIT_S):
+            raise RuntimeError("test never released the loader")
+        return engine
+
+    srv = make_server(load_engine=slow_load)
+    c = srv.client
+    assert c.get("/healthz").json()["status"] == "loading"
+    story = new_story(c)  # the story API does not need the model
+    for action in ("continue", "alternatives", "retry"):
+        assert_error(c.post(f"/api/stories/{story['id']}/{action}", json={"version": story["version"]}),
+                     503, "still loading")
+    release.set()
+    wait_until(lambda: c.get("/healthz").json()["status"] == "ready", "the model to load")
+    assert c.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]}).status_code == 200
+
+
+def test_a_model_that_fails_to_load_is_reported_and_the_server_stays_up(make_server):
+    def broken():
+        raise RuntimeError("no such adapter: /nowhere")
+
+    srv = make_server(load_engine=broken)
+    c = srv.client
+    wait_until(lambda: c.get("/healthz").json()["status"] == "error", "the load to fail")
+    assert c.get("/healthz").json()["error"] == "no such adapter: /nowhere"
+    story = new_story(c)
+    assert_error(c.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]}),
+                 503, "failed to load: no such adapter")
+
+
+# --- disconnects, crashes and concurrency ---------------------------------------------------
+def test_a_client_that_disconnects_mid_stream_cancels_without_saving(make_server):
+    srv = make_server(engine=FakeEngine(delay=0.05))
+    c = srv.client
+    story = new_story(c)
+    with c.stream("POST", f"/api/stories/{story['id']}/continue", json={"version": story["version"], "sentences": 5},
+                  headers={"Accept": "text/event-stream"}) as r:
+        lines = r.iter_lines()
+        assert next(lines) == "event: piece"  # the model is writing; now walk away
+    wait_until(lambda: srv.engine.cancelled == 1, "the generation to be cancelled")
+    assert c.get(f"/api/stories/{story['id']}").json() == story  # not half a turn, nothing
+    srv.engine.delay = 0
+    ok = c.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]})
+    assert ok.status_code == 200  # the engine's lock was released
+
+
+def test_a_non_streaming_client_that_gives_up_cancels_too(make_server):
+    srv = make_server(engine=FakeEngine(delay=0.05))
+    story = new_story(srv.client)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{srv.url}/api/stories/{story['id']}/continue", json={"version": story["version"], "sentences": 5},
+                   timeout=httpx.Timeout(WAIT_S, read=0.3))
+    wait_until(lambda: srv.engine.cancelled == 1, "the generation to be cancelled")
+    assert srv.client.get(f"/api/stories/{story['id']}").json() == story
+
+
+def test_concurrent_clients_are_all_served_one_generation_at_a_time(make_server):
+    srv = make_server(engine=FakeEngine(delay=0.01))
+    c = srv.client
+    stories = [new_story(c, text=f"Villain number {i} strikes.") for i in range(4)]
+    results = {}
+
+    def writer(story):
+        with httpx.Client(base_url=srv.url, timeout=WAIT_S * 3) as own:
+            r = own.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]},
+                         headers={"Accept": "text/event-stream"})
+            results[story["id"]] = [(k, d) for k, d in sse_events_from_text(r.text)]
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in stories]
+    for t in threads:
+        t.start()
+    wait_until(lambda: srv.engine.active == 1, "a generation to start")
+    # The event loop is free while the model works: other requests are answered meanwhile.
+    assert c.get("/api/stories").status_code == 200 and any(t.is_alive() for t in threads)
+    for t in threads:
+        t.join(WAIT_S * 3)
+    assert srv.engine.max_active == 1  # the engine's lock queued them
+    for story in stories:
+        events = results[story["id"]]
+        assert events[-1][0] == "done"
+        saved = events[-1][1]["story"]
+        assert saved["id"] == story["id"] and len(saved["turns"]) == 2
+    prompts = sorted(srv.engine.prompts)
+    assert all(any(p.startswith(f"Villain number {i} strikes.") for p in prompts) for i in range(4))
+
+
+def sse_events_from_text(text):
+    out = []
+    for block in text.split("\n\n"):
+        lines = block.split("\n")
+        if len(lines) >= 2 and lines[0].startswith("event: "):
+            out.append((lines[0][7:], json.loads(lines[1][6:])))
+    return out
+
+
+def test_two_tabs_generating_at_once_never_overwrite_each_other(make_server):
+    srv = make_server(engine=FakeEngine(delay=0.01))
+    story = new_story(srv.client)
+    outcomes = []
+
+    def tab():
+        with httpx.Client(base_url=srv.url, timeout=WAIT_S * 2) as own:
+            r = own.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]},
+                         headers={"Accept": "text/event-stream"})
+            outcomes.append(sse_events_from_text(r.text)[-1])
+
+    threads = [threading.Thread(target=tab) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT_S * 2)
+    kinds = sorted(k for k, _ in outcomes)
+    assert kinds == ["done", "error"]
+    error = next(d for k, d in outcomes if k == "error")
+    assert error["status"] == 409 and error["version"] == story["version"] + 1
+    assert len(srv.client.get(f"/api/stories/{story['id']}").json()["turns"]) == 2
+
+
+def test_too_many_waiting_generations_get_503_busy(make_server, monkeypatch):
+    monkeypatch.setattr(genlib, "MAX_PENDING_GENERATIONS", 1)
+    srv = make_server(engine=FakeEngine(delay=0.05))
+    a, b = new_story(srv.client), new_story(srv.client)
+    with srv.client.stream("POST", f"/api/stories/{a['id']}/continue", json={"version": a["version"], "sentences": 5},
+                           headers={"Accept": "text/event-stream"}) as r:
+        lines = r.iter_lines()  # kept referenced: a collected iterator closes the connection
+        assert next(lines) == "event: piece"
+        assert_error(srv.client.post(f"/api/stories/{b['id']}/continue", json={"version": b["version"]}),
+                     503, "busy")
+    wait_until(lambda: srv.engine.cancelled == 1, "the first generation to stop")
+
+
+SERVER_SCRIPT = """
+import sys, uvicorn
+from tests.fakegen import FakeEngine
+from batplots.web import WebConfig, create_app
+app = create_app(WebConfig(db_path=sys.argv[1], engine=FakeEngine(delay=0.05)))
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+
+
+def test_a_server_killed_mid_generation_leaves_the_story_as_it_was(tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "killed.sqlite3"
+    proc = subprocess.Popen([sys.executable, "-c", SERVER_SCRIPT, str(db), str(port)], cwd=repo,
+                            env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def up():
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(up, "the server to start")
+        with httpx.Client(base_url=url, timeout=WAIT_S) as c:
+            story = new_story(c)
+            story = c.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]}).json()
+            with c.stream("POST", f"/api/stories/{story['id']}/continue",
+                          json={"version": story["version"], "sentences": 5},
+                          headers={"Accept": "text/event-stream"}) as r:
+                lines = r.iter_lines()
+                assert next(lines) == "event: piece"
+                os.kill(proc.pid, signal.SIGKILL)  # mid-generation, no chance to clean up
+                proc.wait(WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(WAIT_S)
+    assert storelib.Store(db).get(story["id"]) == story
