@@ -41,6 +41,7 @@ MAX_RETRIES = 10
 DEFAULT_BACKOFF = 1.0  # first retry wait; doubles each retry
 MAX_BACKOFF = 60.0  # no single wait (backoff or Retry-After) is longer
 MAXLAG = 5  # ask the wiki to refuse us when its replicas lag more than this (seconds)
+MAX_TITLES = 1000  # the series has 120 episodes; a list linking far more is the wrong page
 TITLES_PER_QUERY = 50  # MediaWiki's limit of titles per query for ordinary clients
 CONTACT_PLACEHOLDER = "contact: set --contact to your email or URL"
 URL_SAFE = ":/()!,'"  # kept as is in page URLs, as MediaWiki writes them
@@ -361,11 +362,15 @@ class Scraper:
             except ApiError as exc:
                 raise ScrapeError(f"the wiki refused the list page {list_title!r}: {exc}") from None
             except FetchError as exc:
-                raise ScrapeError(f"could not fetch the list page {list_title!r}: {exc}") from None
+                raise ScrapeError(f"could not fetch the list page {list_title!r} from {api_url(self.wiki)}: {exc}; "
+                                  "check --wiki (the site whose api.php answers) or try again later") from None
             entries = list_entries(listing.wikitext, listing.title)
             if not entries:
                 raise ScrapeError(f"the list page {listing.title!r} links no episode pages; "
                                   "pass the episode list's title with --list-page")
+            if len(entries) > MAX_TITLES:
+                raise ScrapeError(f"the list page {listing.title!r} links {len(entries)} pages; at most {MAX_TITLES} "
+                                  "are scraped in one run: pass the episode list's title with --list-page")
             result.titles = len(entries)
             if self.offline:
                 revs = self.cache.load_revisions()

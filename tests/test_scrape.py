@@ -347,6 +347,12 @@ def test_list_page_errors_are_clear(tmp_path, wiki):
     result = CliRunner().invoke(main, ["scrape", "--offline", "--out", str(tmp_path / "e.jsonl"),
                                        "--cache", str(tmp_path / "empty")])
     assert result.exit_code == 1 and "run once without --offline" in result.output
+    for wrong in (wiki.url + "/w", "http://127.0.0.1:9"):  # no api.php there (404); nothing listening
+        result = CliRunner().invoke(main, ["scrape", "--wiki", wrong, "--delay", "0", "--retries", "1",
+                                           "--backoff", "0.01", "--out", str(tmp_path / "e.jsonl"),
+                                           "--cache", str(tmp_path / "c")])
+        assert result.exit_code == 1 and "could not fetch the list page" in result.output
+        assert "check --wiki" in result.output
     assert not (tmp_path / "e.jsonl").exists()
 
 
