@@ -15,6 +15,18 @@ def batplots_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core box two spinning
+    threads per process slow them down tenfold. Real-model tests take the cores back."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield before
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def real_model_home(tmp_path_factory):
     """One user directory shared by the few real-model tests: the embedded model is
@@ -23,9 +35,13 @@ def real_model_home(tmp_path_factory):
 
 
 @pytest.fixture
-def real_home(real_model_home, monkeypatch):
+def real_home(real_model_home, monkeypatch, one_torch_thread):
+    import torch
+
     monkeypatch.setenv("BATPLOTS_HOME", str(real_model_home))
-    return real_model_home
+    torch.set_num_threads(one_torch_thread)
+    yield real_model_home
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

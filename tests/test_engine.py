@@ -223,3 +223,16 @@ def test_streaming_never_splits_utf8(tiny_engine):
             if isinstance(piece, str):
                 assert "\ufffd" not in piece
                 piece.encode("utf-8")
+
+
+def test_prefix_cache_gives_the_same_text_as_a_cold_start(tiny_engine):
+    """Reusing the cached prefix of an earlier prompt must not change the output."""
+    from batplots.engine.transformers_engine import TransformersEngine
+    from tests import tiny
+
+    settings = Settings(sentences=2, seed=9)
+    tiny_engine.run(STORY + " The Joker laughs at the museum.", settings)  # leaves a longer cache behind
+    warm = tiny_engine.run(STORY, settings)
+    cold = TransformersEngine(tiny.trained_llama(), tiny.tokenizer()).run(STORY, settings)
+    assert warm.text == cold.text
+    assert tiny_engine._cache_ids[: tiny_engine.count_tokens(STORY)] == tiny_engine.encode(STORY)

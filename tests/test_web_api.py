@@ -569,3 +569,59 @@ def test_a_server_killed_mid_generation_leaves_the_story_as_it_was(tmp_path):
             proc.kill()
             proc.wait(WAIT_S)
     assert storelib.Store(db).get(story["id"]) == story
+
+
+def test_serve_command_runs_the_app_on_a_real_tiny_model(tmp_path):
+    """`batplots serve` end to end: prints its address, loads the model in the
+    background, and co-writes with a tiny real transformer saved to disk."""
+    import os
+    import queue
+    import re
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests import tiny
+
+    model_dir = tmp_path / "tiny-llama"
+    tiny.trained_llama().save_pretrained(model_dir)
+    tiny.tokenizer().save_pretrained(model_dir)
+    db = tmp_path / "served.sqlite3"
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batplots.cli", "serve", "--port", "0", "--db", str(db), "--base", str(model_dir),
+         "--adapter", "none", "--engine", "transformers", "-n", "1", "--no-copy-guard"],
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            found = re.search(r"serving on (http://127\.0\.0\.1:\d+)/", line)
+            url = found.group(1) if found else None
+        assert url, "serve never printed its address"
+        with httpx.Client(base_url=url, timeout=60) as c:
+            deadline = time.monotonic() + 60
+            while c.get("/healthz").json()["status"] == "loading" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            health = c.get("/healthz").json()
+            assert health["status"] == "ready", health
+            story = new_story(c, text="Batman and Robin slide down the Batpoles.")
+            after = c.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]})
+            assert after.status_code == 200, after.text
+            turn = after.json()["turns"][-1]
+            assert turn["author"] == "model" and turn["text"] and turn["settings"]["sentences"] == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    assert storelib.Store(db).get(story["id"])["turns"][-1] == turn  # saved in the --db file

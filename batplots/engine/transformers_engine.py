@@ -60,7 +60,10 @@ class TransformersEngine(Engine):
         if self._cache is None or common <= 0:
             self._cache, self._cache_ids, common = DynamicCache(), [], 0
         else:
-            self._cache.crop(common)
+            # transformers 5 crops by a negative count of tokens to drop.
+            drop = len(self._cache_ids) - common
+            if drop:
+                self._cache.crop(-drop)
             self._cache_ids = self._cache_ids[:common]
         new = torch.tensor([ids[common:]], dtype=torch.long)
         out = self.model(input_ids=new, cache=self._cache, use_cache=True, logits_to_keep=1)
@@ -97,8 +100,10 @@ class TransformersEngine(Engine):
                         yield text[len(shown):]
                         shown = text
                     logits = self._step(token)
+        except (GeneratorExit, Cancelled):
+            raise  # stopped between steps: the cache matches _cache_ids, keep it
         except BaseException:
-            # A cancelled or failed step may leave the cache half-updated: drop it.
+            # A step that failed inside the model may leave the cache half-updated: drop it.
             self._cache, self._cache_ids = None, []
             raise
 
