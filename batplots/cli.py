@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import time
 
@@ -179,6 +180,47 @@ def write(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_co
     WriteSession(engine, settings).loop(sys.stdin)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 serves the whole network: there is no login).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on (0 picks a free one).")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
+              help="SQLite file for the stories; default: stories.sqlite3 under $BATPLOTS_HOME (~/.cache/batplots).")
+@sampling_options
+@guard_options
+@engine_options
+def serve(host, port, db_path, sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
+          copy_limit, no_copy_guard, engine_name, base, adapter):
+    """Serve the co-writing web app (stories saved in SQLite) and print its address."""
+    from pathlib import Path
+
+    from batplots.web import app as webapp
+
+    settings = make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
+                             copy_limit_of(copy_limit, no_copy_guard))
+    db = Path(db_path) if db_path else webapp.default_db_path()
+
+    def load():
+        from batplots.engine import load_engine
+
+        try:
+            engine = load_engine(EngineSpec(engine=engine_name, base=base, adapter=adapter))
+        except Exception as exc:
+            click.echo(f"batplots: the model failed to load: {exc}", err=True)
+            raise
+        click.echo(f"batplots: model ready: {json.dumps(engine.describe(), ensure_ascii=False)}", err=True)
+        guard_notice(engine, settings)
+        return engine
+
+    try:
+        app = webapp.create_app(webapp.WebConfig(db_path=db, settings=settings, load_engine=load))
+    except (OSError, sqlite3.Error) as exc:
+        raise click.ClickException(f"cannot open the story database {db}: {exc}") from exc
+    webapp.serve(app, host, port, lambda url: click.echo(
+        f"batplots: serving on {url} (stories in {db}; the model loads in the background; Ctrl+C stops)"))
+
+
 # ---------------------------------------------------------------- building the corpus: scrape, corpus stats/import-text
 
 from batplots import scrape as scraping  # noqa: E402  (light: httpx and mwparserfromhell, no model)
@@ -279,6 +321,52 @@ def corpus_import_text(path, out, raw):
     c.write_jsonl(out, episodes)
     words = sum(len(ep.plot.split()) for ep in episodes)
     click.echo(f"imported {len(episodes)} episodes ({words:,} words) from {path} to {out}")
+
+
+# ---------------------------------------------------------------- honesty: batplots eval
+
+@main.command("eval")
+@engine_options
+@click.option("--prompts", type=click.Path(dir_okay=False), default=None,
+              help="Openings to continue, one a line (default: the 20 shipped openings).")
+@click.option("--samples", type=int, default=5, show_default=True, help="Seeded continuations per prompt (1-100).")
+@click.option("-n", "--sentences", type=int, default=2, show_default=True,
+              help=f"Complete sentences per continuation ({eb.MIN_SENTENCES}-{eb.MAX_SENTENCES}).")
+@click.option("--copy-limit", type=int, default=eb.DEFAULT_COPY_LIMIT, show_default=True, metavar="N",
+              help=f"The guard's limit in the guarded run ({eb.MIN_COPY_LIMIT}-{eb.MAX_COPY_LIMIT}).")
+@click.option("--corpus", type=click.Path(dir_okay=False), default=None,
+              help="The training corpus (default: the one the adapter's training.json names).")
+@click.option("--no-base-samples", is_flag=True, help="Skip the bare base model's continuations (keeps its perplexity).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the JSON report (default: $BATPLOTS_HOME/eval/eval-ADAPTER-TIME.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the table.")
+def eval_command(engine_name, base, adapter, prompts, samples, sentences, copy_limit, corpus, no_base_samples,
+                 out, as_json):
+    """Measure perplexity, copying from the corpus, sentence counts, variety and speed."""
+    from pathlib import Path
+
+    from batplots import evaluate as ev
+    from batplots.corpus import CorpusError
+
+    opts = ev.EvalOptions(engine=engine_name, base=base, adapter=adapter, prompts=Path(prompts) if prompts else None,
+                          samples=samples, sentences=sentences, copy_limit=copy_limit,
+                          corpus=Path(corpus) if corpus else None, base_samples=not no_base_samples)
+    step = max(1, samples * 3)
+
+    def progress(run, done, total):
+        if done % step == 0 or done == total:
+            click.echo(f"eval: {done}/{total} continuations ({run})", err=True)
+
+    try:
+        report = ev.run_eval(opts, progress)
+    except SettingsError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"--{exc.field.replace('_', '-')}") from exc
+    except (ev.EvalError, ModelError, CorpusError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    path = Path(out) if out else ev.default_out(Path(report["adapter"]).name)
+    ev.write_report(report, path)
+    click.echo(json.dumps(report, ensure_ascii=False, indent=2) if as_json else ev.format_table(report))
+    click.echo(f"eval: report written to {path}", err=True)
 
 
 if __name__ == "__main__":

@@ -229,3 +229,19 @@ class _PageHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def serve(app: FastAPI, host: str, port: int, announce: Callable[[str], None]) -> None:
+    """Run app under uvicorn until Ctrl+C; announce(url) once it listens."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            if self.started:
+                bound_host, bound_port = self.servers[0].sockets[0].getsockname()[:2]
+                shown = "127.0.0.1" if bound_host in ("0.0.0.0", "::") else bound_host
+                shown = f"[{shown}]" if ":" in shown else shown
+                announce(f"http://{shown}:{bound_port}/")
+
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()

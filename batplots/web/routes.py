@@ -75,6 +75,7 @@ def turn_fields(cont: Continuation, engine: Engine) -> dict:
         "seed": cont.settings.seed,
         "meta": {
             "flags": cont.flags,
+            "provenance": cont.provenance,
             "tokens": cont.tokens,
             "prompt_tokens": cont.prompt_tokens,
             "seconds": round(cont.seconds, 3),
@@ -266,7 +267,8 @@ async def alternatives(request: Request, story_id: str, body: AlternativesReques
             return Response(status_code=499)
         if cont.text.strip():
             candidates.append({"text": cont.text.strip(), "sentences": cont.sentences, "seed": cont.settings.seed,
-                               "settings": cont.settings.to_dict(), "flags": cont.flags})
+                               "settings": cont.settings.to_dict(), "flags": cont.flags,
+                               "provenance": cont.provenance})
     if not candidates:
         raise ModelUnavailable("the model wrote no complete sentence in any candidate; try again")
     return {"version": story["version"], "candidates": candidates}
