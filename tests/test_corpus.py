@@ -243,3 +243,16 @@ def test_cli_corpus_errors_are_clear(tmp_path):
     assert bad.read_text().startswith('{"plot": "fine"}')  # the output was not touched
     result = CliRunner().invoke(main, ["corpus", "stats", str(bad), "--tokenizer", str(tmp_path / "no-tok")])
     assert result.exit_code == 1
+
+
+@pytest.mark.real_model
+def test_default_tokenizer_is_the_embedded_base(real_home, shared_corpus):
+    """Token counts use the embedded SmolLM2 tokenizer, read once and then kept on disk."""
+    from batplots.corpus import compute_stats, load_tokenizer
+
+    tok = load_tokenizer(None)
+    assert len(tok) == 49152  # SmolLM2's vocabulary
+    stats = compute_stats(read_corpus(shared_corpus), lambda t: len(tok(t, add_special_tokens=False)["input_ids"]))
+    assert stats["tokens"] == 19615  # the data README's "about 19.7k SmolLM2 tokens"
+    assert any((real_home / d).rglob("tokenizer.json") for d in ("models", "tokenizers") if (real_home / d).is_dir())
+    assert len(load_tokenizer(None)) == 49152  # now from disk
