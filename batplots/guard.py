@@ -47,7 +47,8 @@ def sentence_check(index: CorpusIndex, copy_limit: int) -> SentenceCheck:
 
 
 def provenance(index: CorpusIndex, sentences: list[str], flags: list[dict] = ()) -> list[dict]:
-    """For each sentence: its longest span shared with the corpus and where that is.
+    """For each sentence (its text included, so a page can mark it): its longest span
+    shared with the corpus and where that is.
 
     `flagged` marks a sentence the guard let through although it copies (the flags of
     Continuation.flags); span, passage, episode and url are None when the sentence
@@ -56,7 +57,8 @@ def provenance(index: CorpusIndex, sentences: list[str], flags: list[dict] = ())
     out = []
     for i, sentence in enumerate(sentences):
         passage = index.closest(sentence)
-        entry = {"sentence": i, "words": 0, "span": None, "passage": None, "episode": None, "url": None}
+        entry = {"sentence": i, "text": sentence, "words": 0, "span": None, "passage": None, "episode": None,
+                 "url": None}
         if passage is not None:
             entry.update(passage.to_dict())
         entry["flagged"] = i in flagged

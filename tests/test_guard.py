@@ -137,6 +137,7 @@ def test_provenance_names_the_right_episode_for_each_sentence(corpus_path):
     assert prov[0]["url"] == "https://batman.fandom.com/wiki/Hi_Diddle_Riddle"
     assert prov[0]["span"] == "follow the clue to an art gallery downtown" and prov[0]["words"] == 8
     assert [p["flagged"] for p in prov] == [False, True, False]
+    assert [p["text"] for p in prov] == sentences
     assert prov[2]["words"] == 0 and prov[2]["passage"] is None
 
 
