@@ -68,6 +68,7 @@ def share_page(story: dict) -> str:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(story['title'])} · Batplots</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/app.css">
 </head>
 <body class="share">
@@ -90,7 +91,8 @@ def share_page(story: dict) -> str:
 def not_found_page(message: str) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Not found · Batplots</title><link rel="stylesheet" href="/static/app.css"></head>
+<title>Not found · Batplots</title><link rel="icon" href="data:,">
+<link rel="stylesheet" href="/static/app.css"></head>
 <body class="share"><main class="panel share-panel"><h1 class="story-title">Holy missing pages!</h1>
 <p>{html.escape(message)}</p><p><a href="/">Back to Batplots</a></p></main></body></html>
 """

@@ -136,7 +136,10 @@ function passageSpan(turn) {
   const who = document.createElement("span");
   who.className = "visually-hidden";
   who.textContent = turn.author === "model" ? "Model: " : "You: ";
-  span.append(who, document.createTextNode(turn.text));
+  const text = document.createElement("span");
+  text.className = "passage-text";
+  text.textContent = turn.text;
+  span.append(who, text);
   span.addEventListener("click", () => editPassage(turn));
   span.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); editPassage(turn); }
