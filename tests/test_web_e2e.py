@@ -5,6 +5,7 @@ Set BATPLOTS_SCREENSHOT_DIR=docs/screenshots to refresh the README's screenshots
 
 import os
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -253,6 +254,33 @@ def test_a_stale_tab_is_told_and_shown_the_latest_version(browser, tmp_path):
         assert page.locator("#next-text").input_value() == "x" * 2000 + "yz"
         watch.check(expected=["status of 409"])
         context.close()
+
+
+def test_stop_cancels_the_generation_and_adds_nothing(browser, tmp_path):
+    engine = FakeEngine(delay=0.2)
+    app = create_app(WebConfig(db_path=tmp_path / "stop.sqlite3", engine=engine))
+    with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(STEP_MS)
+        watch = PageWatch(page, srv.url)
+        page.goto(srv.url)
+        expect(page.locator("#model-status")).to_contain_text("Model ready")
+        page.fill("#next-text", "The Riddler leaves a riddle at the museum.")
+        page.click("#continue-btn")
+        expect(page.locator("#story .passage.draft")).to_have_text(re.compile(r"\w"))
+        page.click("#stop-btn")
+        expect(page.locator("#status")).to_have_text("Stopped. Nothing was added.")
+        expect(page.locator("#story .passage.draft")).to_have_count(0)
+        expect(page.locator("#stop-btn")).to_be_hidden()
+        story = api.get("/api/stories").json()[0]
+        turns = api.get(f"/api/stories/{story['id']}").json()["turns"]
+        assert [t["author"] for t in turns] == ["user"]  # the user's passage is kept, no half model turn
+        deadline = time.monotonic() + STEP_MS / 1000
+        while engine.cancelled == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.cancelled == 1
+        watch.check()
+        page.close()
 
 
 @pytest.mark.real_model

@@ -1,13 +1,21 @@
-"""A real uvicorn server on 127.0.0.1 (a free port) in a thread, for web tests."""
+"""A real uvicorn server on 127.0.0.1 (a free port) in a thread, and helpers for web tests."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from contextlib import ExitStack
 
+import httpx
+import pytest
 import uvicorn
 
+from batplots.web import WebConfig, create_app
+from tests.fakegen import FakeEngine
+
 START_TIMEOUT_S = 15
+WAIT_S = 10  # bound for every poll loop
 
 
 class LiveServer:
@@ -32,3 +40,59 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(START_TIMEOUT_S)
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    with ExitStack() as stack:
+        def make(engine=None, load_engine=None, db_name="stories.sqlite3"):
+            if engine is None and load_engine is None:
+                engine = FakeEngine()
+            app = create_app(WebConfig(db_path=tmp_path / db_name, engine=engine, load_engine=load_engine))
+            srv = stack.enter_context(LiveServer(app))
+            srv.engine = engine
+            srv.client = stack.enter_context(httpx.Client(base_url=srv.url, timeout=WAIT_S))
+            return srv
+        yield make
+
+
+@pytest.fixture
+def srv(make_server):
+    return make_server()
+
+
+def wait_until(predicate, what):
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def new_story(c, title=None, text="Commissioner Gordon lifts the Bat-phone."):
+    story = c.post("/api/stories", json={"title": title} if title else {}).json()
+    if text:
+        story = c.post(f"/api/stories/{story['id']}/turns", json={"text": text, "version": story["version"]}).json()
+    return story
+
+
+def sse_events(response):
+    """Parse a text/event-stream response into [(event, data)]."""
+    events, event, data = [], None, ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data += line[6:]
+        elif line == "" and event:
+            events.append((event, json.loads(data)))
+            event, data = None, ""
+    return events
+
+
+def assert_error(response, status, *fragments):
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    for fragment in fragments:
+        assert fragment in detail, (fragment, detail)
+    return response.json()

@@ -21,23 +21,6 @@ const el = {
 
 const state = { story: null, busy: false, ready: false, abort: null };
 
-class ApiError extends Error {
-  constructor(status, message, body) { super(message); this.status = status; this.body = body || {}; }
-}
-
-async function api(method, path, body) {
-  const init = { method, headers: { Accept: "application/json" } };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const res = await fetch(path, init);
-  if (res.status === 204) return null;
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new ApiError(res.status, data.detail || `request failed (${res.status})`, data);
-  return data;
-}
-
 // --- status line ----------------------------------------------------------------------
 function say(message, kind = "info") {
   el.status.textContent = message;
@@ -187,38 +170,6 @@ function updateCount() {
   const n = el.text.value.length;
   el.charCount.textContent = `${n} / ${MAX_TURN_CHARS}`;
   el.charCount.classList.toggle("over", n > MAX_TURN_CHARS);
-}
-
-// --- server-sent events over fetch (EventSource cannot POST) -------------------------
-async function streamEvents(path, body, onEvent, signal) {
-  const res = await fetch(path, {
-    method: "POST", signal,
-    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-    body: JSON.stringify(body),
-  });
-  if (!res.ok) {
-    const data = await res.json().catch(() => ({}));
-    throw new ApiError(res.status, data.detail || `request failed (${res.status})`, data);
-  }
-  const reader = res.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      let event = "message", data = "";
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event: ")) event = line.slice(7);
-        else if (line.startsWith("data: ")) data += line.slice(6);
-      }
-      onEvent(event, data ? JSON.parse(data) : {});
-    }
-  }
 }
 
 // Streams a model passage into a draft span at the end of the story; resolves with the saved story.
