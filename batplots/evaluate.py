@@ -184,14 +184,16 @@ def generate_samples(engine: Engine, prompts: list[str], samples: int, variants:
     engine's copy guard vets sentences when a variant's copy_limit is not 0).
 
     The variants of one (prompt, seed) run back to back, in an order that rotates
-    with the sample number: timings are then paired under the same machine load, and
-    no variant always profits from the prompt cache the one before it left."""
+    from one pair to the next: timings are then paired under the same machine load,
+    and no variant always profits from the prompt cache the one before it left. One
+    untimed warm-up continuation first takes the engine's one-off start-up costs."""
     out: dict[str, list[Sample]] = {name: [] for name in variants}
     names = list(variants)
     todo, done = len(prompts) * samples * len(names), 0
+    engine.run(prompts[0], replace(next(iter(variants.values())), sentences=1, seed=0, copy_limit=0))
     for p, prompt in enumerate(prompts):
         for k in range(samples):
-            shift = k % len(names)
+            shift = (p * samples + k) % len(names)
             for name in names[shift:] + names[:shift]:
                 seeded = replace(variants[name], seed=sample_seed(p, k))
                 guard = engine.copy_guard
