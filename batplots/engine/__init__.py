@@ -15,16 +15,20 @@ from batplots.engine.base import (  # noqa: F401  (re-exported API)
     consume,
 )
 
-ENGINES = ("auto", "transformers")
+# auto = llama (fast, llama.cpp) where llama-cpp-python is installed and the base is a
+# GGUF, else transformers; openai = a remote OpenAI-compatible completions server.
+ENGINES = ("auto", "llama", "transformers", "openai")
 
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """Which engine to load, as the CLI's --engine/--base/--adapter options say."""
+    """Which engine to load, as the CLI's --engine/--base/--adapter/--base-url/--model options say."""
 
     engine: str = "auto"  # one of ENGINES
     base: str | None = None  # None = the embedded SmolLM2-135M-Instruct
     adapter: str | None = None  # None = the shipped default adapter, "none" = bare base
+    base_url: str | None = None  # --engine openai: the server's URL, e.g. http://gpu1:8000/v1
+    model: str | None = None  # --engine openai: the model name the server serves
 
 
 def load_engine(spec: EngineSpec) -> Engine:
@@ -34,11 +38,38 @@ def load_engine(spec: EngineSpec) -> Engine:
 
     if spec.engine not in ENGINES:
         raise modellib.ModelError(f"unknown engine {spec.engine!r}; choose one of: {', '.join(ENGINES)}")
+    if spec.engine != "openai" and (spec.base_url or spec.model):
+        raise modellib.ModelError("--base-url and --model are for --engine openai (a remote server)")
+    adapter_dir = modellib.resolve_adapter(spec.adapter)
+    if spec.engine == "openai":
+        from batplots.engine.openai_engine import OpenAIEngine
+
+        if not spec.base_url or not spec.model:
+            raise modellib.ModelError("--engine openai needs --base-url URL (e.g. http://127.0.0.1:8000/v1) "
+                                      "and --model NAME (a model the server lists at /v1/models)")
+        engine = OpenAIEngine(spec.base_url, spec.model)
+    else:
+        engine = _load_local(spec, adapter_dir)
+    return guard.attach(engine, adapter_dir)  # the copy guard is on wherever an engine is used
+
+
+def _load_local(spec: EngineSpec, adapter_dir) -> Engine:
+    from batplots import model as modellib
+    from batplots.engine import llama_engine
+
+    gguf = llama_engine.resolve_base(spec.base)
+    if spec.engine == "llama" or (spec.engine == "auto" and gguf is not None and llama_engine.available()):
+        if not llama_engine.available():
+            raise modellib.ModelError("--engine llama needs llama-cpp-python: `pip install llama-cpp-python` "
+                                      "(or use --engine transformers)")
+        if gguf is None:
+            raise modellib.ModelError(f"--engine llama runs GGUF models: give --base a .gguf file or leave it "
+                                      f"out for the embedded model (got {spec.base!r}); or use --engine transformers")
+        path, label = gguf
+        return llama_engine.load(path, adapter_dir, label)
     from batplots.engine.transformers_engine import TransformersEngine
 
     model, tokenizer, label = modellib.load_base(spec.base)
-    adapter_dir = modellib.resolve_adapter(spec.adapter)
     if adapter_dir is not None:
         model = modellib.apply_adapter(model, adapter_dir)
-    engine = TransformersEngine(model, tokenizer, label=label, adapter=adapter_dir.name if adapter_dir else None)
-    return guard.attach(engine, adapter_dir)  # the copy guard is on wherever an engine is used
+    return TransformersEngine(model, tokenizer, label=label, adapter=adapter_dir.name if adapter_dir else None)

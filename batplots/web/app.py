@@ -25,6 +25,7 @@ from fastapi_offline import FastAPIOffline
 from batplots import store as storelib
 from batplots.engine.base import Engine, SentenceCheck, Settings
 from batplots.web import export
+from batplots.web.openai_api import router as openai_router
 from batplots.web.routes import install_error_handlers, router
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -103,6 +104,7 @@ def create_app(config: WebConfig) -> FastAPI:
     app.add_middleware(_BodyLimit)
     app.add_middleware(_PageHeaders)
     app.include_router(router)
+    app.include_router(openai_router)  # /v1: the OpenAI completions API
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/healthz", tags=["server"], summary="Is the model ready? What is loaded?")
