@@ -34,7 +34,7 @@ MAX_PROMPTS = 1000
 OPENINGS_FILE = Path(__file__).parent / "data" / "openings.txt"
 # Perplexity windows and split when training.json does not say (batplots.dataset's rules).
 DEFAULT_VAL_FRACTION = 0.1
-DEFAULT_SEQ_LEN = 512
+DEFAULT_SEQ_LEN = 256
 PPL_BATCH = 4
 RUNS = ("base", "adapter", "adapter+guard")
 # The issue's targets for adapter+guard.
@@ -246,12 +246,20 @@ def perplexity(model, tokenizer, texts: list[str], seq_len: int = DEFAULT_SEQ_LE
     return math.exp(nll / count)
 
 
+def split_setting(info: dict | None, key: str, default):
+    """A split setting as training.json records it: under "split", else "config"."""
+    for section in ("split", "config"):
+        value = ((info or {}).get(section) or {}).get(key)
+        if value is not None:
+            return value
+    return default
+
+
 def heldout_texts(corpus: Path, info: dict | None) -> tuple[list[str], dict]:
     """The validation side of the split training used (batplots.dataset), and how it was cut."""
     from batplots.dataset import split_corpus
 
-    info = info or {}
-    fraction = info.get("val_fraction", DEFAULT_VAL_FRACTION)
+    fraction = float(split_setting(info, "val_fraction", DEFAULT_VAL_FRACTION))
     split = split_corpus(corpus, fraction)
     return split.val, {"val_fraction": fraction, "kind": split.kind, "episodes": split.episodes,
                        "val_titles": split.val_titles, "val_chars": sum(map(len, split.val))}
@@ -370,12 +378,17 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
     if not guard.active:
         raise EvalError(f"{guard.note}; the eval needs the training corpus: pass --corpus FILE")
     texts, split = heldout_texts(Path(guard.corpus), info)
-    seq_len = int(info.get("seq_len", DEFAULT_SEQ_LEN))
-    model, tokenizer, label = modellib.load_base(opts.base)
-    ppl = {"base": perplexity(model, tokenizer, texts, seq_len)}
-    ppl["adapter"] = perplexity(modellib.apply_adapter(model, adapter_dir), tokenizer, texts, seq_len)
+    seq_len = int(split_setting(info, "seq_len", DEFAULT_SEQ_LEN))
+    try:  # perplexity needs the transformers form of the base, whichever engine generates
+        model, tokenizer, label = modellib.load_base(opts.base)
+    except modellib.ModelError as exc:  # e.g. --base a .gguf file for --engine llama
+        ppl = {"base": None, "adapter": None, "note": f"no perplexity: {exc}"}
+        label = Path(opts.base).name if opts.base else modellib.EMBEDDED_NAME
+    else:
+        ppl = {"base": perplexity(model, tokenizer, texts, seq_len)}
+        ppl["adapter"] = perplexity(modellib.apply_adapter(model, adapter_dir), tokenizer, texts, seq_len)
+        del model
     ppl.update(seq_len=seq_len, split=split)
-    del model
     samples: dict[str, list[Sample]] = {}
     if opts.base_samples:
         engine = load_engine(EngineSpec(engine=opts.engine, base=opts.base, adapter="none"))

@@ -147,8 +147,8 @@ def tiny_setup(tmp_path):
     tiny.tokenizer().save_pretrained(base)
     adapter = tmp_path / "adapter"
     get_peft_model(tiny.llama(), LoraConfig(r=2, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
-    (adapter / "training.json").write_text(json.dumps({"corpus": {"path": str(corpus)}, "val_fraction": 0.25,
-                                                       "seq_len": 32}))
+    (adapter / "training.json").write_text(json.dumps({"corpus": {"path": str(corpus)},  # as batplots train writes it
+                                                       "split": {"val_fraction": 0.25, "seq_len": 32}}))
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("The Riddler hums.\nAlfred dusts the Batcave.\n")
     return base, adapter, prompts
