@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright import sync_api
 
 from batplots.web import WebConfig, create_app
 from tests.fakegen import FakeEngine, fake_sentences
@@ -22,7 +23,6 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 STEP_MS = 10_000  # bound for each wait on the page
 
-sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
 
@@ -252,7 +252,16 @@ def test_a_stale_tab_is_told_and_shown_the_latest_version(browser, tmp_path):
         page.click("#continue-btn")
         expect(page.locator("#status")).to_contain_text("at most 2000")
         assert page.locator("#next-text").input_value() == "x" * 2000 + "yz"
-        watch.check(expected=["status of 409"])
+        # An edit the server refuses keeps the editor open with the text; Escape leaves it.
+        page.locator("#story .passage.user .passage-text").first.click()
+        page.locator(".passage-editor textarea").fill("   ")
+        page.get_by_role("button", name="Save passage").click()
+        expect(page.locator("#status")).to_contain_text("text is empty")
+        expect(page.locator(".passage-editor textarea")).to_have_value("   ")
+        page.keyboard.press("Escape")
+        expect(page.locator(".passage-editor")).to_have_count(0)
+        expect(page.locator("#story .passage.user .passage-text")).to_have_text(["Robin was here first."])
+        watch.check(expected=["status of 409", "status of 422"])
         context.close()
 
 

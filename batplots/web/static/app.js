@@ -344,13 +344,31 @@ function editPassage(turn) {
   area.focus();
 
   const close = () => { render(state.story); const back = el.story.querySelector(`[data-turn-id="${turn.id}"]`); if (back) back.focus(); };
-  const commit = () => withBusy(async () => {
-    render(await api("PATCH", `/api/stories/${encodeURIComponent(state.story.id)}/turns/${turn.id}`,
-                     { text: area.value, version: state.story.version }));
-    say("Passage saved.");
-    const back = el.story.querySelector(`[data-turn-id="${turn.id}"]`);
-    if (back) back.focus();
-  });
+  // Errors keep the editor open with the edited text: nothing typed is lost.
+  const commit = async () => {
+    if (state.busy) return;
+    state.busy = true;
+    updateButtons();
+    try {
+      render(await api("PATCH", `/api/stories/${encodeURIComponent(state.story.id)}/turns/${turn.id}`,
+                       { text: area.value, version: state.story.version }));
+      say("Passage saved.");
+      const back = el.story.querySelector(`[data-turn-id="${turn.id}"]`);
+      if (back) back.focus();
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 409) {
+        state.story = await api("GET", `/api/stories/${encodeURIComponent(state.story.id)}`);
+        say("This story changed in another tab or window. Your edit is still here: save again to apply it " +
+            "to the latest version, or cancel.", "error");
+      } else {
+        say(err.message || String(err), "error");
+      }
+      area.focus();
+    } finally {
+      state.busy = false;
+      updateButtons();
+    }
+  };
   save.addEventListener("click", commit);
   cancel.addEventListener("click", close);
   area.addEventListener("keydown", (ev) => {
