@@ -13,6 +13,7 @@ from batplots.engine import EngineSpec, Rewind, Settings, SettingsError, consume
 from batplots.engine.base import MAX_SENTENCE_RETRIES, Engine
 from batplots.index import CorpusIndex, load_index
 from tests import tiny
+from tests.webserver import make_server, new_story  # noqa: F401  (make_server: a real uvicorn server)
 
 EPISODES = [
     {"title": "Hi Diddle Riddle", "url": "https://batman.fandom.com/wiki/Hi_Diddle_Riddle",
@@ -237,3 +238,39 @@ def test_cli_copy_guard_options(tiny_model_dirs):
     assert bad.exit_code == 2 and "copy_limit must be 0 (guard off) or a whole number from 4 to 64" in bad.output
     bare = runner.invoke(main, args[:4] + ["--adapter", "none"] + args[6:])
     assert bare.exit_code == 0 and "copy guard off: the bare base model" in bare.stderr
+
+
+# ------------------------------------------------------------ the web API (real uvicorn on 127.0.0.1)
+
+def test_web_turns_carry_provenance_and_the_copy_limit_is_a_story_setting(make_server, guard):
+    engine = scripted([COPIED, ORIGINAL], guard)
+    srv = make_server(engine=engine)
+    c = srv.client
+    health = c.get("/healthz").json()
+    assert health["copy_guard"]["active"] and health["copy_guard"]["episodes"] == 2
+    story = new_story(c)
+    assert story["settings"]["copy_limit"] == 8
+    story = c.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"], "sentences": 1}).json()
+    model = story["turns"][-1]
+    assert model["text"] == ORIGINAL and engine.calls == 2  # the copy was resampled
+    [prov] = model["meta"]["provenance"]
+    assert prov["text"] == ORIGINAL and not prov["flagged"] and model["meta"]["flags"] == []
+    # With the guard off for this story, the copy goes through; provenance names its episode.
+    story = c.patch(f"/api/stories/{story['id']}", json={"version": story["version"],
+                                                          "settings": {"copy_limit": 0}}).json()
+    assert story["settings"]["copy_limit"] == 0
+    engine.script, engine.calls = [COPIED], 0
+    story = c.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"], "sentences": 1}).json()
+    [prov] = story["turns"][-1]["meta"]["provenance"]
+    assert prov["episode"] == "The Joker Is Wild" and prov["words"] == 12 and prov["url"].endswith("Joker_Is_Wild")
+    # A picked alternative's provenance is computed from its text; a copy is marked.
+    picked = c.post(f"/api/stories/{story['id']}/turns", json={"text": f"{ORIGINAL} {COPIED}", "author": "model",
+                                                              "version": story["version"]}).json()
+    prov = picked["turns"][-1]["meta"]["provenance"]
+    assert [p["flagged"] for p in prov] == [False, False]  # this story's copy_limit is 0: nothing to mark
+    story = c.patch(f"/api/stories/{story['id']}", json={"version": picked["version"],
+                                                          "settings": {"copy_limit": 8}}).json()
+    picked = c.post(f"/api/stories/{story['id']}/turns", json={"text": COPIED, "author": "model",
+                                                              "version": story["version"]}).json()
+    [prov] = picked["turns"][-1]["meta"]["provenance"]
+    assert prov["flagged"] and prov["episode"] == "The Joker Is Wild"

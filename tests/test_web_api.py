@@ -15,7 +15,7 @@ def test_story_crud(srv):
     assert created.status_code == 201
     story = created.json()
     assert set(story) >= {"id", "title", "version", "settings", "share_id", "created_at", "updated_at", "turns"}
-    assert story["settings"] == {"sentences": 3, "temperature": 0.8, "top_p": 0.95}
+    assert story["settings"] == {"sentences": 3, "temperature": 0.8, "top_p": 0.95, "copy_limit": 8}
     untitled = c.post("/api/stories").json()  # no body at all: every field is optional
     assert untitled["title"] == storelib.DEFAULT_TITLE
     assert {s["id"] for s in c.get("/api/stories").json()} == {story["id"], untitled["id"]}
@@ -23,7 +23,7 @@ def test_story_crud(srv):
     patched = c.patch(f"/api/stories/{story['id']}", json={"version": 1, "title": "Pow", "settings": {"top_p": 0.5}})
     assert patched.status_code == 200
     assert patched.json()["title"] == "Pow" and patched.json()["version"] == 2
-    assert patched.json()["settings"] == {"sentences": 3, "temperature": 0.8, "top_p": 0.5}
+    assert patched.json()["settings"] == {"sentences": 3, "temperature": 0.8, "top_p": 0.5, "copy_limit": 8}
     assert c.delete(f"/api/stories/{story['id']}").status_code == 204
     assert_error(c.get(f"/api/stories/{story['id']}"), 404, "no story")
     assert [s["id"] for s in c.get("/api/stories").json()] == [untitled["id"]]
@@ -101,7 +101,8 @@ def test_settings_out_of_range_are_refused_naming_the_range(srv):
     story = new_story(c)
     sid, v = story["id"], story["version"]
     cases = [({"sentences": 6}, "sentences must be from 1 to 5"), ({"sentences": 0}, "from 1 to 5"),
-             ({"temperature": 2.5}, "temperature must be from 0.0 to 2.0"), ({"top_p": 0}, "top_p must be from 0.01")]
+             ({"temperature": 2.5}, "temperature must be from 0.0 to 2.0"), ({"top_p": 0}, "top_p must be from 0.01"),
+             ({"copy_limit": 2}, "copy_limit must be 0 (guard off) or a whole number from 4 to 64")]
     for settings, message in cases:
         body = assert_error(c.patch(f"/api/stories/{sid}", json={"version": v, "settings": settings}), 422, message)
         assert body["field"] == next(iter(settings))
@@ -315,7 +316,7 @@ def test_pages_docs_and_health(srv):
                  "/healthz"]:
         assert path in paths, path
     assert c.get("/healthz").json() == {"status": "ready", "model": {"engine": "fake", "model": "fake-scripted"},
-                                        "load_seconds": 0.0}
+                                        "load_seconds": 0.0, "copy_guard": None}
 
 
 def test_while_the_model_loads_model_requests_get_503_and_stories_still_work(make_server):

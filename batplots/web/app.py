@@ -111,7 +111,9 @@ def create_app(config: WebConfig) -> FastAPI:
     def healthz(request: Request) -> dict:
         st = request.app.state
         if st.engine is not None:
-            return {"status": "ready", "model": st.engine.describe(), "load_seconds": st.engine_ready_seconds}
+            guard = st.engine.copy_guard
+            return {"status": "ready", "model": st.engine.describe(), "load_seconds": st.engine_ready_seconds,
+                    "copy_guard": guard.describe() if guard is not None else None}
         if st.engine_error:
             return {"status": "error", "error": st.engine_error}
         return {"status": "loading", "seconds": round(time.monotonic() - st.engine_loading_since, 1)}

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from batplots import store as storelib
 from batplots.engine.base import MAX_SEED, MIN_SEED, Continuation, Engine, Settings, SettingsError
+from batplots.text import split_sentences
 from batplots.web import export
 from batplots.web.generation import SSE_HEADERS, Busy, ClientGone, Generation, sse, wants_sse
 from batplots.web.schemas import (
@@ -88,6 +89,19 @@ def turn_fields(cont: Continuation, engine: Engine) -> dict:
     }
 
 
+def picked_provenance(request: Request, text: str, settings: Settings) -> list[dict]:
+    """Provenance for a picked alternative (the client sends only its text): a sentence
+    copying copy_limit or more words is marked as one the guard let through."""
+    engine = request.app.state.engine
+    guard = engine.copy_guard if engine is not None else None
+    if guard is None:
+        return []
+    prov = guard.provenance(split_sentences(text))
+    for entry in prov:
+        entry["flagged"] = bool(settings.copy_limit) and entry["words"] >= settings.copy_limit
+    return prov
+
+
 def require_text(cont: Continuation) -> str:
     text = cont.text.strip()
     if not text:
@@ -143,7 +157,8 @@ def add_turn(request: Request, story_id: str, body: NewTurn) -> dict:
         if seed is not None and not MIN_SEED <= seed <= MAX_SEED:
             raise SettingsError("seed", f"seed must be from {MIN_SEED} to {MAX_SEED}, got {seed}")
         settings = generation_settings(request, story, {"seed": seed} if seed is not None else {}, fresh_seed=True)
-        fields = {"settings": settings.to_dict(), "seed": seed, "meta": {"flags": [], "picked": True}}
+        fields = {"settings": settings.to_dict(), "seed": seed,
+                  "meta": {"flags": [], "picked": True, "provenance": picked_provenance(request, body.text, settings)}}
     elif body.seed is not None:
         raise storelib.Invalid("seed is only for passages by the model (a picked alternative)")
     return store.add_turn(story_id, body.version, body.author, body.text, **fields)

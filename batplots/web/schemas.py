@@ -16,7 +16,7 @@ from batplots.engine.base import Settings
 MIN_ALTERNATIVES, MAX_ALTERNATIVES = 1, 5
 DEFAULT_ALTERNATIVES = 3
 # The settings a story keeps (the rest come from the server's command line).
-STORY_SETTING_KEYS = ("sentences", "temperature", "top_p")
+STORY_SETTING_KEYS = ("sentences", "temperature", "top_p", "copy_limit")
 
 
 class Strict(BaseModel):
@@ -27,6 +27,7 @@ class StorySettings(Strict):
     sentences: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    copy_limit: int | None = None  # the copy guard: 0 = off (batplots.guard)
 
     def given(self) -> dict:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -65,6 +66,7 @@ class ContinueRequest(Strict):
     sentences: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    copy_limit: int | None = None
     seed: int | None = None
 
     def overrides(self) -> dict:
