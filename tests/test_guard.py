@@ -1,6 +1,7 @@
 """The copy guard: a scripted generator proposes copies, the guard makes it resample."""
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -274,3 +275,43 @@ def test_web_turns_carry_provenance_and_the_copy_limit_is_a_story_setting(make_s
                                                               "version": story["version"]}).json()
     [prov] = picked["turns"][-1]["meta"]["provenance"]
     assert prov["flagged"] and prov["episode"] == "The Joker Is Wild"
+
+
+def test_page_shows_provenance_on_hover_and_tap_and_marks_copies(guard, tmp_path):
+    """Headless Chromium: sentence titles name the episode, a copy the guard let through
+    is marked, the button shows it all in the status line, and copy_limit is a setting."""
+    import httpx
+
+    from batplots.web import WebConfig, create_app
+    from tests.test_web_e2e import CHROMIUM, CHROMIUM_ARGS, DESKTOP, STEP_MS, PageWatch, expect, sync_api
+    from tests.webserver import LiveServer
+
+    # Every try copies: the guard keeps the least-copying one and flags it.
+    engine = scripted([COPIED_8], guard)
+    app = create_app(WebConfig(db_path=tmp_path / "prov.sqlite3", engine=engine, settings=Settings(sentences=1)))
+    with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as client, sync_api.sync_playwright() as p:
+        story = new_story(client, text=ORIGINAL)
+        client.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]})
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(STEP_MS)
+        watch = PageWatch(page, srv.url)
+        page.goto(srv.url)
+        expect(page.locator("#model-status")).to_contain_text("copy guard on (2 episodes)")
+        page.locator("#story-list button").first.click()
+        sentence = page.locator("#story .passage.model .sentence")
+        expect(sentence).to_have_text(COPIED_8)
+        expect(sentence).to_have_class(re.compile(r"\bcopied\b"))
+        title = sentence.get_attribute("title")
+        assert "copy guard let this through: 8 words" in title and "Closest in the corpus: The Joker Is Wild" in title
+        page.locator("#story .passage.model .prov-btn").click()
+        expect(page.locator("#status")).to_contain_text("Sentence 1: The copy guard let this through")
+        expect(page.locator(".passage-editor")).to_have_count(0)  # the button does not open the editor
+        page.click(".settings summary")
+        expect(page.locator("#set-copy-limit")).to_have_value("8")
+        page.fill("#set-copy-limit", "12")
+        page.click("#settings-form button[type=submit]")
+        expect(page.locator("#status")).to_contain_text("Settings saved")
+        assert client.get(f"/api/stories/{story['id']}").json()["settings"]["copy_limit"] == 12
+        watch.check()
+        browser.close()

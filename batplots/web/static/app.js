@@ -15,7 +15,8 @@ const el = {
   altSection: $("alternatives"), altGrid: $("alternatives-grid"), altClose: $("alternatives-close"),
   writeForm: $("write-form"), text: $("next-text"), charCount: $("char-count"), cont: $("continue-btn"),
   stop: $("stop-btn"), status: $("status"), settingsForm: $("settings-form"), setSentences: $("set-sentences"),
-  setTemperature: $("set-temperature"), setTopP: $("set-top-p"), exportMd: $("export-md"), exportTxt: $("export-txt"),
+  setTemperature: $("set-temperature"), setTopP: $("set-top-p"), setCopyLimit: $("set-copy-limit"),
+  exportMd: $("export-md"), exportTxt: $("export-txt"),
   shareLink: $("share-link"), copyShare: $("copy-share"), openShare: $("open-share"),
 };
 
@@ -58,7 +59,8 @@ async function pollHealth() {
     state.ready = true;
     const m = health.model || {};
     el.modelStatus.dataset.state = "ready";
-    el.modelStatus.textContent = "Model ready: " + [m.model || m.engine, m.adapter ? `+ ${m.adapter}` : ""].join(" ").trim();
+    el.modelStatus.textContent = "Model ready: " + [m.model || m.engine, m.adapter ? `+ ${m.adapter}` : ""].join(" ").trim()
+      + guardStatus(health.copy_guard);
   } else if (health.status === "error") {
     el.modelStatus.dataset.state = "error";
     el.modelStatus.textContent = "The model failed to load: " + health.error;
@@ -121,8 +123,11 @@ function passageSpan(turn) {
   who.textContent = turn.author === "model" ? "Model: " : "You: ";
   const text = document.createElement("span");
   text.className = "passage-text";
-  text.textContent = turn.text;
+  const sentences = turn.author === "model" ? provenanceSpans(turn) : null;  // provenance.js
+  if (sentences) text.append(...sentences); else text.textContent = turn.text;
   span.append(who, text);
+  const why = turn.author === "model" ? provenanceButton(turn, say) : null;
+  if (why) span.append(why);
   span.addEventListener("click", () => editPassage(turn));
   span.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); editPassage(turn); }
@@ -143,6 +148,7 @@ function render(story) {
   el.setSentences.value = String(story.settings.sentences);
   el.setTemperature.value = String(story.settings.temperature);
   el.setTopP.value = String(story.settings.top_p);
+  el.setCopyLimit.value = String(story.settings.copy_limit ?? 8);
   const base = `/api/stories/${encodeURIComponent(story.id)}/export`;
   el.exportMd.href = `${base}?format=md`;
   el.exportTxt.href = `${base}?format=txt`;
@@ -435,6 +441,7 @@ el.settingsForm.addEventListener("submit", (ev) => {
       sentences: Number(el.setSentences.value),
       temperature: Number(el.setTemperature.value),
       top_p: Number(el.setTopP.value),
+      copy_limit: Number(el.setCopyLimit.value),
     };
     render(await api("PATCH", `/api/stories/${encodeURIComponent(state.story.id)}`,
                      { settings, version: state.story.version }));
