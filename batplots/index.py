@@ -240,8 +240,12 @@ _CACHE_LOCK = threading.Lock()
 
 def load_index(path: str | Path) -> CorpusIndex:
     """The index of a corpus file (JSONL or plain text, as batplots.corpus reads it),
-    built once per process per file content (keyed by sha256). Raises CorpusError."""
-    from batplots.corpus import corpus_sha256, read_corpus
+    built once per process per file content (keyed by sha256). Plots are cleaned as
+    training cleans them (clean_plot), so the index holds the text the model saw.
+    Raises CorpusError."""
+    from dataclasses import replace
+
+    from batplots.corpus import clean_plot, corpus_sha256, read_corpus
 
     path = Path(path)
     if not path.is_file():
@@ -252,6 +256,7 @@ def load_index(path: str | Path) -> CorpusIndex:
     with _CACHE_LOCK:
         index = _CACHE.get(sha)
         if index is None:
-            index = CorpusIndex(read_corpus(path), sha256=sha, source=str(path))
+            episodes = [replace(ep, plot=clean_plot(ep.plot)) for ep in read_corpus(path)]
+            index = CorpusIndex(episodes, sha256=sha, source=str(path))
             _CACHE[sha] = index
     return index

@@ -145,3 +145,12 @@ def test_the_shared_corpus_is_indexed_and_finds_a_real_span(shared_corpus):
     sample = " ".join(plot.split()[40:60])  # 20 words from inside one episode
     match = index.longest(words(sample))
     assert match.length == len(words(sample)) and index.titles[index.episode_at(match.corpus_pos)].endswith("#4")
+
+
+def test_load_index_cleans_plots_as_training_does(tmp_path):
+    path = tmp_path / "wiki.jsonl"
+    path.write_text(json.dumps({"title": "Marked", "plot": "The [[Joker|Clown Prince]] steals '''the''' cake<ref>x</ref>."})
+                    + "\n")
+    index = load_index(path)
+    assert index.longest(words("clown prince steals the cake")).length == 5
+    assert index.closest("The Clown Prince steals the cake!").passage == "The Clown Prince steals the cake."
