@@ -369,5 +369,39 @@ def eval_command(engine_name, base, adapter, prompts, samples, sentences, copy_l
     click.echo(f"eval: report written to {path}", err=True)
 
 
+# ---------------------------------------------------------------- fine-tuning: batplots train
+
+from batplots.trainconfig import ConfigError, TrainConfig, click_options as train_options  # noqa: E402  (light: no torch)
+
+
+@main.command()
+@train_options
+def train(**options):
+    """Fine-tune the base model on a corpus: LoRA adapter, training.json, loss.png, MODEL_CARD.md."""
+    from batplots import train as trainer
+    from batplots.corpus import CorpusError
+
+    try:
+        result = trainer.main(TrainConfig(**options))
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except (CorpusError, ModelError, trainer.TrainError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    s = result.summary
+    if result.status == "interrupted":
+        click.echo(f"train: interrupted at step {s['step']}; checkpoint saved, continue with "
+                   f"`batplots train --out {result.out} --resume`", err=True)
+        sys.exit(130)
+    base = s["base_eval"]["ppl"] if s.get("base_eval") else None
+    click.echo(f"train: {result.status} after {s['steps']} steps ({s['wall_seconds']} s); best validation perplexity "
+               f"{s['val_ppl']} at step {s['best_step']} ({s['seconds_to_best']} s)"
+               + (f", bare base {base} (ratio {s['ppl_ratio_vs_base']})" if base else ""))
+    if s.get("memorisation"):
+        m = s["memorisation"]
+        click.echo(f"train: copying: {m['copied_share']:.1%} of generated 8-grams in the corpus, longest copied "
+                   f"span {m['longest_span_words']} words")
+    click.echo(f"train: adapter and report written to {result.out}")
+
+
 if __name__ == "__main__":
     main()
