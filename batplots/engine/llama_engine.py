@@ -4,10 +4,12 @@ The embedded base is already a Q4_1 GGUF, so llama.cpp runs it as shipped, with
 the adapter applied at run time as a GGUF LoRA (see gguf_lora for why). It is
 several times faster than the transformers engine on a laptop CPU (README "Speed").
 
-Two things make turns fast besides the kernels:
-- the KV cache of the last prompt is kept: the next call (the next sentence, or
-  the next turn of the same story) only evaluates the tokens after the longest
-  common prefix, so a long story does not pay its whole prompt again;
+What makes turns fast besides the kernels (llama_batch has the details):
+- continuous batching: up to n_slots generations advance together, one decode
+  call per step, instead of queueing one behind another;
+- the KV cache of each slot is kept: the next call (the next sentence, or the
+  next turn of the same story) only evaluates the tokens after the longest common
+  prefix, so a long story does not pay its whole prompt again;
 - sampling runs inside llama.cpp (a sampler chain), one C call per token.
 
 Sampling mirrors TransformersEngine.sample: special tokens banned by a logit bias
@@ -19,8 +21,10 @@ per call (temperature 0 is greedy).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import os
+import queue
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -28,15 +32,17 @@ from typing import Iterator
 import numpy as np
 
 from batplots.engine.base import MAX_CONTEXT, Cancelled, Engine, EngineError, Settings
+from batplots.engine.llama_batch import Request, Scheduler
 
 # The repetition penalty's look-back, as in transformers_engine.REPETITION_WINDOW
 # (not imported from there: that would load torch into a server that needs none).
 REPETITION_WINDOW = 256
-
-# KV cache size in tokens: covers the largest Settings.max_context, and costs
-# ~190 MB for SmolLM2-135M (f16 K and V, 30 layers x 192 dims); see README "Speed".
+# KV cells shared by all slots: the largest Settings.max_context fits in one story;
+# ~180 MB for SmolLM2-135M (f16 K and V, 30 layers x 192 dims); see README "Speed".
 DEFAULT_N_CTX = MAX_CONTEXT
-# Prompt tokens evaluated per llama_decode call.
+# Generations that run (and stories whose caches are kept) at once.
+DEFAULT_SLOTS = 16
+# Tokens evaluated per llama_decode call (prompt chunks plus one per decoding slot).
 N_BATCH = 512
 # llama.cpp reads seed 0xFFFFFFFF as "pick a random seed"; ours are reproducible.
 _LLAMA_RANDOM_SEED = 0xFFFFFFFF
@@ -61,49 +67,97 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
+def _quiet_llama_cpp() -> None:
+    """llama.cpp logs every load to stderr; keep errors only."""
+    from llama_cpp import _logger
+
+    _logger.set_verbose(False)
+
+
 class LlamaEngine(Engine):
     name = "llama"
 
     def __init__(self, gguf_path: Path, lora_path: Path | None = None, label: str = "model",
-                 adapter: str | None = None, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None):
+                 adapter: str | None = None, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None,
+                 n_slots: int = DEFAULT_SLOTS):
         super().__init__()
         import llama_cpp
+        from llama_cpp import _internals
 
+        _quiet_llama_cpp()
         self._llama_cpp = llama_cpp
         self.gguf_path = Path(gguf_path)
         self.lora_path = Path(lora_path) if lora_path else None
         self.label = label
         self.adapter = adapter
         self.n_threads = n_threads or default_threads()
+        self.n_slots = n_slots
+        self._stack = contextlib.ExitStack()
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(self.gguf_path), lora_path=str(self.lora_path) if self.lora_path else None,
-                n_ctx=n_ctx, n_batch=N_BATCH, n_threads=self.n_threads, n_threads_batch=self.n_threads,
-                logits_all=False, verbose=False)
+            self._model = self._stack.enter_context(contextlib.closing(_internals.LlamaModel(
+                path_model=str(self.gguf_path), params=llama_cpp.llama_model_default_params(), verbose=False)))
+            self._lora = None
+            if self.lora_path is not None:
+                self._lora = llama_cpp.llama_adapter_lora_init(self._model.model, str(self.lora_path).encode())
+                if not self._lora:
+                    raise ValueError(f"llama.cpp rejected the LoRA {self.lora_path} (wrong base model?)")
+                lora = self._lora
+                self._stack.callback(lambda: llama_cpp.llama_adapter_lora_free(lora))
+            self._ctx = self._context(n_ctx, n_seq_max=n_slots)
         except (ValueError, RuntimeError) as exc:
+            self._stack.close()
             from batplots.model import ModelError
 
             raise ModelError(f"llama.cpp could not load {self.gguf_path.name}"
                              f"{' with LoRA ' + self.lora_path.name if self.lora_path else ''}: {exc}") from exc
-        self.n_ctx = self.llm.n_ctx()
-        self._vocab = self.llm._model.vocab
-        n_vocab = self.llm.n_vocab()
+        self.n_ctx = llama_cpp.llama_n_ctx(self._ctx.ctx)
+        self._vocab = self._model.vocab
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         # Control and end-of-generation tokens never appear in a story.
-        self._banned = [t for t in range(n_vocab)
+        self._banned = [t for t in range(self.n_vocab)
                         if llama_cpp.llama_vocab_is_eog(self._vocab, t) or llama_cpp.llama_vocab_is_control(self._vocab, t)]
         self._pieces: dict[int, bytes] = {}
-        self._state_lock = threading.Lock()  # guards the KV cache for callers outside engine.lock
+        self.scheduler = Scheduler(self._ctx, self.n_ctx, n_slots, N_BATCH, owner=self)
+        # Admits n_slots generations at once (Engine.stream holds it for a whole
+        # continuation); they are batched together rather than serialised.
+        self.lock = threading.BoundedSemaphore(n_slots)
+
+    def _context(self, n_ctx: int, n_seq_max: int):
+        """A llama.cpp context on the loaded model (and LoRA), closed with the engine."""
+        from llama_cpp import _internals
+
+        llama_cpp = self._llama_cpp
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = params.n_ubatch = N_BATCH
+        params.n_seq_max = n_seq_max
+        params.kv_unified = True  # one pool of cells for all slots, used as each story needs
+        params.n_threads = params.n_threads_batch = self.n_threads
+        ctx = _internals.LlamaContext(model=self._model, params=params, verbose=False)
+        if self._lora is not None:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._lora)
+            scales = (ctypes.c_float * 1)(1.0)
+            if llama_cpp.llama_set_adapters_lora(ctx.ctx, adapters, 1, scales):
+                ctx.close()
+                raise ValueError(f"llama.cpp could not apply the LoRA {self.lora_path}")
+        return ctx
+
+    def close(self) -> None:
+        """Free the model and context now (they are also freed when the engine is dropped)."""
+        self.scheduler.close()
+        self._ctx.close()
+        self._stack.close()
 
     def describe(self) -> dict:
         return {"engine": self.name, "base": self.label, "adapter": self.adapter, "gguf": self.gguf_path.name,
                 "lora": self.lora_path.name if self.lora_path else None, "n_ctx": self.n_ctx,
-                "threads": self.n_threads}
+                "slots": self.n_slots, "threads": self.n_threads}
 
     # --- tokens ----------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
         if not text:
             return []
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return self._model.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
@@ -118,29 +172,9 @@ class LlamaEngine(Engine):
             cached = self._pieces[token] = buf.raw[:max(n, 0)]
         return cached
 
-    # --- the KV cache ------------------------------------------------------------
-    @property
-    def cached_tokens(self) -> list[int]:
-        """The tokens whose keys and values are in the cache now."""
-        return self.llm._input_ids.tolist()
-
-    def _prefill(self, ids: list[int]) -> int:
-        """Evaluate ids, reusing the cached common prefix; returns how many tokens were
-        reused. At least one token is evaluated, so the logits are fresh."""
-        if len(ids) > self.n_ctx:
-            raise EngineError(f"the prompt is {len(ids)} tokens; this engine holds at most {self.n_ctx}")
-        cached = self.llm._input_ids
-        common = 0
-        limit = min(len(cached), len(ids) - 1)
-        while common < limit and cached[common] == ids[common]:
-            common += 1
-        self.llm.n_tokens = common  # eval() drops the cache past n_tokens first
-        self.llm.eval(ids[common:])
-        return common
-
-    def reset_cache(self) -> None:
-        self.llm.reset()
-        self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+    def cached_tokens(self, slot: int = 0) -> list[int]:
+        """The tokens whose keys and values a slot holds now."""
+        return self.scheduler.cached_tokens(slot)
 
     # --- sampling ------------------------------------------------------------------
     def _sampler(self, settings: Settings, seed: int):
@@ -148,8 +182,8 @@ class LlamaEngine(Engine):
 
         sampler = LlamaSampler()
         if self._banned:
-            sampler.add_logit_bias(self.llm.n_vocab(), {t: float("-inf") for t in self._banned})
-        sampler.add_penalties(n_vocab=self.llm.n_vocab(), penalty_last_n=REPETITION_WINDOW,
+            sampler.add_logit_bias(self.n_vocab, {t: float("-inf") for t in self._banned})
+        sampler.add_penalties(n_vocab=self.n_vocab, penalty_last_n=REPETITION_WINDOW,
                               penalty_repeat=float(settings.repetition_penalty), penalty_freq=0.0,
                               penalty_present=0.0)
         if settings.temperature == 0:
@@ -169,53 +203,61 @@ class LlamaEngine(Engine):
                cancel: threading.Event | None) -> Iterator[str]:
         ids = self.encode(prompt)
         if not ids:  # an empty story: start from BOS
-            ids = [self.llm.token_bos()]
-        if len(ids) + settings.max_new_tokens > self.n_ctx:
-            raise EngineError(f"prompt ({len(ids)} tokens) plus max_new_tokens ({settings.max_new_tokens}) "
-                              f"exceed this engine's context of {self.n_ctx} tokens")
-        with self._state_lock:
-            sampler = self._sampler(settings, seed)
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            try:
-                # The penalty sees the prompt's recent tokens too, as in the transformers engine.
-                for token in ids[-REPETITION_WINDOW:]:
-                    sampler.accept(token)
-                self._prefill(ids)
-                for _ in range(settings.max_new_tokens):
+            ids = [self._model.token_bos()]
+        sampler = self._sampler(settings, seed)
+        # The penalty sees the prompt's recent tokens too, as in the transformers engine.
+        for token in ids[-REPETITION_WINDOW:]:
+            sampler.accept(token)
+        req = Request(ids=ids, max_new=settings.max_new_tokens, sampler=sampler, cancel=cancel)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            self.scheduler.submit(req)
+            for _ in range(settings.max_new_tokens):
+                while True:
                     if cancel is not None and cancel.is_set():
                         raise Cancelled()
-                    token = sampler.sample(self.llm._ctx, -1)  # also accepts it into the penalty window
-                    # The incremental decoder holds back an unfinished UTF-8 character.
-                    yield decoder.decode(self.piece(token))
-                    self.llm.eval([token])
-            except (GeneratorExit, Cancelled):
-                raise  # stopped between tokens: the cache is consistent, keep it
-            except BaseException:
-                self.reset_cache()  # a failed decode may leave the cache half-updated
-                raise
-            finally:
-                sampler.close()
+                    try:
+                        kind, value = req.out.get(timeout=0.1)
+                        break
+                    except queue.Empty:
+                        continue
+                if kind == "error":
+                    raise value
+                if kind == "cancelled":
+                    raise Cancelled()
+                if kind == "done":
+                    return
+                # The incremental decoder holds back an unfinished UTF-8 character.
+                yield decoder.decode(self.piece(value))
+        finally:
+            self.scheduler.release(req)
+            sampler.close()
 
     # --- scoring (quality checks) -----------------------------------------------
     def logits(self, ids: list[int]) -> np.ndarray:
-        """Next-token logits at every position of ids, shape (len(ids), n_vocab).
-
-        Runs through the same context (and LoRA) as generation, asking llama.cpp for
-        every position's logits batch by batch; the cache then holds ids."""
-        if not ids or len(ids) > self.n_ctx:
-            raise EngineError(f"logits() takes 1 to {self.n_ctx} tokens, got {len(ids)}")
-        n_vocab = self.llm.n_vocab()
-        out = np.empty((len(ids), n_vocab), dtype=np.float32)
-        with self.lock, self._state_lock:
-            self.reset_cache()
+        """Next-token logits at every position of ids, shape (len(ids), n_vocab), from
+        the same model and LoRA as generation (in a context of its own, so running
+        generations are not disturbed)."""
+        if not ids or len(ids) > MAX_CONTEXT:
+            raise EngineError(f"logits() takes 1 to {MAX_CONTEXT} tokens, got {len(ids)}")
+        llama_cpp = self._llama_cpp
+        out = np.empty((len(ids), self.n_vocab), dtype=np.float32)
+        ctx = self._context(max(len(ids), 64), n_seq_max=1)
+        batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
+        try:
             for start in range(0, len(ids), N_BATCH):
                 chunk = ids[start:start + N_BATCH]
-                self.llm._batch.set_batch(batch=chunk, n_past=start, logits_all=True)
-                self.llm._ctx.decode(self.llm._batch)
+                for k, token in enumerate(chunk):
+                    batch.token[k], batch.pos[k], batch.n_seq_id[k], batch.logits[k] = token, start + k, 1, 1
+                    batch.seq_id[k][0] = 0
+                batch.n_tokens = len(chunk)
+                if llama_cpp.llama_decode(ctx.ctx, batch) != 0:
+                    raise EngineError("llama.cpp failed to score the text")
                 out[start:start + len(chunk)] = np.ctypeslib.as_array(
-                    self.llm._ctx.get_logits(), shape=(len(chunk) * n_vocab,)).reshape(len(chunk), n_vocab)
-                self.llm.input_ids[start:start + len(chunk)] = chunk
-                self.llm.n_tokens = start + len(chunk)
+                    llama_cpp.llama_get_logits(ctx.ctx), shape=(len(chunk) * self.n_vocab,)).reshape(-1, self.n_vocab)
+        finally:
+            llama_cpp.llama_batch_free(batch)
+            ctx.close()
         return out
 
 

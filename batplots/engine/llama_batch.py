@@ -1,0 +1,277 @@
+"""Continuous batching for the llama engine: many generations share one llama.cpp
+context and advance together, one decode call per step.
+
+Why: on a CPU a decode step for 16 sequences costs far less than 16 steps for one
+(the weights are read once per step), so 16 writers get their text much sooner
+than if they queued one behind another (figures: README "Speed").
+
+Each generation runs in a *slot* (a llama.cpp sequence id) of a unified KV cache
+of n_ctx cells shared by all slots. A slot keeps its tokens' keys and values after
+its generation ends, so the next request whose prompt starts the same way (the
+next sentence, or the next turn of the same story) takes that slot and evaluates
+only what is new. Idle slots' caches are evicted, least recently used first, when
+a new prompt needs their cells; a request that cannot fit even then waits for
+running ones to finish.
+
+One scheduler thread owns the context. Each step it builds a batch of: one token
+per decoding request (the one it sampled last step) and chunks of the prompts
+still being read, then decodes and samples a token for every request whose
+logits are ready. Callers talk to it through `Request` objects and their queues.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+
+from batplots.engine.base import EngineError
+
+# The scheduler thread exits after this long without work (it restarts on demand),
+# so engines that are dropped do not leave threads behind.
+IDLE_EXIT_SECONDS = 2.0
+
+
+@dataclass(eq=False)
+class Request:
+    """One generation: prompt ids in, sampled tokens out through `out`."""
+
+    ids: list[int]
+    max_new: int
+    sampler: object  # a llama_cpp LlamaSampler, owned by the request's thread
+    cancel: threading.Event | None = None
+    out: queue.Queue = field(default_factory=queue.Queue)  # ("token", id) ... ("done", None) | ("error", exc)
+    closed: bool = False  # the consumer went away: drop at the next step
+    # scheduler-private
+    slot: int = -1
+    todo: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated (but the last)
+    next_token: int | None = None  # the prompt's last token, then each sampled one: evaluated next
+    produced: int = 0
+    reused: int = 0  # prompt tokens found in the slot's cache
+
+
+@dataclass
+class Slot:
+    seq: int
+    tokens: list[int] = field(default_factory=list)  # evaluated into the KV cache
+    busy: Request | None = None
+    last_used: float = 0.0
+
+
+class Scheduler:
+    """Owns the llama.cpp context; `submit` a Request, read its `out` queue."""
+
+    def __init__(self, ctx, n_ctx: int, n_slots: int, n_batch: int, owner):
+        import llama_cpp
+
+        self._llama_cpp = llama_cpp
+        self.ctx = ctx  # a llama_cpp._internals.LlamaContext made with n_seq_max >= n_slots, kv_unified
+        self.n_ctx = n_ctx
+        self.n_batch = n_batch
+        self.slots = [Slot(seq=i) for i in range(n_slots)]
+        self._pending: list[Request] = []
+        self._active: list[Request] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._owner = weakref.ref(owner)  # the engine: when it is gone, the thread ends
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self.steps = 0  # decode calls made (for tests and the bench)
+        self.max_batch_requests = 0  # the most requests decoded together in one step
+        self.decode_seconds = 0.0  # time in llama_decode, and in sampling (for the bench)
+        self.sample_seconds = 0.0
+
+    def __del__(self):
+        self.close()
+
+    def close(self) -> None:
+        with self._cond:
+            for req in self._pending + self._active:
+                req.out.put(("error", EngineError("the engine was closed")))
+            self._pending, self._active = [], []
+            self._cond.notify_all()
+        if self._batch is not None:
+            self._llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+
+    # --- called from the generating threads ----------------------------------
+    def submit(self, req: Request) -> None:
+        if len(req.ids) + req.max_new > self.n_ctx:
+            raise EngineError(f"the prompt ({len(req.ids)} tokens) plus max_new_tokens ({req.max_new}) exceed "
+                              f"this engine's context of {self.n_ctx} tokens")
+        with self._cond:
+            self._pending.append(req)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="batplots-llama-batch", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def release(self, req: Request) -> None:
+        """The consumer is done with req (finished, cancelled or closed early)."""
+        with self._cond:
+            req.closed = True
+            self._cond.notify_all()
+
+    def cached_tokens(self, seq: int) -> list[int]:
+        with self._cond:
+            return list(self.slots[seq].tokens)
+
+    # --- the scheduler thread ----------------------------------------------------
+    def _run(self) -> None:
+        idle_since = time.monotonic()
+        while True:
+            with self._cond:
+                self._drop_finished()
+                self._admit()
+                if not self._active:
+                    if self._owner() is None or self._batch is None:
+                        return
+                    if not self._pending and time.monotonic() - idle_since > IDLE_EXIT_SECONDS:
+                        self._thread = None
+                        return
+                    self._cond.wait(timeout=0.5)
+                    continue
+                work = list(self._active)
+            try:
+                self._step(work)
+            except Exception as exc:  # never leave a caller waiting
+                self._fail(work, exc)
+            idle_since = time.monotonic()
+
+    def _drop_finished(self) -> None:
+        keep = []
+        for req in self._active:
+            if req.closed or (req.cancel is not None and req.cancel.is_set()):
+                slot = self.slots[req.slot]
+                slot.busy, slot.last_used = None, time.monotonic()
+                if req.cancel is not None and req.cancel.is_set() and not req.closed:
+                    req.out.put(("cancelled", None))
+                    req.closed = True
+            else:
+                keep.append(req)
+        self._active = keep
+        self._pending = [r for r in self._pending if not r.closed]
+
+    def _used_cells(self) -> int:
+        used = sum(len(s.tokens) for s in self.slots)
+        # Running requests will still need cells for their unread prompt and new tokens.
+        return used + sum(len(r.todo) + 1 + r.max_new - r.produced for r in self._active)
+
+    def _admit(self) -> None:
+        while self._pending:
+            req = self._pending[0]
+            free = [s for s in self.slots if s.busy is None]
+            if not free:
+                return
+            # The free slot sharing the longest prefix with the prompt; ties: least recently used.
+            best = max(free, key=lambda s: (_common_prefix(s.tokens, req.ids), -s.last_used))
+            common = min(_common_prefix(best.tokens, req.ids), len(req.ids) - 1)
+            need = (len(req.ids) - common) + req.max_new
+            self._trim(best, common)
+            # Evict idle caches, oldest first, until the prompt and its new tokens fit.
+            for victim in sorted((s for s in free if s is not best and s.tokens), key=lambda s: s.last_used):
+                if self.n_ctx - self._used_cells() >= need:
+                    break
+                self._trim(victim, 0)
+            if self.n_ctx - self._used_cells() < need:
+                # Running requests hold the cells (submit() made sure the prompt fits an
+                # empty cache): wait for them to finish.
+                return
+            self._pending.pop(0)
+            req.slot, req.reused = best.seq, common
+            # The prompt's last token is decoded alone, like a generated one, so that its
+            # logits do not depend on how much of the prompt was cached (llama.cpp's
+            # kernels sum in a different order for different batch sizes): same seed,
+            # same story, same text, warm or cold.
+            req.todo = list(req.ids[common:-1])
+            req.next_token = req.ids[-1]
+            best.busy = req
+            self._active.append(req)
+
+    def _trim(self, slot: Slot, keep: int) -> None:
+        if len(slot.tokens) > keep:
+            self._llama_cpp.llama_memory_seq_rm(self.ctx.memory, slot.seq, keep, -1)
+            del slot.tokens[keep:]
+
+    def _step(self, work: list[Request]) -> None:
+        # Decoding requests first (one token each), then prompt chunks in the room left.
+        entries = []  # (request, tokens, wants_logits)
+        room = self.n_batch
+        for req in work:
+            if req.next_token is not None and not req.todo:
+                entries.append((req, [req.next_token], True))
+                room -= 1
+        for req in work:
+            if req.todo and room > 0:
+                chunk = req.todo[:room]
+                entries.append((req, chunk, False))
+                room -= len(chunk)
+        if not entries:
+            return
+        batch = self._batch
+        n = 0
+        logits_at = {}
+        for req, tokens, wants in entries:
+            start = len(self.slots[req.slot].tokens)
+            for k, token in enumerate(tokens):
+                batch.token[n] = token
+                batch.pos[n] = start + k
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = req.slot
+                batch.logits[n] = 1 if (wants and k == len(tokens) - 1) else 0
+                n += 1
+            if wants:
+                logits_at[id(req)] = n - 1
+        batch.n_tokens = n
+        started = time.perf_counter()
+        rc = self._llama_cpp.llama_decode(self.ctx.ctx, batch)
+        if rc == 1:  # no room in the KV cache: evict every idle cache and try once more
+            with self._cond:
+                for slot in self.slots:
+                    if slot.busy is None:
+                        self._trim(slot, 0)
+            rc = self._llama_cpp.llama_decode(self.ctx.ctx, batch)
+        if rc != 0:
+            raise EngineError(f"llama.cpp failed to decode a batch of {n} tokens (code {rc})")
+        self.steps += 1
+        sampled = time.perf_counter()
+        self.decode_seconds += sampled - started
+        self.max_batch_requests = max(self.max_batch_requests, len(logits_at))
+        for req, tokens, wants in entries:
+            slot = self.slots[req.slot]
+            slot.tokens.extend(tokens)
+            if not wants:
+                del req.todo[:len(tokens)]
+                continue
+            req.next_token = None
+            if req.closed:
+                continue
+            token = req.sampler.sample(self.ctx, logits_at[id(req)])  # also accepts it into the penalty window
+            req.produced += 1
+            req.out.put(("token", token))
+            if req.produced >= req.max_new:
+                req.out.put(("done", None))
+                req.closed = True  # the last token need not be evaluated
+            else:
+                req.next_token = token
+        self.sample_seconds += time.perf_counter() - sampled
+
+    def _fail(self, work: list[Request], exc: Exception) -> None:
+        error = exc if isinstance(exc, EngineError) else EngineError(f"llama.cpp failed: {exc}")
+        with self._cond:
+            for req in work:
+                slot = self.slots[req.slot]
+                self._trim(slot, 0)  # its cache may be half-written
+                slot.busy = None
+                req.closed = True
+                req.out.put(("error", error))
+            self._active = [r for r in self._active if r not in work]
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
