@@ -17,11 +17,12 @@ def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_gguf(model, path: Path, tokenizer=None, eos_boost: float | None = None) -> Path:
-    """Write model (a tiny LlamaForCausalLM with tied embeddings) to path.
+def write_gguf(model, path: Path, tokenizer=None, eos_row: np.ndarray | None = None) -> Path:
+    """Write model (a tiny LlamaForCausalLM) to path.
 
-    eos_boost scales the end-of-text token's embedding row: with tied embeddings its
-    logit then towers over every other, which shows whether EOS is really banned."""
+    eos_row replaces the end-of-text token's row of the output layer (then written
+    untied from the embedding): a test makes EOS the likeliest token with it, to
+    show that EOS is really banned."""
     import gguf
 
     tokenizer = tokenizer or tiny.tokenizer()
@@ -61,9 +62,7 @@ def write_gguf(model, path: Path, tokenizer=None, eos_boost: float | None = None
     writer.add_add_bos_token(False)
 
     state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
-    embed = state["model.embed_tokens.weight"].copy()
-    if eos_boost is not None:
-        embed[tokenizer.eos_token_id] *= eos_boost
+    embed = state["model.embed_tokens.weight"]
     writer.add_tensor("token_embd.weight", embed)
     for i in range(cfg.num_hidden_layers):
         p = f"model.layers.{i}."
@@ -77,8 +76,11 @@ def write_gguf(model, path: Path, tokenizer=None, eos_boost: float | None = None
         writer.add_tensor(f"blk.{i}.ffn_up.weight", state[p + "mlp.up_proj.weight"])
         writer.add_tensor(f"blk.{i}.ffn_down.weight", state[p + "mlp.down_proj.weight"])
     writer.add_tensor("output_norm.weight", state["model.norm.weight"])
-    if not cfg.tie_word_embeddings:
-        writer.add_tensor("output.weight", state["lm_head.weight"])
+    if eos_row is not None or not cfg.tie_word_embeddings:
+        output = state.get("lm_head.weight", embed).copy()
+        if eos_row is not None:
+            output[tokenizer.eos_token_id] = eos_row
+        writer.add_tensor("output.weight", output)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

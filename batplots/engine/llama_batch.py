@@ -32,6 +32,8 @@ from batplots.engine.base import EngineError
 # The scheduler thread exits after this long without work (it restarts on demand),
 # so engines that are dropped do not leave threads behind.
 IDLE_EXIT_SECONDS = 2.0
+# close() waits this long for a decode step in flight to end before freeing.
+CLOSE_JOIN_SECONDS = 30.0
 
 
 @dataclass(eq=False)
@@ -40,7 +42,7 @@ class Request:
 
     ids: list[int]
     max_new: int
-    sampler: object  # a llama_cpp LlamaSampler, owned by the request's thread
+    sampler: object  # a llama_cpp LlamaSampler; the scheduler frees it when the request ends
     cancel: threading.Event | None = None
     out: queue.Queue = field(default_factory=queue.Queue)  # ("token", id) ... ("done", None) | ("error", exc)
     closed: bool = False  # the consumer went away: drop at the next step
@@ -75,10 +77,14 @@ class Scheduler:
         self._active: list[Request] = []
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._closing = False
         self._owner = weakref.ref(owner)  # the engine: when it is gone, the thread ends
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.steps = 0  # decode calls made (for tests and the bench)
         self.max_batch_requests = 0  # the most requests decoded together in one step
+        # Prompt tokens taken from a slot's cache, and evaluated afresh (KV reuse at work).
+        self.prompt_tokens_reused = 0
+        self.prompt_tokens_evaluated = 0
         self.decode_seconds = 0.0  # time in llama_decode, and in sampling (for the bench)
         self.sample_seconds = 0.0
 
@@ -86,11 +92,19 @@ class Scheduler:
         self.close()
 
     def close(self) -> None:
+        """Stop the thread (after its current step) and fail whatever is waiting; the
+        context may be freed once this returns."""
         with self._cond:
-            for req in self._pending + self._active:
-                req.out.put(("error", EngineError("the engine was closed")))
+            self._closing = True
+            orphans = self._pending + self._active
             self._pending, self._active = [], []
             self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(CLOSE_JOIN_SECONDS)
+        for req in orphans:
+            req.out.put(("error", EngineError("the engine was closed")))
+            _close_sampler(req)
         if self._batch is not None:
             self._llama_cpp.llama_batch_free(self._batch)
             self._batch = None
@@ -101,6 +115,8 @@ class Scheduler:
             raise EngineError(f"the prompt ({len(req.ids)} tokens) plus max_new_tokens ({req.max_new}) exceed "
                               f"this engine's context of {self.n_ctx} tokens")
         with self._cond:
+            if self._closing:
+                raise EngineError("the engine was closed")
             self._pending.append(req)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="batplots-llama-batch", daemon=True)
@@ -122,10 +138,14 @@ class Scheduler:
         idle_since = time.monotonic()
         while True:
             with self._cond:
+                if self._closing:
+                    self._thread = None
+                    return
                 self._drop_finished()
                 self._admit()
                 if not self._active:
-                    if self._owner() is None or self._batch is None:
+                    if self._owner() is None:
+                        self._thread = None
                         return
                     if not self._pending and time.monotonic() - idle_since > IDLE_EXIT_SECONDS:
                         self._thread = None
@@ -140,17 +160,23 @@ class Scheduler:
             idle_since = time.monotonic()
 
     def _drop_finished(self) -> None:
+        """Free the slots of finished, closed and cancelled requests. Samplers are
+        freed here, in the scheduler thread, never while a step may use them."""
         keep = []
         for req in self._active:
             if req.closed or (req.cancel is not None and req.cancel.is_set()):
                 slot = self.slots[req.slot]
                 slot.busy, slot.last_used = None, time.monotonic()
-                if req.cancel is not None and req.cancel.is_set() and not req.closed:
+                if not req.closed:
                     req.out.put(("cancelled", None))
                     req.closed = True
+                _close_sampler(req)
             else:
                 keep.append(req)
         self._active = keep
+        for req in self._pending:
+            if req.closed:
+                _close_sampler(req)
         self._pending = [r for r in self._pending if not r.closed]
 
     def _used_cells(self) -> int:
@@ -180,6 +206,8 @@ class Scheduler:
                 return
             self._pending.pop(0)
             req.slot, req.reused = best.seq, common
+            self.prompt_tokens_reused += common
+            self.prompt_tokens_evaluated += len(req.ids) - common
             # The prompt's last token is decoded alone, like a generated one, so that its
             # logits do not depend on how much of the prompt was cached (llama.cpp's
             # kernels sum in a different order for different batch sizes): same seed,
@@ -266,7 +294,14 @@ class Scheduler:
                 slot.busy = None
                 req.closed = True
                 req.out.put(("error", error))
+                _close_sampler(req)
             self._active = [r for r in self._active if r not in work]
+
+
+def _close_sampler(req: Request) -> None:
+    if req.sampler is not None:
+        req.sampler.close()
+        req.sampler = None
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -47,6 +47,8 @@ N_BATCH = 512
 # llama.cpp reads seed 0xFFFFFFFF as "pick a random seed"; ours are reproducible.
 _LLAMA_RANDOM_SEED = 0xFFFFFFFF
 _PIECE_BUFFER = 64
+# How often a waiting generation looks at its cancel event.
+CANCEL_POLL_SECONDS = 0.1
 # Overrides the thread count (see default_threads).
 THREADS_ENV = "BATPLOTS_THREADS"
 
@@ -209,29 +211,34 @@ class LlamaEngine(Engine):
         for token in ids[-REPETITION_WINDOW:]:
             sampler.accept(token)
         req = Request(ids=ids, max_new=settings.max_new_tokens, sampler=sampler, cancel=cancel)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
-            self.scheduler.submit(req)
-            for _ in range(settings.max_new_tokens):
-                while True:
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled()
-                    try:
-                        kind, value = req.out.get(timeout=0.1)
-                        break
-                    except queue.Empty:
-                        continue
-                if kind == "error":
-                    raise value
-                if kind == "cancelled":
-                    raise Cancelled()
-                if kind == "done":
-                    return
-                # The incremental decoder holds back an unfinished UTF-8 character.
-                yield decoder.decode(self.piece(value))
+            self.scheduler.submit(req)  # from here on the scheduler owns the sampler
+        except BaseException:
+            sampler.close()
+            raise
+        try:
+            yield from text_pieces(self.piece(token) for token in self._tokens(req, cancel))
         finally:
             self.scheduler.release(req)
-            sampler.close()
+
+    def _tokens(self, req: Request, cancel: threading.Event | None) -> Iterator[int]:
+        """The request's sampled tokens as the scheduler sends them."""
+        for _ in range(req.max_new):
+            while True:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+                try:
+                    kind, value = req.out.get(timeout=CANCEL_POLL_SECONDS)
+                    break
+                except queue.Empty:
+                    continue
+            if kind == "error":
+                raise value
+            if kind == "cancelled":
+                raise Cancelled()
+            if kind == "done":
+                return
+            yield value
 
     # --- scoring (quality checks) -----------------------------------------------
     def logits(self, ids: list[int]) -> np.ndarray:
@@ -259,6 +266,14 @@ class LlamaEngine(Engine):
             llama_cpp.llama_batch_free(batch)
             ctx.close()
         return out
+
+
+def text_pieces(byte_pieces: Iterator[bytes]) -> Iterator[str]:
+    """One str per token's bytes; a character split across tokens comes out whole
+    with the token that completes it (the ones before it give "")."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for piece in byte_pieces:
+        yield decoder.decode(piece)
 
 
 def available() -> bool:

@@ -1,0 +1,301 @@
+"""The llama.cpp engine on a tiny Llama written as GGUF (its logits can be checked
+against the transformers engine one to one), the GGUF LoRA conversion, engine
+selection, and one real-model test: perplexity within 2% of the transformers engine."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from batplots.engine import EngineSpec, Settings, consume, load_engine
+from batplots.engine import gguf_lora
+from batplots.engine.base import Cancelled, EngineError
+from batplots.engine.llama_engine import LlamaEngine, text_pieces
+from batplots.engine.transformers_engine import TransformersEngine
+from batplots.model import ModelError
+from tests import tiny
+from tests.tiny_gguf import write_gguf
+
+pytest.importorskip("llama_cpp")
+
+STORY = "Batman and Robin slide down the Batpoles. The Joker laughs at the museum."
+ALL_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory):
+    return write_gguf(tiny.trained_llama(), tmp_path_factory.mktemp("gguf") / "tiny.gguf")
+
+
+@pytest.fixture
+def engine(tiny_gguf):
+    eng = LlamaEngine(tiny_gguf, label="tiny", n_ctx=1024, n_slots=4)
+    yield eng
+    eng.close()
+
+
+def hf_logits(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].float().numpy()
+
+
+def test_tokens_and_logits_match_the_transformers_model(engine):
+    tok = tiny.tokenizer()
+    text = STORY + " Holy haberdashery, caf\u00e9 \U0001F987!"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert engine.encode(text) == ids and engine.count_tokens(text) == len(ids)
+    diff = np.abs(engine.logits(ids) - hf_logits(tiny.trained_llama(), ids)).max()
+    assert diff < 0.02, diff  # f32 weights both sides; llama.cpp keeps K/V in f16
+
+
+def test_greedy_generation_matches_the_transformers_engine(engine):
+    ref = TransformersEngine(tiny.trained_llama(), tiny.tokenizer(), label="tiny")
+    for penalty in (1.0, 1.3):
+        settings = Settings(temperature=0, repetition_penalty=penalty, max_new_tokens=24)
+        ours = "".join(engine.pieces("Batman and Robin", settings, 1, None))
+        theirs = "".join(ref.pieces("Batman and Robin", settings, 1, None))
+        assert ours == theirs and ours.strip()
+
+
+def test_top_k_one_is_greedy_and_seeds_reproduce(engine):
+    greedy = "".join(engine.pieces(STORY, Settings(temperature=0, max_new_tokens=16), 5, None))
+    top1 = "".join(engine.pieces(STORY, Settings(temperature=1.5, top_k=1, max_new_tokens=16), 5, None))
+    assert top1 == greedy
+    hot = Settings(temperature=1.8, top_k=0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=40)
+    runs = {seed: "".join(engine.pieces(STORY, hot, seed, None)) for seed in (1, 2, 3)}
+    assert len(set(runs.values())) > 1  # different seeds, different text
+    assert "".join(engine.pieces(STORY, hot, 2, None)) == runs[2]  # same seed, same text (warm cache)
+
+
+def test_continuation_has_exactly_n_sentences_and_streams_per_token(engine):
+    draft, result = consume(engine.stream(STORY, Settings(sentences=3, seed=11, temperature=0.5)))
+    assert len(result.sentences) == 3 and draft == result.text and result.text.startswith(" ")
+    assert result.first_piece_seconds is not None and result.tokens > 3
+    again = engine.run(STORY, Settings(sentences=3, seed=11, temperature=0.5))
+    assert again.text == result.text
+
+
+def test_end_of_text_is_never_generated(tmp_path):
+    # EOS's output row points along the model's average final hidden state, so EOS
+    # becomes by far the likeliest token: only the logit bias keeps it out.
+    model = tiny.trained_llama()
+    ids = tiny.tokenizer()(STORY, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        hidden = model(torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0].numpy()
+    mean = hidden.mean(axis=0)
+    path = write_gguf(model, tmp_path / "eos.gguf", eos_row=50 * mean / np.dot(mean, mean))
+    eng = LlamaEngine(path, n_ctx=512, n_slots=2)
+    try:
+        eos = tiny.tokenizer().eos_token_id
+        assert np.argmax(eng.logits(ids)[-1]) == eos
+        pieces = list(eng.pieces(STORY, Settings(temperature=0, max_new_tokens=30), 0, None))
+        assert len(pieces) == 30 and "<|endoftext|>" not in "".join(pieces) and "".join(pieces).strip()
+    finally:
+        eng.close()
+
+
+def test_multibyte_characters_are_never_split(engine):
+    text = "caf\u00e9 \U0001F987 \u00bfqu\u00e9?"
+    tokens = engine.encode(text)
+    pieces = list(text_pieces(engine.piece(t) for t in tokens))
+    assert "".join(pieces) == text and len(pieces) == len(tokens)
+    assert "" in pieces  # the bat emoji spans several byte tokens: those before its last give ""
+    assert all("\ufffd" not in p for p in pieces)
+
+
+def test_the_kv_cache_of_the_unchanged_prefix_is_reused(engine):
+    sched = engine.scheduler
+    first = engine.run(STORY, Settings(sentences=2, seed=3))
+    evaluated, reused = sched.prompt_tokens_evaluated, sched.prompt_tokens_reused
+    story = STORY + first.text + " Robin cries, \"Holy haberdashery, Batman!\""
+    engine.run(story, Settings(sentences=1, seed=4))
+    new_eval = sched.prompt_tokens_evaluated - evaluated
+    new_reused = sched.prompt_tokens_reused - reused
+    # Only the text after the cached story (the user's new sentence, and the last
+    # generated token that was never evaluated) is read again.
+    assert new_reused >= engine.count_tokens(STORY + first.text) - 2
+    assert new_eval <= engine.count_tokens(" Robin cries, \"Holy haberdashery, Batman!\"") + 3
+    # A different story takes another slot and leaves this one's cache alone.
+    engine.run("Alfred serves tea in the study.", Settings(sentences=1, seed=5))
+    cached = [engine.cached_tokens(s) for s in range(engine.n_slots)]
+    assert any(c[:len(engine.encode(story))] == engine.encode(story) for c in cached)
+
+
+def test_cancel_stops_between_tokens_and_the_engine_carries_on(engine):
+    cancel = threading.Event()
+    gen = engine.pieces(STORY, Settings(max_new_tokens=200), 1, cancel)
+    next(gen)
+    cancel.set()
+    with pytest.raises(Cancelled):
+        for _ in gen:
+            pass
+    assert len(engine.run(STORY, Settings(sentences=1, seed=1)).sentences) == 1
+
+
+def test_concurrent_generations_are_batched_and_all_answered(engine):
+    results, errors = {}, []
+
+    def write(i):
+        try:
+            results[i] = engine.run(f"{STORY} Story {i}.", Settings(sentences=2, seed=i))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(results) == 6
+    assert all(len(r.sentences) == 2 for r in results.values())
+    assert engine.scheduler.max_batch_requests > 1  # they shared decode steps
+
+
+def test_a_prompt_larger_than_the_context_is_a_clear_error(tiny_gguf):
+    eng = LlamaEngine(tiny_gguf, n_ctx=256, n_slots=1)
+    try:
+        with pytest.raises(EngineError, match="exceed this engine's context of 256"):
+            list(eng.pieces(STORY * 30, Settings(max_new_tokens=64), 1, None))
+        assert eng.run(STORY, Settings(sentences=1, seed=2, max_context=256, max_new_tokens=64)).sentences
+    finally:
+        eng.close()
+
+
+# --- the GGUF LoRA ---------------------------------------------------------------------------
+def make_adapter(path, targets=ALL_MODULES, scale=0.5, seed=0, **config):
+    from peft import LoraConfig, get_peft_model
+
+    base = tiny.llama(seed=0)
+    torch.manual_seed(seed)  # after the base, which seeds torch itself
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=list(targets),
+                                                               init_lora_weights=False, **config))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.mul_(scale)
+    peft_model.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("targets,scale,config", [(ALL_MODULES, 0.5, {}),
+                                                 (["q_proj", "k_proj"], 3.0, {"use_rslora": True})])
+def test_gguf_lora_gives_the_merged_adapters_logits(tmp_path, targets, scale, config):
+    # q/k alone check the rotary row order of B; rsLoRA checks the folded scaling.
+    adapter = make_adapter(tmp_path / "adapter", targets, scale, **config)
+    base = write_gguf(tiny.llama(seed=0), tmp_path / "base.gguf")
+    lora = gguf_lora.ensure_gguf_lora(adapter, base)
+    ids = tiny.tokenizer()(STORY, add_special_tokens=False)["input_ids"]
+    from peft import PeftModel
+
+    merged = PeftModel.from_pretrained(tiny.llama(seed=0), str(adapter)).merge_and_unload()
+    want, bare_want = hf_logits(merged, ids), hf_logits(tiny.llama(seed=0), ids)
+    assert np.abs(want - bare_want).max() > 0.3  # the adapter matters
+    with_lora, bare = LlamaEngine(base, lora, n_ctx=256, n_slots=1), LlamaEngine(base, n_ctx=256, n_slots=1)
+    try:
+        assert np.abs(with_lora.logits(ids) - want).max() < 0.02
+        assert np.abs(bare.logits(ids) - bare_want).max() < 0.02
+    finally:
+        with_lora.close()
+        bare.close()
+
+
+def test_gguf_lora_is_cached_by_the_adapters_hash(tmp_path, batplots_home):
+    adapter = make_adapter(tmp_path / "adapter")
+    base = write_gguf(tiny.llama(seed=0), tmp_path / "base.gguf")
+    first = gguf_lora.ensure_gguf_lora(adapter, base)
+    assert first.parent == batplots_home / gguf_lora.CACHE_SUBDIR and first.name.startswith("adapter-")
+    stamp = first.stat().st_mtime_ns
+    assert gguf_lora.ensure_gguf_lora(adapter, base) == first and first.stat().st_mtime_ns == stamp
+    make_adapter(tmp_path / "adapter", seed=1)  # retrained: new weights, new file
+    second = gguf_lora.ensure_gguf_lora(adapter, base)
+    assert second != first and second.is_file()
+    assert not list(first.parent.glob("*.tmp"))
+
+
+def test_adapters_llama_cpp_cannot_run_are_refused_clearly(tmp_path):
+    base = write_gguf(tiny.llama(seed=0), tmp_path / "base.gguf")
+    embed = make_adapter(tmp_path / "embed", ["embed_tokens", "q_proj"])
+    with pytest.raises(ModelError, match="cannot be converted to a llama.cpp LoRA.*--engine transformers"):
+        gguf_lora.ensure_gguf_lora(embed, base)
+    dora = make_adapter(tmp_path / "dora", ["q_proj"], use_dora=True)
+    with pytest.raises(ModelError, match="DoRA"):
+        gguf_lora.ensure_gguf_lora(dora, base)
+
+
+# --- choosing the engine ----------------------------------------------------------------------
+def test_engine_selection(tmp_path):
+    hf_dir = tmp_path / "tiny-hf"
+    tiny.trained_llama().save_pretrained(hf_dir)
+    tiny.tokenizer().save_pretrained(hf_dir)
+    auto_hf = load_engine(EngineSpec(base=str(hf_dir), adapter="none"))
+    assert isinstance(auto_hf, TransformersEngine)  # a Hugging Face directory: llama.cpp cannot run it
+    with pytest.raises(ModelError, match="--engine llama runs GGUF models"):
+        load_engine(EngineSpec(engine="llama", base=str(hf_dir), adapter="none"))
+    gguf = write_gguf(tiny.trained_llama(), tmp_path / "tiny.gguf")
+    fast = load_engine(EngineSpec(base=str(gguf), adapter="none"))
+    assert isinstance(fast, LlamaEngine) and fast.describe()["base"] == "tiny"
+    fast.close()
+    with pytest.raises(ModelError, match="--base-url and --model are for --engine openai"):
+        load_engine(EngineSpec(base=str(gguf), adapter="none", base_url="http://127.0.0.1:9/v1"))
+    with pytest.raises(ModelError, match="--engine openai needs --base-url"):
+        load_engine(EngineSpec(engine="openai", adapter="none"))
+
+
+def test_auto_uses_llama_for_the_embedded_model():
+    eng = load_engine(EngineSpec(adapter="none"))
+    try:
+        assert isinstance(eng, LlamaEngine)
+        assert eng.describe()["gguf"].endswith(".gguf") and eng.describe()["lora"] is None
+    finally:
+        eng.close()
+
+
+# --- the real model: quality does not change ------------------------------------------------------
+PERPLEXITY_TOKENS = 300
+MAX_PERPLEXITY_GAP = 0.02
+
+
+@pytest.mark.real_model
+def test_fast_engine_perplexity_is_within_2_percent_of_transformers(real_home, shared_corpus, tmp_path):
+    from batplots import model as modellib
+
+    adapter = modellib.default_adapter()
+    if adapter is None:  # before the default adapter ships: a fresh LoRA on the real base
+        from peft import LoraConfig, get_peft_model
+
+        base_model, _, _ = modellib.load_base(None)
+        torch.manual_seed(0)
+        peft_model = get_peft_model(base_model, LoraConfig(r=8, lora_alpha=16, target_modules=ALL_MODULES,
+                                                           init_lora_weights=False))
+        with torch.no_grad():
+            for name, param in peft_model.named_parameters():
+                if "lora_B" in name:
+                    param.mul_(0.3)
+        adapter = tmp_path / "fresh"
+        peft_model.save_pretrained(adapter)
+    # The held-out tail of the shared corpus (the adapter trains on what comes before).
+    text = shared_corpus.read_text()[-3000:]
+    fast = load_engine(EngineSpec(engine="llama", adapter=str(adapter)))
+    slow = load_engine(EngineSpec(engine="transformers", adapter=str(adapter)))
+    ids = slow.encode(text)[:PERPLEXITY_TOKENS]
+
+    def perplexity(logits):
+        logits = torch.tensor(logits[:-1])
+        return float(torch.exp(torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:]))))
+
+    ppl_fast, ppl_slow = perplexity(fast.logits(ids)), perplexity(hf_logits(slow.model, ids))
+    print(json.dumps({"adapter": str(adapter), "tokens": len(ids), "ppl_llama": ppl_fast, "ppl_transformers": ppl_slow}))
+    assert abs(ppl_fast - ppl_slow) / ppl_slow < MAX_PERPLEXITY_GAP
+    # And it is the adapted model: the bare base scores differently.
+    bare = load_engine(EngineSpec(engine="llama", adapter="none"))
+    assert abs(perplexity(bare.logits(ids)) - ppl_fast) / ppl_fast > 0.005
+    for eng in (fast, bare):
+        eng.close()
+    started = time.perf_counter()
+    assert gguf_lora.ensure_gguf_lora(adapter, modellib.embedded_gguf()).is_file()
+    assert time.perf_counter() - started < 5  # cached: no second conversion
