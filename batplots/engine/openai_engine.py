@@ -60,7 +60,7 @@ class OpenAIEngine(Engine):
         if not text:
             return 0
         if self._tokenizer is not None:
-            return len(self._tokenizer.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+            return len(self._tokenizer.tokenize(text.encode("utf-8"), False, False))
         return math.ceil(len(text) / CHARS_PER_TOKEN)
 
     def payload(self, prompt: str, settings: Settings, seed: int) -> dict:
@@ -155,16 +155,22 @@ def _http_error(url: str, response: httpx.Response, model: str) -> str:
 
 
 def _local_tokenizer():
-    """The embedded GGUF's tokenizer alone (vocab_only: a few MB, no weights), or None."""
+    """The embedded GGUF's tokenizer alone (vocab_only: a few MB, no weights, no
+    context), or None without llama-cpp-python."""
     try:
         import llama_cpp
-
-        from batplots.model import ModelError, embedded_gguf
-
-        try:
-            path = embedded_gguf()
-        except ModelError:
-            return None
-        return llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        from llama_cpp import _internals
     except ImportError:
         return None
+    from batplots.model import ModelError, embedded_gguf
+
+    try:
+        path = embedded_gguf()
+    except ModelError:
+        return None
+    from llama_cpp import _logger
+
+    _logger.set_verbose(False)
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    return _internals.LlamaModel(path_model=str(path), params=params, verbose=False)

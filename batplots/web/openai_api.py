@@ -27,6 +27,7 @@ from batplots.engine.base import (
     MAX_CONTEXT,
     MAX_NEW_TOKENS,
     MAX_SEED,
+    MIN_NEW_TOKENS,
     MIN_SEED,
     Cancelled,
     Engine,
@@ -116,7 +117,7 @@ def settings_of(body: CompletionRequest) -> Settings:
         temperature=DEFAULT_TEMPERATURE if body.temperature is None else body.temperature,
         top_p=1.0 if body.top_p is None else body.top_p, top_k=body.top_k or 0,
         repetition_penalty=1.0 if penalty is None else penalty, seed=seed,
-        max_context=MAX_CONTEXT, max_new_tokens=MAX_CONTEXT // 2)
+        max_context=MAX_CONTEXT, max_new_tokens=MIN_NEW_TOKENS)
     try:
         settings.validate()  # ranges of the sampling fields; max_new_tokens is checked above
     except SettingsError as exc:

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from batplots import store as storelib
-from batplots.engine.base import MAX_SEED, MIN_SEED, Continuation, Engine, Settings, SettingsError
+from batplots.engine.base import MAX_SEED, MIN_SEED, Continuation, Engine, EngineError, Settings, SettingsError
 from batplots.text import split_sentences
 from batplots.web import export
 from batplots.web.generation import SSE_HEADERS, Busy, ClientGone, Generation, sse, wants_sse
@@ -253,6 +253,8 @@ def error_response(exc: Exception) -> tuple[int, dict]:
         return 422, {"detail": str(exc), "field": exc.field}
     if isinstance(exc, (ModelUnavailable, Busy)):
         return 503, {"detail": str(exc)}
+    if isinstance(exc, EngineError):  # a remote model server down, slow or failing: nothing was saved
+        return 502, {"detail": f"the model failed: {exc}"}
     raise exc
 
 
@@ -304,7 +306,7 @@ def export_story(request: Request, story_id: str, format: Literal["md", "txt"] =
 
 def install_error_handlers(app) -> None:
     """Map the store's and the engine's errors to 4xx/503 JSON {detail, ...}."""
-    for exc_type in (storelib.StoreError, SettingsError, ModelUnavailable, Busy):
+    for exc_type in (storelib.StoreError, SettingsError, ModelUnavailable, Busy, EngineError):
         async def handler(_request, exc):
             status, payload = error_response(exc)
             return JSONResponse(payload, status_code=status)
