@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import sys
 import time
 
 import click
 
-from batplots.engine import EngineSpec, Settings, SettingsError
+from batplots.engine import EngineError, EngineSpec, Settings, SettingsError
 from batplots.engine import base as eb
 from batplots.model import ModelError
 
@@ -18,13 +20,43 @@ def engine_options(func):
     """--engine/--base/--adapter: which model to load (shared by every model command)."""
     from batplots.engine import ENGINES
 
+    # --base-url/--model reach open_engine/engine_spec through the click context, so
+    # that commands need no extra parameters for them.
+    func = click.option("--model", "remote_model", default=None, metavar="NAME", expose_value=False,
+                        callback=_remember_remote,
+                        help="--engine openai: the model name the server serves (see its /v1/models).")(func)
+    func = click.option("--base-url", default=None, metavar="URL", expose_value=False, callback=_remember_remote,
+                        help="--engine openai: the server's OpenAI API address, e.g. http://gpu1:8000/v1.")(func)
     func = click.option("--adapter", default=None, metavar="DIR|NAME|none",
                         help="PEFT adapter directory; default: the shipped batman66 adapter; 'none': bare base.")(func)
     func = click.option("--base", default=None, metavar="NAME_OR_DIR",
-                        help="Base model: a Hugging Face model directory or cached name; default: embedded SmolLM2-135M-Instruct.")(func)
+                        help="Base model: a Hugging Face model directory or cached name, or a .gguf file; "
+                             "default: embedded SmolLM2-135M-Instruct.")(func)
     func = click.option("--engine", "engine_name", type=click.Choice(ENGINES), default="auto", show_default=True,
-                        help="Generation backend.")(func)
+                        help="Generation backend: auto = llama (llama.cpp, fast) where installed, else transformers; "
+                             "openai = a remote OpenAI-compatible server (--base-url, --model).")(func)
     return func
+
+
+def _remember_remote(ctx, param, value):
+    ctx.meta[f"batplots.{param.name}"] = value
+    return value
+
+
+@contextlib.contextmanager
+def engine_failures():
+    """A model server that is down or too slow ends the command with its message."""
+    try:
+        yield
+    except EngineError as exc:
+        raise click.ClickException(f"the model failed: {exc}") from exc
+
+
+def engine_spec(engine_name: str, base: str | None, adapter: str | None) -> EngineSpec:
+    """The EngineSpec of the engine options given on the command line."""
+    meta = click.get_current_context().meta
+    return EngineSpec(engine=engine_name, base=base, adapter=adapter, base_url=meta.get("batplots.base_url"),
+                      model=meta.get("batplots.remote_model"))
 
 
 def sampling_options(func):
@@ -89,7 +121,7 @@ def open_engine(engine_name: str, base: str | None, adapter: str | None):
     from batplots.engine import load_engine
 
     try:
-        return load_engine(EngineSpec(engine=engine_name, base=base, adapter=adapter))
+        return load_engine(engine_spec(engine_name, base, adapter))
     except ModelError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -117,7 +149,8 @@ def generate(prompt, sentences, seed, temperature, top_p, top_k, repetition_pena
     guard_notice(engine, settings)
     started = time.perf_counter()
     if as_json:
-        result = engine.run(prompt, settings)
+        with engine_failures():
+            result = engine.run(prompt, settings)
         click.echo(json.dumps({
             "prompt": prompt,
             "continuation": result.text.strip(),
@@ -133,7 +166,8 @@ def generate(prompt, sentences, seed, temperature, top_p, top_k, repetition_pena
         }, ensure_ascii=False))
         return
     click.echo(prompt, nl=False)
-    _, result = stream_to_terminal(engine.stream(prompt, settings))
+    with engine_failures():
+        _, result = stream_to_terminal(engine.stream(prompt, settings))
     click.echo()
     if result.trimmed:
         click.echo("(the token cap cut the last sentence, so it was left out)", err=True)
@@ -201,11 +235,13 @@ def serve(host, port, db_path, sentences, seed, temperature, top_p, top_k, repet
                              copy_limit_of(copy_limit, no_copy_guard))
     db = Path(db_path) if db_path else webapp.default_db_path()
 
+    spec = engine_spec(engine_name, base, adapter)  # here: load() runs in another thread
+
     def load():
         from batplots.engine import load_engine
 
         try:
-            engine = load_engine(EngineSpec(engine=engine_name, base=base, adapter=adapter))
+            engine = load_engine(spec)
         except Exception as exc:
             click.echo(f"batplots: the model failed to load: {exc}", err=True)
             raise
@@ -401,6 +437,51 @@ def train(**options):
         click.echo(f"train: copying: {m['copied_share']:.1%} of generated 8-grams in the corpus, longest copied "
                    f"span {m['longest_span_words']} words")
     click.echo(f"train: adapter and report written to {result.out}")
+
+
+# ---------------------------------------------------------------- speed: batplots bench
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--engines", default="llama,transformers", show_default=True,
+              help="Engines to compare side by side, comma-separated (llama, transformers).")
+@click.option("--prompts", type=click.IntRange(1, 20), default=20, show_default=True,
+              help="How many of the 20 shipped openings to use.")
+@click.option("--writers", default="1,4,16", show_default=True,
+              help="Concurrent writers against the app, comma-separated; 'none' skips the app.")
+@click.option("--base", default=None, metavar="NAME_OR_DIR", help="Base model (default: the embedded one).")
+@click.option("--adapter", default=None, metavar="DIR|NAME|none", help="Adapter (default: the shipped one).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report to this file.")
+def bench(as_json, engines, prompts, writers, base, adapter, out):
+    """Time the engines side by side and the app under 1, 4 and 16 writers."""
+    import tempfile
+    from pathlib import Path
+
+    from batplots import bench as benchlib
+
+    names = tuple(e.strip() for e in engines.split(",") if e.strip())
+    unknown = [e for e in names if e not in ("llama", "transformers")]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown engine {unknown[0] if unknown else engines!r}; "
+                                 "choose from llama, transformers", param_hint="--engines")
+    try:
+        counts = () if writers.strip().lower() == "none" else tuple(int(w) for w in writers.split(","))
+    except ValueError:
+        counts = (0,)
+    if any(not 1 <= n <= 64 for n in counts):
+        raise click.BadParameter("give whole numbers from 1 to 64, comma-separated, or 'none'", param_hint="--writers")
+    config = benchlib.BenchConfig(engines=names, base=base, adapter=adapter, prompts=prompts, writers=counts)
+    with tempfile.TemporaryDirectory(prefix="batplots-bench-") as work:
+        try:
+            report = benchlib.run_bench(config, Path(work), progress=lambda m: click.echo(f"bench: {m}", err=True))
+        except ModelError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if out:
+        tmp = Path(out).with_suffix(".tmp")
+        tmp.write_text(json.dumps(report, indent=1))
+        os.replace(tmp, out)
+    click.echo(json.dumps(report) if as_json else benchlib.format_report(report))
 
 
 if __name__ == "__main__":

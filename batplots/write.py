@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from batplots.engine import Engine, Rewind, Settings, SettingsError
-from batplots.engine.base import MAX_SEED, MIN_SEED
+from batplots.engine.base import MAX_SEED, MIN_SEED, EngineError
 
 MAX_TURN_CHARS = 2000  # one user turn, as in the web app
 MAX_TURNS = 200  # one story
@@ -84,6 +84,11 @@ class WriteSession:
             except StopIteration as stop:
                 result = stop.value
                 break
+            except EngineError as exc:  # a remote server down or slow: the story stays as it was
+                if tty:
+                    self.out.write("\033[0m\n")
+                self.say(f"batplots: the model failed: {exc}. Your story is unchanged; try again.")
+                return
             if isinstance(event, Rewind):
                 if tty:
                     self.out.write("\b" * len(draft) + "\033[K" + event.text)

@@ -1,0 +1,121 @@
+"""`batplots bench` smoke tests on tiny models (not timed: the figures are only
+checked for being there and consistent), and its pure helpers."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from batplots import bench
+from batplots.engine.llama_engine import LlamaEngine
+from tests import tiny
+from tests.tiny_gguf import write_gguf
+from tests.webserver import make_server  # noqa: F401  (fixture)
+
+pytest.importorskip("llama_cpp")
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory):
+    return write_gguf(tiny.trained_llama(), tmp_path_factory.mktemp("bench") / "tiny.gguf")
+
+
+def test_openings_are_twenty_original_passages(shared_corpus):
+    openings = bench.openings()
+    assert len(openings) == 20 and len(set(openings)) == 20
+    corpus = " ".join(shared_corpus.read_text().lower().split())
+    for opening in openings:
+        words = opening.lower().split()
+        assert len(words) >= 12
+        spans = [" ".join(words[i:i + 6]) for i in range(len(words) - 5)]
+        assert not [s for s in spans if s in corpus], opening  # written for batplots, not copied
+
+
+def test_percentiles_and_long_story():
+    assert bench.percentile([3, 1, 2, 4], 50) == 2.5 and bench.percentile([5], 95) == 5
+    assert bench.percentile([], 50) is None
+    assert bench.percentile(list(range(1, 101)), 95) == pytest.approx(95.05)
+    passages = bench.long_story(lambda text: len(text.split()), ["one two", "three four five"], min_tokens=9)
+    assert passages == ["one two", "three four five", "one two", "three four five"]
+
+
+def test_measure_engine_on_a_tiny_model(tiny_gguf):
+    engine = LlamaEngine(tiny_gguf, n_ctx=2048, n_slots=2)
+    try:
+        result = bench.measure_engine(engine, bench.openings()[:2])
+    finally:
+        engine.close()
+    assert result["short"]["n"] == 2 and result["long"]["n"] == 2
+    assert 0 < result["short_first_piece"]["p50"] <= result["short"]["p50"]
+    assert result["long_prompt_tokens_min"] >= bench.LONG_STORY_TOKENS
+    assert result["long_cold_prompt_tokens"] >= bench.LONG_STORY_TOKENS
+    assert result["tokens_per_second"] > 0 and result["short_tokens_mean"] > 2
+
+
+def test_measure_app_with_concurrent_writers(make_server, tiny_gguf):  # noqa: F811
+    engine = LlamaEngine(tiny_gguf, n_ctx=4096, n_slots=4)
+    srv = make_server(engine=engine)
+    try:
+        result = bench.measure_app(srv.url, bench.openings()[:2], bench.openings()[:3], writers=(1, 3))
+    finally:
+        engine.close()
+    assert result["short"]["n"] == 2 and result["long"]["n"] == 2
+    assert result["short_first_piece"]["p50"] <= result["short"]["p50"]
+    for n in ("1", "3"):
+        level = result["writers"][n]
+        assert level["answered"] == level["requests"] and not level["errors"]
+        assert level["continuations_per_second"] > 0 and level["p95"] >= level["p50"] > 0
+    # Every writer's story got its continuations, saved.
+    assert len(srv.client.get("/api/stories").json()) == 2 + 2 + 1 + 3
+
+
+def test_bench_command_end_to_end_on_a_tiny_gguf(tiny_gguf, tmp_path):
+    out = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-m", "batplots.cli", "bench", "--engines", "llama", "--base", str(tiny_gguf),
+                           "--adapter", "none", "--prompts", "2", "--writers", "1,2", "--json", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report == json.loads(out.read_text())
+    llama = report["engines"]["llama"]
+    assert "error" not in llama, llama
+    assert llama["model"]["engine"] == "llama" and llama["load_seconds"] > 0 and llama["peak_rss_mb"] > 0
+    app = report["app"]
+    assert "error" not in app, app
+    assert app["model"]["engine"] == "llama" and app["server_peak_rss_mb"] > 0
+    for level in app["writers"].values():  # REQUESTS_PER_LEVEL requests, split among the writers
+        assert level["answered"] == level["requests"] == bench.REQUESTS_PER_LEVEL
+    text = bench.format_report(report)
+    assert "| engine | llama |" in text and "| writers |" in text
+    assert re.search(r"\| server peak RSS, fast engine \(MB\) \| [\d.]+ \| < 700.0 \| (yes|NO) \|", text)
+
+
+def test_bench_refuses_bad_options():
+    from click.testing import CliRunner
+
+    from batplots.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "--engines", "vllm"])
+    assert result.exit_code == 2 and "unknown engine 'vllm'" in result.output
+    result = CliRunner().invoke(main, ["bench", "--writers", "1,x"])
+    assert result.exit_code == 2 and "whole numbers from 1 to 64" in result.output
+
+
+def test_targets_compare_the_figures():
+    report = {"engines": {"transformers": {"short": {"p50": 6.0}, "long": {"p50": 9.0}}},
+              "app": {"short": {"p50": 1.0}, "long": {"p50": 1.5}, "short_first_piece": {"p50": 0.2},
+                      "server_peak_rss_mb": 650.0,
+                      "writers": {"1": {"p50": 1.0}, "16": {"answered": 16, "requests": 16, "p95": 9.0}}}}
+    rows = {r["target"]: r for r in bench.targets(report)}
+    assert rows["app vs transformers, short prompt (x faster, p50)"]["value"] == 6.0
+    assert rows["app vs transformers, short prompt (x faster, p50)"]["met"] is True
+    assert rows["app vs transformers, long story (x faster, p50)"]["met"] is False  # 6x < 10x
+    assert rows["app time to first piece, short prompt (s, p50)"]["met"] is True
+    assert rows["16 writers: requests answered"]["met"] is True
+    assert rows["16 writers: p95 / single-writer p50"]["value"] == 9.0
+    assert rows["16 writers: p95 / single-writer p50"]["met"] is False
+    assert rows["server peak RSS, fast engine (MB)"]["met"] is True
