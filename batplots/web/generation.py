@@ -18,7 +18,9 @@ from typing import AsyncIterator
 from batplots.engine.base import Cancelled, Continuation, Engine, Rewind, SentenceCheck, Settings
 
 # Generations waiting for or holding the model at once; past this, 503 "busy".
-MAX_PENDING_GENERATIONS = 8
+# 16 concurrent writers must all be answered (the llama engine batches 16 at once;
+# the others queue), with room for alternatives and retries on top.
+MAX_PENDING_GENERATIONS = 32
 # How often a non-streaming request looks whether its client is still there.
 DISCONNECT_POLL_SECONDS = 0.25
 
