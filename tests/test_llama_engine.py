@@ -182,25 +182,32 @@ def make_adapter(path, targets=ALL_MODULES, scale=0.5, seed=0, **config):
     return path
 
 
-@pytest.mark.parametrize("targets,scale,config", [(ALL_MODULES, 0.5, {}),
-                                                 (["q_proj", "k_proj"], 3.0, {"use_rslora": True})])
-def test_gguf_lora_gives_the_merged_adapters_logits(tmp_path, targets, scale, config):
+@pytest.mark.parametrize("fmt,targets,scale,config,tolerance", [
+    ("lora", ALL_MODULES, 0.5, {}, 0.02),
+    ("lora", ["q_proj", "k_proj"], 3.0, {"use_rslora": True}, 0.02),
+    ("q8_0", ALL_MODULES, 0.5, {}, 0.1),  # merged and re-quantised to 8 bits
+    ("f16", ["q_proj", "k_proj"], 3.0, {"use_rslora": True}, 0.03),
+])
+def test_converted_adapters_give_the_merged_adapters_logits(tmp_path, fmt, targets, scale, config, tolerance):
     # q/k alone check the rotary row order of B; rsLoRA checks the folded scaling.
     adapter = make_adapter(tmp_path / "adapter", targets, scale, **config)
     base = write_gguf(tiny.llama(seed=0), tmp_path / "base.gguf")
-    lora = gguf_lora.ensure_gguf_lora(adapter, base)
+    converted = gguf_lora.ensure_format(adapter, base, fmt)
     ids = tiny.tokenizer()(STORY, add_special_tokens=False)["input_ids"]
     from peft import PeftModel
 
     merged = PeftModel.from_pretrained(tiny.llama(seed=0), str(adapter)).merge_and_unload()
     want, bare_want = hf_logits(merged, ids), hf_logits(tiny.llama(seed=0), ids)
     assert np.abs(want - bare_want).max() > 0.3  # the adapter matters
-    with_lora, bare = LlamaEngine(base, lora, n_ctx=256, n_slots=1), LlamaEngine(base, n_ctx=256, n_slots=1)
+    ours = LlamaEngine(base, converted, n_ctx=256, n_slots=1) if fmt == "lora" else LlamaEngine(converted, n_ctx=256,
+                                                                                               n_slots=1)
+    bare = LlamaEngine(base, n_ctx=256, n_slots=1)
     try:
-        assert np.abs(with_lora.logits(ids) - want).max() < 0.02
+        assert np.abs(ours.logits(ids) - want).max() < tolerance
         assert np.abs(bare.logits(ids) - bare_want).max() < 0.02
+        assert ours.encode(STORY) == ids  # the merged file keeps the tokenizer
     finally:
-        with_lora.close()
+        ours.close()
         bare.close()
 
 
@@ -211,10 +218,15 @@ def test_gguf_lora_is_cached_by_the_adapters_hash(tmp_path, batplots_home):
     assert first.parent == batplots_home / gguf_lora.CACHE_SUBDIR and first.name.startswith("adapter-")
     stamp = first.stat().st_mtime_ns
     assert gguf_lora.ensure_gguf_lora(adapter, base) == first and first.stat().st_mtime_ns == stamp
-    make_adapter(tmp_path / "adapter", seed=1)  # retrained: new weights, new file
+    merged = gguf_lora.ensure_format(adapter, base, "q8_0")
+    assert merged.parent == batplots_home / gguf_lora.MERGED_SUBDIR and merged.name.endswith("-q8_0.gguf")
+    merged_stamp = merged.stat().st_mtime_ns
+    assert gguf_lora.ensure_format(adapter, base, "q8_0").stat().st_mtime_ns == merged_stamp
+    make_adapter(tmp_path / "adapter", seed=1)  # retrained: new weights, new files
     second = gguf_lora.ensure_gguf_lora(adapter, base)
     assert second != first and second.is_file()
-    assert not list(first.parent.glob("*.tmp"))
+    assert gguf_lora.ensure_format(adapter, base, "q8_0") != merged
+    assert not list(first.parent.glob("*.tmp")) and not list(merged.parent.glob("*.tmp"))
 
 
 def test_adapters_llama_cpp_cannot_run_are_refused_clearly(tmp_path):
@@ -224,7 +236,9 @@ def test_adapters_llama_cpp_cannot_run_are_refused_clearly(tmp_path):
         gguf_lora.ensure_gguf_lora(embed, base)
     dora = make_adapter(tmp_path / "dora", ["q_proj"], use_dora=True)
     with pytest.raises(ModelError, match="DoRA"):
-        gguf_lora.ensure_gguf_lora(dora, base)
+        gguf_lora.ensure_format(dora, base, "q8_0")
+    with pytest.raises(ModelError, match="unknown adapter format 'q2'; choose one of: q8_0, q4_1, f16, lora"):
+        gguf_lora.ensure_format(make_adapter(tmp_path / "plain"), base, "q2")
 
 
 # --- choosing the engine ----------------------------------------------------------------------

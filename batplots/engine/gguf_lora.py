@@ -1,14 +1,19 @@
-"""Convert a PEFT LoRA adapter into a GGUF LoRA that llama.cpp applies at run time.
+"""A PEFT LoRA adapter, made runnable by llama.cpp, in one of two forms:
 
-Why a runtime LoRA rather than merged weights re-written as GGUF: the base is a
-Q4_1 GGUF, and a LoRA's delta is small next to a 4-bit quantisation step, so
-merging and re-quantising to Q4_1 blurs the fine-tune away, while merging into
-Q8_0/F16 doubles or quadruples the file and slows every token (measured figures:
-README "Speed"). A runtime LoRA keeps the shipped Q4_1 base untouched, adds the
-adapter exactly (f32), converts in about a second and is a few MB.
+- merged (the default): base + adapter written as one GGUF with Q8_0 weights;
+- lora: a GGUF LoRA that llama.cpp adds at run time to the untouched Q4_1 base
+  (also what `llama-server --lora` takes, see README "Scaling out").
 
-The conversion is cached under `batplots.model.home()/gguf-lora/`, keyed by a hash
-of the adapter's files, so a retrained adapter converts afresh and an unchanged one
+Chosen by measurement (README "Speed", `batplots bench --formats`): merged Q8_0
+scores the same perplexity as the transformers engine (the reference is the
+dequantised Q4_1 base plus the adapter, which Q8_0 holds almost exactly) and
+decodes as fast as the bare Q4_1 base; the runtime LoRA is ~1% off and a third
+slower (its f32 matmuls run beside every quantised one); merging back into Q4_1
+loses the fine-tune (a LoRA's delta is small next to a 4-bit step: +13%
+perplexity); F16 is exact but slow and large.
+
+Conversions are cached under `batplots.model.home()`, keyed by a hash of the
+adapter's files, so a retrained adapter converts afresh and an unchanged one
 never converts twice.
 """
 
@@ -29,6 +34,10 @@ from batplots import model as modellib
 # Bump when the written file changes meaning: old cache entries are then ignored.
 CONVERTER_VERSION = 1
 CACHE_SUBDIR = "gguf-lora"
+MERGED_SUBDIR = "gguf-merged"
+# Adapter forms: merged weights in one of these GGUF types, or a runtime LoRA.
+FORMATS = ("q8_0", "q4_1", "f16", "lora")
+DEFAULT_FORMAT = "q8_0"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 # PEFT (Hugging Face Llama) module name -> llama.cpp tensor name inside block N.
@@ -62,21 +71,37 @@ def adapter_hash(adapter_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def cached_path(adapter_dir: Path) -> Path:
-    return modellib.home() / CACHE_SUBDIR / f"{adapter_dir.name}-{adapter_hash(adapter_dir)[:16]}.gguf"
+def cached_path(adapter_dir: Path, fmt: str = "lora", base_gguf: Path | None = None) -> Path:
+    """Where the converted adapter lives: keyed by the adapter's hash, and for merged
+    files (which hold the base too) by the base file's name and size."""
+    digest = adapter_hash(adapter_dir)[:16]
+    if fmt == "lora":
+        return modellib.home() / CACHE_SUBDIR / f"{adapter_dir.name}-{digest}.gguf"
+    base = f"{base_gguf.stem}-{base_gguf.stat().st_size}"
+    return modellib.home() / MERGED_SUBDIR / f"{adapter_dir.name}-{digest}-{base}-{fmt}.gguf"
 
 
 def ensure_gguf_lora(adapter_dir: Path, base_gguf: Path) -> Path:
     """Return the cached GGUF LoRA for adapter_dir, converting it first if needed."""
-    target = cached_path(adapter_dir)
+    return ensure_format(adapter_dir, base_gguf, "lora")
+
+
+def ensure_format(adapter_dir: Path, base_gguf: Path, fmt: str = DEFAULT_FORMAT) -> Path:
+    """The cached GGUF of adapter_dir in form fmt (one of FORMATS), written if needed."""
+    if fmt not in FORMATS:
+        raise modellib.ModelError(f"unknown adapter format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    target = cached_path(adapter_dir, fmt, base_gguf)
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
-        convert(adapter_dir, Path(tmp), base_gguf)
-        os.replace(tmp, target)  # atomic: a crash never leaves a half-written adapter
+        if fmt == "lora":
+            convert(adapter_dir, Path(tmp), base_gguf)
+        else:
+            merge(adapter_dir, Path(tmp), base_gguf, fmt)
+        os.replace(tmp, target)  # atomic: a crash never leaves a half-written file
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -153,19 +178,12 @@ def load_lora_tensors(adapter_dir: Path) -> tuple[dict, dict[str, dict[str, np.n
     return config, modules
 
 
-def convert(adapter_dir: Path, out_path: Path, base_gguf: Path) -> None:
-    """Write adapter_dir as a GGUF LoRA for base_gguf at out_path."""
-    import gguf
-
-    arch, n_head, n_head_kv = _base_heads(base_gguf)
+def scaled_pairs(adapter_dir: Path, base_gguf: Path):
+    """(llama.cpp tensor name, A, B) per adapted module, B carrying PEFT's scaling
+    (alpha/r, rsLoRA's alpha/sqrt(r), per-module alpha patterns) and llama.cpp's row
+    order, so that the module's weight delta is exactly B @ A."""
+    _arch, n_head, n_head_kv = _base_heads(base_gguf)
     config, modules = load_lora_tensors(adapter_dir)
-    writer = gguf.GGUFWriter(str(out_path), arch)
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    # alpha 0 tells llama.cpp to use scale 1: PEFT's scaling (alpha/r, rsLoRA's
-    # alpha/sqrt(r), per-module patterns) is folded into B below, exactly.
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 0.0)
-    writer.add_string("general.name", f"batplots LoRA {adapter_dir.name}")
     for name in sorted(modules, key=lambda n: (int(n.split(".")[1]), n)):
         a, b = modules[name]["A"], modules[name]["B"]
         rank = a.shape[0]
@@ -177,10 +195,65 @@ def convert(adapter_dir: Path, out_path: Path, base_gguf: Path) -> None:
             b = _permute_rows(b, n_head)
         elif module == "self_attn.k_proj":
             b = _permute_rows(b, n_head_kv)
-        dest = f"blk.{name.split('.')[1]}.{MODULE_MAP[module]}.weight"
+        yield f"blk.{name.split('.')[1]}.{MODULE_MAP[module]}.weight", a, b
+
+
+def convert(adapter_dir: Path, out_path: Path, base_gguf: Path) -> None:
+    """Write adapter_dir as a GGUF LoRA for base_gguf at out_path."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(out_path), _base_heads(base_gguf)[0])
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    # alpha 0 tells llama.cpp to use scale 1: the scaling is folded into B already.
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 0.0)
+    writer.add_string("general.name", f"batplots LoRA {adapter_dir.name}")
+    for dest, a, b in scaled_pairs(adapter_dir, base_gguf):
         # numpy (rank, in) / (out, rank) are GGUF ne [in, rank] / [rank, out], as llama.cpp expects.
         writer.add_tensor(dest + ".lora_a", np.ascontiguousarray(a, dtype=np.float32))
         writer.add_tensor(dest + ".lora_b", np.ascontiguousarray(b, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def merge(adapter_dir: Path, out_path: Path, base_gguf: Path, fmt: str = DEFAULT_FORMAT) -> None:
+    """Write base_gguf with adapter_dir merged in, every matrix as fmt (q8_0, q4_1 or
+    f16); the metadata (tokenizer, chat template, hyperparameters) is copied as is."""
+    import gguf
+    from gguf import quants
+
+    qtype = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_1": gguf.GGMLQuantizationType.Q4_1,
+             "f16": gguf.GGMLQuantizationType.F16}[fmt]
+    pairs = {dest: (a, b) for dest, a, b in scaled_pairs(adapter_dir, base_gguf)}
+    reader = gguf.GGUFReader(str(base_gguf))
+    writer = gguf.GGUFWriter(str(out_path), _base_heads(base_gguf)[0], use_temp_file=True)
+    for field in reader.fields.values():
+        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+            continue  # written by GGUFWriter itself
+        value_type = field.types[0]
+        sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
+        if field.name == gguf.Keys.General.FILE_TYPE:
+            writer.add_file_type({"q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "q4_1": gguf.LlamaFileType.MOSTLY_Q4_1,
+                                  "f16": gguf.LlamaFileType.MOSTLY_F16}[fmt])
+            continue
+        writer.add_key_value(field.name, field.contents(), value_type, sub_type=sub_type)
+    for tensor in reader.tensors:
+        if len(tensor.shape) == 1:
+            writer.add_tensor(tensor.name, np.array(tensor.data))  # norms stay f32
+            continue
+        weight = quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)  # F32/F16 too
+        if tensor.name in pairs:
+            a, b = pairs.pop(tensor.name)
+            weight += b @ a
+        if qtype == gguf.GGMLQuantizationType.F16:
+            writer.add_tensor(tensor.name, weight.astype(np.float16))
+        else:
+            writer.add_tensor(tensor.name, quants.quantize(weight, qtype), raw_dtype=qtype)
+    if pairs:
+        raise modellib.ModelError(f"adapter {adapter_dir}: the base {base_gguf.name} has no tensor "
+                                  f"{next(iter(pairs))}; was the adapter trained on another base?")
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

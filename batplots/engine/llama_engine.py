@@ -1,8 +1,9 @@
 """The fast local backend: llama.cpp (through llama-cpp-python) on the shipped GGUF.
 
-The embedded base is already a Q4_1 GGUF, so llama.cpp runs it as shipped, with
-the adapter applied at run time as a GGUF LoRA (see gguf_lora for why). It is
-several times faster than the transformers engine on a laptop CPU (README "Speed").
+The embedded base is already a Q4_1 GGUF, so llama.cpp runs it as shipped; with
+an adapter, it runs base and adapter merged into one Q8_0 GGUF, converted once and
+cached (gguf_lora says why that form). It is several times faster than the
+transformers engine on a laptop CPU (README "Speed").
 
 What makes turns fast besides the kernels (llama_batch has the details):
 - continuous batching: up to n_slots generations advance together, one decode
@@ -298,9 +299,16 @@ def resolve_base(base: str | None) -> tuple[Path, str] | None:
     return None
 
 
-def load(base_gguf: Path, adapter_dir: Path | None, label: str, n_ctx: int = DEFAULT_N_CTX) -> LlamaEngine:
-    """The llama engine for a GGUF base plus an optional PEFT adapter (converted and cached)."""
+def load(base_gguf: Path, adapter_dir: Path | None, label: str, n_ctx: int = DEFAULT_N_CTX,
+         adapter_format: str | None = None) -> LlamaEngine:
+    """The llama engine for a GGUF base plus an optional PEFT adapter, converted (once,
+    cached) to adapter_format: gguf_lora.DEFAULT_FORMAT (merged Q8_0) unless given."""
     from batplots.engine import gguf_lora
 
-    lora = gguf_lora.ensure_gguf_lora(adapter_dir, base_gguf) if adapter_dir is not None else None
-    return LlamaEngine(base_gguf, lora, label=label, adapter=adapter_dir.name if adapter_dir else None, n_ctx=n_ctx)
+    fmt = adapter_format or gguf_lora.DEFAULT_FORMAT
+    if adapter_dir is None:
+        return LlamaEngine(base_gguf, None, label=label, n_ctx=n_ctx)
+    converted = gguf_lora.ensure_format(adapter_dir, base_gguf, fmt)
+    if fmt == "lora":
+        return LlamaEngine(base_gguf, converted, label=label, adapter=adapter_dir.name, n_ctx=n_ctx)
+    return LlamaEngine(converted, None, label=label, adapter=adapter_dir.name, n_ctx=n_ctx)
