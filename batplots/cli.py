@@ -407,7 +407,7 @@ def eval_command(engine_name, base, adapter, prompts, samples, sentences, copy_l
 
 # ---------------------------------------------------------------- fine-tuning: batplots train
 
-from batplots.trainconfig import ConfigError, TrainConfig, click_options as train_options  # noqa: E402  (light: no torch)
+from batplots.trainconfig import TrainConfig, click_options as train_options  # noqa: E402  (light: no torch)
 
 
 @main.command()
@@ -415,28 +415,8 @@ from batplots.trainconfig import ConfigError, TrainConfig, click_options as trai
 def train(**options):
     """Fine-tune the base model on a corpus: LoRA adapter, training.json, loss.png, MODEL_CARD.md."""
     from batplots import train as trainer
-    from batplots.corpus import CorpusError
 
-    try:
-        result = trainer.main(TrainConfig(**options))
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
-    except (CorpusError, ModelError, trainer.TrainError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    s = result.summary
-    if result.status == "interrupted":
-        click.echo(f"train: interrupted at step {s['step']}; checkpoint saved, continue with "
-                   f"`batplots train --out {result.out} --resume`", err=True)
-        sys.exit(130)
-    base = s["base_eval"]["ppl"] if s.get("base_eval") else None
-    click.echo(f"train: {result.status} after {s['steps']} steps ({s['wall_seconds']} s); best validation perplexity "
-               f"{s['val_ppl']} at step {s['best_step']} ({s['seconds_to_best']} s)"
-               + (f", bare base {base} (ratio {s['ppl_ratio_vs_base']})" if base else ""))
-    if s.get("memorisation"):
-        m = s["memorisation"]
-        click.echo(f"train: copying: {m['copied_share']:.1%} of generated 8-grams in the corpus, longest copied "
-                   f"span {m['longest_span_words']} words")
-    click.echo(f"train: adapter and report written to {result.out}")
+    trainer.run_from_cli(TrainConfig(**options))
 
 
 # ---------------------------------------------------------------- speed: batplots bench
@@ -452,8 +432,9 @@ def train(**options):
               help="Concurrent writers against the app, comma-separated; 'none' skips the app.")
 @click.option("--base", default=None, metavar="NAME_OR_DIR", help="Base model (default: the embedded one).")
 @click.option("--adapter", default=None, metavar="DIR|NAME|none", help="Adapter (default: the shipped one).")
+@click.option("--formats", is_flag=True, help="Also compare the adapter's GGUF forms (merged Q8_0/Q4_1/F16, LoRA).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report to this file.")
-def bench(as_json, engines, prompts, writers, base, adapter, out):
+def bench(as_json, engines, prompts, writers, base, adapter, formats, out):
     """Time the engines side by side and the app under 1, 4 and 16 writers."""
     import tempfile
     from pathlib import Path
@@ -471,7 +452,8 @@ def bench(as_json, engines, prompts, writers, base, adapter, out):
         counts = (0,)
     if any(not 1 <= n <= 64 for n in counts):
         raise click.BadParameter("give whole numbers from 1 to 64, comma-separated, or 'none'", param_hint="--writers")
-    config = benchlib.BenchConfig(engines=names, base=base, adapter=adapter, prompts=prompts, writers=counts)
+    config = benchlib.BenchConfig(engines=names, base=base, adapter=adapter, prompts=prompts, writers=counts,
+                                  formats=formats)
     with tempfile.TemporaryDirectory(prefix="batplots-bench-") as work:
         try:
             report = benchlib.run_bench(config, Path(work), progress=lambda m: click.echo(f"bench: {m}", err=True))

@@ -101,7 +101,8 @@ def measure(engine, index: CorpusIndex, samples: int = SAMPLES, seed: int = 0,
     outputs = []
     for i in range(samples):
         prompt = prompts[i % len(prompts)]
-        settings = Settings(sentences=sentences, seed=seed + i).validate()
+        # copy_limit=0: no generation-time guard, the raw model is what is measured.
+        settings = Settings(sentences=sentences, seed=seed + i, copy_limit=0).validate()
         result = engine.run(prompt, settings)
         outputs.append({"prompt": prompt, "continuation": result.text.strip(), "seed": seed + i})
     return score(index, [o["continuation"] for o in outputs]), outputs

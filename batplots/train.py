@@ -256,23 +256,28 @@ def main(config: TrainConfig, on_step: Callable | None = None) -> TrainResult:
     packed = dataset.pack(split, tokenizer, cfg.seq_len)
     model.to(device)
     out.mkdir(parents=True, exist_ok=True)
+    setup = {"load_s": round(time.perf_counter() - started, 1)}
 
     val_batches = packed.val_batches(cfg.batch_size)
     state = _State()
     if ckpt is not None:
         state = _State(**ckpt["state"])
     elif cfg.eval_base:
+        tick = time.perf_counter()
         state.base_eval = evaluate(model, val_batches, device)
+        setup["base_eval_s"] = round(time.perf_counter() - tick, 1)
 
     layers = parse_layers(cfg.layers, model.config.num_hidden_layers)
     model = prepare_model(model, cfg, layers)
     model.train()
     bottom, cache_note = _frozen_bottom(model, cfg, layers, packed, device)
     if bottom is not None:
+        tick = time.perf_counter()
         with autocast(device):
             train_hidden = torch.cat([bottom.hidden(model, rows.to(device))
                                       for rows in packed.grid().split(cfg.batch_size)])
             val_batches = [(bottom.hidden(model, ids.to(device)), labels) for ids, labels in val_batches]
+        setup["cache_s"] = round(time.perf_counter() - tick, 1)
     forward = bottom.logits if bottom is not None else None
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -293,10 +298,9 @@ def main(config: TrainConfig, on_step: Callable | None = None) -> TrainResult:
         if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(ckpt["cuda_rng"])
 
-    run_start = time.perf_counter()
-
     def elapsed() -> float:
-        return state.elapsed + time.perf_counter() - run_start
+        """Wall time of the whole run, loading and caching included, over every resumed part."""
+        return state.elapsed + time.perf_counter() - started
 
     def checkpoint() -> None:
         _atomic_torch_save({
@@ -386,6 +390,7 @@ def main(config: TrainConfig, on_step: Callable | None = None) -> TrainResult:
     summary = trainreport.summary(cfg, status, split, packed, state, base_label, device, wall,
                                   steps_per_epoch, planned)
     summary["frozen_layer_cache"] = cache_note
+    summary["setup_seconds"] = setup  # this process's share of wall_seconds before the first step
     if cfg.memorisation_samples:
         summary["memorisation"] = measure_memorisation(model, tokenizer, cfg)
     trainreport.write_outputs(out, summary)
@@ -421,3 +426,52 @@ def measure_memorisation(model, tokenizer, cfg: TrainConfig) -> dict:
     report, outputs = memorisation.measure(engine, load_index(cfg.corpus), samples=cfg.memorisation_samples,
                                            seed=cfg.seed)
     return report.to_dict() | {"seconds": round(time.perf_counter() - started, 1), "examples": outputs[:3]}
+
+
+def run_from_cli(config: TrainConfig) -> None:
+    """`batplots train`: run, print the figures, map errors to click's (exit 1, usage: 2, Ctrl-C: 130)."""
+    import click
+
+    from batplots.corpus import CorpusError
+    from batplots.model import ModelError
+
+    try:
+        result = main(config)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except (CorpusError, ModelError, TrainError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    s = result.summary
+    if result.status == "interrupted":
+        click.echo(f"train: interrupted at step {s['step']}; checkpoint saved, continue with "
+                   f"`batplots train --out {result.out} --resume`", err=True)
+        raise SystemExit(130)
+    base = s["base_eval"]["ppl"] if s.get("base_eval") else None
+    click.echo(f"train: {result.status} after {s['steps']} steps ({s['wall_seconds']} s on {s['device']['type']}); "
+               f"best validation perplexity {s['val_ppl']} at step {s['best_step']} ({s['seconds_to_best']} s)"
+               + (f", bare base {base} (ratio {s['ppl_ratio_vs_base']})" if base else ""))
+    if s.get("memorisation"):
+        m = s["memorisation"]
+        click.echo(f"train: copying: {m['copied_share']:.1%} of generated 8-grams in the corpus, longest copied "
+                   f"span {m['longest_span_words']} words")
+    click.echo(f"train: adapter and report written to {result.out}")
+
+
+def _command():
+    """`python -m batplots.train ...`: the same options as `batplots train`, without the
+    rest of the CLI's imports (the GPU script runs it on a machine with few packages)."""
+    import click
+
+    from batplots.trainconfig import click_options
+
+    @click.command()
+    @click_options
+    def train(**options):
+        """Fine-tune the base model on a corpus: LoRA adapter, training.json, loss.png, MODEL_CARD.md."""
+        run_from_cli(TrainConfig(**options))
+
+    return train
+
+
+if __name__ == "__main__":
+    _command()()
