@@ -23,11 +23,9 @@ from __future__ import annotations
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -38,12 +36,10 @@ from batplots.engine.base import Engine, Settings
 LONG_STORY_TOKENS = 600
 BENCH_SENTENCES = 2
 RAW_DECODE_TOKENS = 64
+FORMAT_TEXT_TOKENS = 400  # perplexity of each adapter format over this much of the openings
+FORMAT_SPEED_RUNS = 3  # best of
 DEFAULT_ENGINES = ("llama", "transformers")
 DEFAULT_WRITERS = (1, 4, 16)
-# Requests sent at every concurrency level, split among its writers.
-REQUESTS_PER_LEVEL = 16
-SERVER_START_S = 300  # the server loads the model (and converts the adapter once)
-REQUEST_TIMEOUT_S = 600
 # Targets (issue 6).
 TARGET_SHORT_SPEEDUP, TARGET_LONG_SPEEDUP = 5.0, 10.0
 TARGET_TTFT_S = 0.3
@@ -59,6 +55,7 @@ class BenchConfig:
     prompts: int = 20
     writers: tuple[int, ...] = DEFAULT_WRITERS
     seed: int = 1
+    formats: bool = False  # also compare the adapter's GGUF forms (gguf_lora.FORMATS)
 
 
 def openings() -> list[str]:
@@ -151,156 +148,65 @@ def engine_worker(spec: dict) -> dict:
             **result, "peak_rss_mb": peak_rss_mb()}
 
 
+def perplexity(logits, ids: list[int]) -> float:
+    """exp of the mean next-token cross-entropy of ids under logits (len(ids), vocab)."""
+    import numpy as np
+
+    logits = np.asarray(logits[:-1], dtype=np.float64)
+    top = logits.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
+    return float(np.exp(np.mean(log_norm - logits[np.arange(len(ids) - 1), ids[1:]])))
+
+
+def formats_worker(spec: dict) -> dict:
+    """Each form the adapter can take for llama.cpp (gguf_lora.FORMATS) and the bare
+    base: file size, conversion time, decoding speed, and perplexity on the shipped
+    openings (text no model trained on) next to the transformers engine's."""
+    import torch
+
+    from batplots import model as modellib
+    from batplots.engine import gguf_lora, llama_engine
+    from batplots.engine.llama_engine import LlamaEngine
+
+    adapter = modellib.resolve_adapter(spec.get("adapter"))
+    base = llama_engine.resolve_base(spec.get("base"))
+    if adapter is None or base is None:
+        return {"error": "comparing adapter formats needs an adapter (the shipped one, or --adapter DIR) "
+                         "and a GGUF base"}
+    # The same base as Hugging Face weights: the embedded one converts itself; tests
+    # give a tiny GGUF and its Hugging Face directory side by side.
+    model, tokenizer, _ = modellib.load_base(spec.get("reference_base", spec.get("base")))
+    model = modellib.apply_adapter(model, adapter)
+    ids = tokenizer(" ".join(openings()), add_special_tokens=False)["input_ids"][:FORMAT_TEXT_TOKENS]
+    with torch.inference_mode():
+        reference = perplexity(model(torch.tensor([ids])).logits[0].float().numpy(), ids)
+    rows = [{"format": "transformers (fp32, adapter merged)", "perplexity": round(reference, 3)}]
+    for fmt in ("bare base",) + gguf_lora.FORMATS:
+        started = time.perf_counter()
+        path = None if fmt == "bare base" else gguf_lora.ensure_format(adapter, base[0], fmt)
+        convert = time.perf_counter() - started
+        engine = (LlamaEngine(base[0], path, n_slots=1) if fmt == "lora"
+                  else LlamaEngine(path or base[0], n_slots=1))
+        try:
+            ppl = perplexity(engine.logits(ids), ids)
+            speed = max(decode_speed(engine, openings()[0], 1) for _ in range(FORMAT_SPEED_RUNS))
+        finally:
+            engine.close()
+        size = base[0].stat().st_size if fmt in ("bare base", "lora") else 0
+        size += path.stat().st_size if path else 0
+        rows.append({"format": fmt if fmt in ("bare base", "lora") else f"merged {fmt}",
+                     "perplexity": round(ppl, 3), "gap": f"{100 * (ppl - reference) / reference:+.2f}%",
+                     "tokens_per_second": round(speed, 1), "file_mb": round(size / 1e6, 1),
+                     "convert_seconds": round(convert, 2)})
+    return {"adapter": adapter.name, "tokens": len(ids), "rows": rows}
+
+
 def run_worker(spec: dict) -> dict:
     proc = subprocess.run([sys.executable, "-m", "batplots.bench", "worker", json.dumps(spec)],
                           capture_output=True, text=True, timeout=None)
     if proc.returncode != 0:
-        return {"engine": spec["engine"], "error": (proc.stderr or proc.stdout).strip()[-2000:]}
+        return {"engine": spec.get("engine"), "error": (proc.stderr or proc.stdout).strip()[-2000:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-# --- the app over HTTP ---------------------------------------------------------------------
-def continue_story(client, story: dict, seed: int) -> tuple[float, float | None, dict]:
-    """One streamed continuation: (seconds, seconds to the first piece, the saved story)."""
-    started = time.perf_counter()
-    first = None
-    event = None
-    with client.stream("POST", f"/api/stories/{story['id']}/continue", headers={"Accept": "text/event-stream"},
-                       json={"version": story["version"], "sentences": BENCH_SENTENCES, "seed": seed}) as response:
-        if response.status_code != 200:
-            response.read()
-            raise RuntimeError(f"continue answered {response.status_code}: {response.text[:300]}")
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                if event == "piece" and first is None:
-                    first = time.perf_counter() - started
-                elif event == "done":
-                    return time.perf_counter() - started, first, json.loads(line[6:])["story"]
-                elif event == "error":
-                    raise RuntimeError(f"continue failed: {line[6:300]}")
-    raise RuntimeError("the stream ended without a done event")
-
-
-def new_story(client, passages: list[str]) -> dict:
-    story = client.post("/api/stories", json={}).json()
-    for text in passages:
-        response = client.post(f"/api/stories/{story['id']}/turns", json={"text": text, "version": story["version"]})
-        response.raise_for_status()
-        story = response.json()
-    return story
-
-
-def measure_app(url: str, prompts: list[str], long_passages: list[str], writers: tuple[int, ...],
-                seed: int = 1) -> dict:
-    """Single-writer short and long continuations, then concurrent writers."""
-    import httpx
-
-    out: dict = {}
-    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
-        for name, passages_of in (("short", lambda p: [p]), ("long", lambda p: long_passages + [p])):
-            times, firsts = [], []
-            for i, prompt in enumerate(prompts):
-                seconds, first, _ = continue_story(client, new_story(client, passages_of(prompt)), seed + i)
-                times.append(seconds)
-                firsts.append(first if first is not None else seconds)
-            out[name], out[f"{name}_first_piece"] = summary(times), summary(firsts)
-        out["writers"] = {str(n): concurrent_writers(client, prompts, n, seed) for n in writers}
-    return out
-
-
-def concurrent_writers(client, prompts: list[str], n: int, seed: int) -> dict:
-    """n writers at once, each continuing a story of its own, REQUESTS_PER_LEVEL requests in all."""
-    rounds = max(1, REQUESTS_PER_LEVEL // n)
-    stories = [new_story(client, [prompts[i % len(prompts)]]) for i in range(n)]
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-
-    def writer(k: int):
-        story = stories[k]
-        for r in range(rounds):
-            try:
-                seconds, _, story = continue_story(client, story, seed + 100 * k + r)
-                with lock:
-                    latencies.append(seconds)
-            except Exception as exc:  # counted: every request must be answered
-                with lock:
-                    errors.append(str(exc)[:200])
-
-    threads = [threading.Thread(target=writer, args=(k,)) for k in range(n)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
-    return {"writers": n, "requests": n * rounds, "answered": len(latencies), "errors": errors[:3],
-            "continuations_per_second": _round(len(latencies) / wall), **{k: v for k, v in summary(latencies).items()
-                                                                           if k != "n"}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def serve_and_measure(config: BenchConfig, prompts: list[str], long_passages: list[str], workdir: Path) -> dict:
-    """Start `batplots serve` (the default fast engine) on 127.0.0.1, measure it, stop it."""
-    import httpx
-
-    port = free_port()
-    cmd = [sys.executable, "-m", "batplots.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--db", str(workdir / "bench.sqlite3")]
-    cmd += ["--base", config.base] if config.base else []
-    cmd += ["--adapter", config.adapter] if config.adapter else []
-    log = open(workdir / "server.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        started = time.perf_counter()
-        health = wait_ready(url, proc, started)
-        ready = time.perf_counter() - started
-        result = measure_app(url, prompts, long_passages, config.writers, config.seed)
-        memory = proc_memory_mb(proc.pid)
-        return {"ready_seconds": _round(ready, 2), "model": health.get("model"), **result, **memory}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def wait_ready(url: str, proc, started: float) -> dict:
-    import httpx
-
-    while time.perf_counter() - started < SERVER_START_S:
-        if proc.poll() is not None:
-            raise RuntimeError(f"batplots serve exited with code {proc.returncode}")
-        try:
-            health = httpx.get(f"{url}/healthz", timeout=2).json()
-            if health.get("status") == "ready":
-                return health
-            if health.get("status") == "error":
-                raise RuntimeError(f"the server's model failed to load: {health.get('error')}")
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"batplots serve was not ready after {SERVER_START_S} s")
-
-
-def proc_memory_mb(pid: int) -> dict:
-    """Peak and current resident memory of a process (Linux /proc; empty elsewhere)."""
-    try:
-        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    except OSError:
-        return {}
-    kib = lambda key: round(int(fields[key].split()[0]) / 1024, 1) if key in fields else None  # noqa: E731
-    return {"server_peak_rss_mb": kib("VmHWM"), "server_rss_mb": kib("VmRSS")}
 
 
 # --- the whole run ---------------------------------------------------------------------
@@ -340,6 +246,9 @@ def run_bench(config: BenchConfig, workdir: Path, progress=lambda message: None)
         progress(f"measuring the {name} engine")
         report["engines"][name] = run_worker({"engine": name, "base": config.base, "adapter": config.adapter,
                                               "prompts": len(prompts), "seed": config.seed})
+    if config.formats:
+        progress("comparing the adapter's GGUF forms")
+        report["formats"] = run_worker({"kind": "formats", "base": config.base, "adapter": config.adapter})
     if config.writers:
         progress("measuring the app (batplots serve) with " + ", ".join(map(str, config.writers)) + " writers")
         from batplots.engine.openai_engine import _local_tokenizer
@@ -347,6 +256,8 @@ def run_bench(config: BenchConfig, workdir: Path, progress=lambda message: None)
         tokenizer = _local_tokenizer()
         count = (lambda t: len(tokenizer.tokenize(t.encode(), False, False))) if tokenizer else (lambda t: len(t) // 4)
         try:
+            from batplots.bench_app import serve_and_measure
+
             report["app"] = serve_and_measure(config, prompts, long_story(count, openings()), workdir)
         except Exception as exc:  # the engines' figures still stand
             report["app"] = {"error": str(exc)}
@@ -448,6 +359,19 @@ def format_report(report: dict) -> str:
             for n, w in app["writers"].items():
                 lines.append(f"| {n} | {w['requests']} | {w['answered']} | {w['continuations_per_second']} | "
                              f"{w['p50']} | {w['p95']} |")
+    formats = report.get("formats")
+    if formats:
+        lines += ["", f"Adapter forms for llama.cpp ({formats.get('adapter')}, perplexity over "
+                      f"{formats.get('tokens')} tokens of the openings):"]
+        if formats.get("error"):
+            lines.append(f"failed: {formats['error']}")
+        else:
+            lines += ["| form | perplexity | vs transformers | tokens/s | file (MB) | convert (s) |",
+                      "|---|---|---|---|---|---|"]
+            for r in formats["rows"]:
+                lines.append(f"| {r['format']} | {r['perplexity']} | {r.get('gap', '-')} | "
+                             f"{r.get('tokens_per_second', '-')} | {r.get('file_mb', '-')} | "
+                             f"{r.get('convert_seconds', '-')} |")
     lines += ["", "| target | measured | goal | met |", "|---|---|---|---|"]
     for t in report.get("targets", []):
         lines.append(f"| {t['target']} | {t['value']} | {t['goal']} | "
@@ -457,6 +381,7 @@ def format_report(report: dict) -> str:
 
 if __name__ == "__main__":  # python -m batplots.bench worker '{"engine": ...}'
     if len(sys.argv) == 3 and sys.argv[1] == "worker":
-        print(json.dumps(engine_worker(json.loads(sys.argv[2]))))
+        job = json.loads(sys.argv[2])
+        print(json.dumps(formats_worker(job) if job.get("kind") == "formats" else engine_worker(job)))
     else:
         sys.exit("usage: python -m batplots.bench worker JSON (use `batplots bench` instead)")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from batplots import bench
+from batplots import bench, bench_app
 from batplots.engine.llama_engine import LlamaEngine
 from tests import tiny
 from tests.tiny_gguf import write_gguf
@@ -60,7 +60,7 @@ def test_measure_app_with_concurrent_writers(make_server, tiny_gguf):  # noqa: F
     engine = LlamaEngine(tiny_gguf, n_ctx=4096, n_slots=4)
     srv = make_server(engine=engine)
     try:
-        result = bench.measure_app(srv.url, bench.openings()[:2], bench.openings()[:3], writers=(1, 3))
+        result = bench_app.measure_app(srv.url, bench.openings()[:2], bench.openings()[:3], writers=(1, 3))
     finally:
         engine.close()
     assert result["short"]["n"] == 2 and result["long"]["n"] == 2
@@ -88,10 +88,30 @@ def test_bench_command_end_to_end_on_a_tiny_gguf(tiny_gguf, tmp_path):
     assert "error" not in app, app
     assert app["model"]["engine"] == "llama" and app["server_peak_rss_mb"] > 0
     for level in app["writers"].values():  # REQUESTS_PER_LEVEL requests, split among the writers
-        assert level["answered"] == level["requests"] == bench.REQUESTS_PER_LEVEL
+        assert level["answered"] == level["requests"] == bench_app.REQUESTS_PER_LEVEL
     text = bench.format_report(report)
     assert "| engine | llama |" in text and "| writers |" in text
     assert re.search(r"\| server peak RSS, fast engine \(MB\) \| [\d.]+ \| < 700.0 \| (yes|NO) \|", text)
+
+
+def test_adapter_formats_are_compared_with_the_transformers_engine(tmp_path):
+    from tests.test_llama_engine import make_adapter
+
+    adapter = make_adapter(tmp_path / "adapter", scale=0.5)
+    hf_dir = tmp_path / "tiny-hf"
+    tiny.llama(seed=0).save_pretrained(hf_dir)
+    tiny.tokenizer().save_pretrained(hf_dir)
+    gguf = write_gguf(tiny.llama(seed=0), tmp_path / "tiny-base.gguf")
+    result = bench.formats_worker({"base": str(gguf), "reference_base": str(hf_dir), "adapter": str(adapter)})
+    rows = {r["format"]: r for r in result["rows"]}
+    assert set(rows) == {"transformers (fp32, adapter merged)", "bare base", "merged q8_0", "merged q4_1",
+                         "merged f16", "lora"}
+    gap = {name: abs(float(r["gap"].rstrip("%"))) for name, r in rows.items() if "gap" in r}
+    assert gap["lora"] < 0.5 and gap["merged f16"] < 0.5 and gap["merged q8_0"] < 2
+    assert gap["bare base"] > max(gap["lora"], gap["merged f16"])  # the adapter changes the model
+    assert all(r["tokens_per_second"] > 0 and r["file_mb"] > 0 for name, r in rows.items() if name in gap)
+    assert "Adapter forms" in bench.format_report({"config": {"prompts": 0}, "machine": {"cpus": 2, "load_before": None},
+                                                   "formats": result})
 
 
 def test_bench_refuses_bad_options():
