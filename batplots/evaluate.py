@@ -363,6 +363,9 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
     from batplots import model as modellib
     from batplots.engine import EngineSpec, load_engine
 
+    if opts.engine == "openai":
+        raise EvalError("the eval loads the base model and the adapter itself, so it needs a local engine: "
+                        "use --engine llama or --engine transformers")
     if not 1 <= opts.samples <= MAX_SAMPLES:
         raise EvalError(f"--samples must be from 1 to {MAX_SAMPLES}, got {opts.samples}")
     prompts = load_prompts(opts.prompts)

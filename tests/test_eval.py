@@ -187,3 +187,5 @@ def test_eval_errors_are_clear(tiny_setup, tmp_path):
     assert out.exit_code == 1 and "gone.jsonl is not on this machine" in out.output and "--corpus FILE" in out.output
     out = runner.invoke(main, ["eval", "--base", str(base), "--adapter", str(adapter), "--samples", "0"])
     assert out.exit_code == 1 and "--samples must be from 1 to 100" in out.output
+    out = runner.invoke(main, ["eval", "--engine", "openai", "--adapter", str(adapter)])
+    assert out.exit_code == 1 and "use --engine llama or --engine transformers" in out.output
