@@ -181,3 +181,15 @@ def clean_model_text(text: str) -> str:
     text = unicodedata.normalize("NFC", text)
     text = "".join(c if c.isprintable() or c.isspace() else " " for c in text)
     return _WS_RE.sub(" ", text)
+
+
+def sentence_start(text: str) -> str:
+    """A model's new sentence made able to start one: leading marks that cannot open a
+    sentence (markdown bullets and emphasis, dashes, stray punctuation) dropped and a
+    lowercase first letter capitalised. Otherwise, joined after the sentence before it,
+    "…them. *Echoes from the past…" would split as one sentence, not two."""
+    i = 0
+    while i < len(text) and not (_starts_sentence(text[i]) or text[i].isalpha()):
+        i += 1
+    text = text[i:]
+    return text[:1].upper() + text[1:] if text[:1].islower() else text

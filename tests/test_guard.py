@@ -13,6 +13,7 @@ from batplots.corpus import Episode
 from batplots.engine import EngineSpec, Rewind, Settings, SettingsError, consume, load_engine
 from batplots.engine.base import MAX_SENTENCE_RETRIES, Engine
 from batplots.index import CorpusIndex, load_index
+from batplots.text import split_sentences
 from tests import tiny
 from tests.webserver import make_server, new_story  # noqa: F401  (make_server: a real uvicorn server)
 
@@ -109,6 +110,15 @@ def test_the_limit_is_the_first_copying_length(guard):
     assert guard.sentence_check(7)(seven)["score"] == 7
     assert guard.sentence_check(8)(COPIED_8)["score"] == 8
     assert guard.sentence_check(0) is None
+
+
+def test_a_new_sentence_that_could_not_start_one_is_cleaned(guard):
+    """A model that opens its second sentence with a markdown mark or in lower case
+    still gives N sentences that split as N when joined (the eval checks this)."""
+    engine = scripted([ORIGINAL, "*Robin sighs.", "and Batman nods."], guard)
+    result = engine.run(STORY, Settings(sentences=3, seed=8))
+    assert result.sentences == [ORIGINAL, "Robin sighs.", "And Batman nods."]
+    assert split_sentences(result.text) == result.sentences
 
 
 def test_copy_limit_zero_lets_copies_through_but_still_gives_provenance(guard):

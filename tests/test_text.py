@@ -7,6 +7,7 @@ from batplots.text import (
     join_continuation,
     normalize_whitespace,
     sentence_spans,
+    sentence_start,
     split_sentences,
 )
 
@@ -123,3 +124,15 @@ def test_normalize_whitespace():
 def test_clean_model_text_removes_control_characters_and_runs():
     assert clean_model_text("a\x00b  \n c") == "a b c"
     assert clean_model_text("Cafe\u0301") == "Café"
+
+
+@pytest.mark.parametrize("raw, clean", [
+    ("*Echoes from the past.", "Echoes from the past."), ("** Holy bats!", "Holy bats!"),
+    ("and then he left.", "And then he left."), ("— a dash.", "A dash."), ("…and so.", "And so."),
+    ('"Holy!" cries Robin.', '"Holy!" cries Robin.'), ("(Robin) waits.", "(Robin) waits."), ("7 cats.", "7 cats."),
+    ("***", ""),
+])
+def test_sentence_start(raw, clean):
+    assert sentence_start(raw) == clean
+    if clean:  # joined after another sentence, it now splits as a sentence of its own
+        assert split_sentences("Robin waits. " + clean) == ["Robin waits.", clean]

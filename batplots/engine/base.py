@@ -344,7 +344,7 @@ class Engine(ABC):
             for piece in gen:
                 n_tok += 1
                 raw += piece
-                body = textlib.clean_model_text(raw).lstrip()
+                body = textlib.sentence_start(textlib.clean_model_text(raw).lstrip())
                 spans, _ = textlib.sentence_spans(body, final=False)
                 if spans:
                     end = spans[0][1]
@@ -357,7 +357,7 @@ class Engine(ABC):
                     shown = safe
         finally:
             gen.close()
-        body = textlib.clean_model_text(raw).strip()
+        body = textlib.sentence_start(textlib.clean_model_text(raw).strip())
         spans, _ = textlib.sentence_spans(body, final=True)
         if spans and n_tok < budget:
             end = spans[0][1]
