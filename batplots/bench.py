@@ -401,6 +401,9 @@ def format_report(report: dict) -> str:
             lines.append(f"ready in {app.get('ready_seconds')} s; short p50/p95 {app['short']['p50']}/{app['short']['p95']} s, "
                          f"first piece p50 {app['short_first_piece']['p50']} s; long p50/p95 {app['long']['p50']}/"
                          f"{app['long']['p95']} s; server RSS peak {app.get('server_peak_rss_mb')} MB")
+            for name in ("short", "long"):
+                if app.get(f"{name}_errors"):
+                    lines.append(f"{len(app[name + '_errors'])} {name} request(s) failed, e.g. {app[name + '_errors'][0]}")
             lines.append("| writers | requests | answered | continuations/s | p50 (s) | p95 (s) |")
             lines.append("|---|---|---|---|---|---|")
             for n, w in app["writers"].items():

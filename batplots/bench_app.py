@@ -59,12 +59,17 @@ def measure_app(url: str, prompts: list[str], long_passages: list[str], writers:
     out: dict = {}
     with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
         for name, passages_of in (("short", lambda p: [p]), ("long", lambda p: long_passages + [p])):
-            times, firsts = [], []
+            times, firsts, errors = [], [], []
             for i, prompt in enumerate(prompts):
-                seconds, first, _ = continue_story(client, new_story(client, passages_of(prompt)), seed + i)
+                try:
+                    seconds, first, _ = continue_story(client, new_story(client, passages_of(prompt)), seed + i)
+                except RuntimeError as exc:  # counted, not fatal: e.g. no complete sentence within the cap
+                    errors.append(str(exc)[:200])
+                    continue
                 times.append(seconds)
                 firsts.append(first if first is not None else seconds)
             out[name], out[f"{name}_first_piece"] = summary(times), summary(firsts)
+            out[f"{name}_errors"] = errors
         out["writers"] = {str(n): concurrent_writers(client, prompts, n, seed) for n in writers}
     return out
 
