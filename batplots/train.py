@@ -31,9 +31,9 @@ from batplots.trainconfig import ConfigError, TrainConfig, parse_layers
 CHECKPOINT = "checkpoint.pt"
 # The learning rate decays (cosine) to this share of its peak over the planned steps.
 FINAL_LR_SHARE = 0.1
-# Evaluations per epoch when eval_every is 0: often enough for early stopping to
-# catch the best point on a small corpus, rarely enough to cost little.
-EVALS_PER_EPOCH = 2
+# Evaluations per epoch when eval_every is 0: on a small corpus validation loss
+# turns within half an epoch, and with the frozen layers cached an evaluation is cheap.
+EVALS_PER_EPOCH = 4
 
 
 class TrainError(RuntimeError):
@@ -174,11 +174,14 @@ def _atomic_torch_save(obj, path: Path) -> None:
             os.unlink(tmp)
 
 
-def save_weights(model, tokenizer, cfg: TrainConfig, out: Path) -> None:
+def save_weights(model, tokenizer, cfg: TrainConfig, out: Path, base_label: str) -> None:
     """Save the adapter (or the full model) into out, file by file via os.replace, so a
     crash never leaves a half-written file where a good one was."""
     tmp = Path(tempfile.mkdtemp(prefix=".save-", dir=out))
     try:
+        if cfg.method == "lora":
+            # Name the base as the user gave it (or the embedded model's name), not a cache path on this machine.
+            model.peft_config["default"].base_model_name_or_path = cfg.base or base_label
         model.save_pretrained(tmp, safe_serialization=True)
         if cfg.method == "full":
             tokenizer.save_pretrained(tmp)
@@ -257,6 +260,8 @@ def main(config: TrainConfig, on_step: Callable | None = None) -> TrainResult:
     model.to(device)
     out.mkdir(parents=True, exist_ok=True)
     setup = {"load_s": round(time.perf_counter() - started, 1)}
+    if hasattr(os, "getloadavg"):
+        setup["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
 
     val_batches = packed.val_batches(cfg.batch_size)
     state = _State()
@@ -321,7 +326,7 @@ def main(config: TrainConfig, on_step: Callable | None = None) -> TrainResult:
         if state.best is None or result["loss"] < state.best["loss"] - cfg.min_delta:
             state.best, state.bad_evals = dict(result), 0
             best_weights = trainable_state(model)
-            save_weights(model, tokenizer, cfg, out)
+            save_weights(model, tokenizer, cfg, out, base_label)
         else:
             state.bad_evals += 1
         checkpoint()

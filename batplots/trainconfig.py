@@ -45,17 +45,17 @@ class TrainConfig:
     method: str = _opt("lora", "lora (a small PEFT adapter) or full (fine-tune the chosen layers' weights).", choices=METHODS)
     lora_r: int = _opt(16, "LoRA rank.")
     lora_alpha: int = _opt(32, "LoRA alpha (the update is scaled by alpha / rank).")
-    lora_dropout: float = _opt(0.05, "Dropout on the LoRA input.")
+    lora_dropout: float = _opt(0.1, "Dropout on the LoRA input.")
     # PEFT's "all-linear" means every linear layer inside the transformer blocks (not lm_head).
     target_modules: str = _opt("all-linear", "Comma-separated module names to adapt (q_proj,v_proj,...) or all-linear.")
     # Training only the top layers is the big CPU speed-up: backward stops at the
     # lowest trained layer, so the frozen layers below cost a forward pass only.
-    layers: str = _opt("all", "Which transformer layers to train: all, top:N (the N nearest the output), A-B or a,b,c.")
+    layers: str = _opt("top:10", "Which transformer layers to train: all, top:N (the N nearest the output), A-B or a,b,c.")
     # Exact, see batplots/layercache.py: the frozen layers below the trained ones run
     # once per window instead of once per step (the window grid then stays fixed).
     cache_frozen: bool = _opt(True, "Compute the frozen layers below the trained ones once per window and reuse them.")
     # --- optimisation ---------------------------------------------------------
-    epochs: int = _opt(8, "Most epochs; early stopping usually ends the run sooner.")
+    epochs: int = _opt(3, "Epochs (the learning rate decays over them); early stopping may end the run sooner.")
     max_steps: int = _opt(0, "Stop after this many optimizer steps (0 = no cap).")
     batch_size: int = _opt(4, "Windows per optimizer step.")
     lr: float = _opt(1e-3, "Peak learning rate (linear warm-up, then cosine decay to 10% over the planned steps).")
@@ -63,7 +63,7 @@ class TrainConfig:
     weight_decay: float = _opt(0.0, "AdamW weight decay.")
     grad_clip: float = _opt(1.0, "Clip the gradient norm to this (0 = off).")
     # --- evaluation and early stopping -----------------------------------------
-    eval_every: int = _opt(0, "Evaluate validation loss every N steps (0 = twice per epoch).")
+    eval_every: int = _opt(0, "Evaluate validation loss every N steps (0 = four times per epoch).")
     patience: int = _opt(3, "Stop after this many evaluations without a better validation loss.")
     min_delta: float = _opt(0.002, "Validation loss must fall by more than this to count as better.")
     eval_base: bool = _opt(True, "Also measure the bare base model on the validation split (for the ratio).")
@@ -97,7 +97,7 @@ class TrainConfig:
         need(self.warmup_steps >= 0, "warmup_steps", "must be 0 or more")
         need(self.weight_decay >= 0, "weight_decay", "must be 0 or more")
         need(self.grad_clip >= 0, "grad_clip", "must be 0 (off) or more")
-        need(self.eval_every >= 0, "eval_every", "must be 0 (twice per epoch) or more")
+        need(self.eval_every >= 0, "eval_every", "must be 0 (four times per epoch) or more")
         need(1 <= self.patience <= MAX_PATIENCE, "patience", f"must be 1-{MAX_PATIENCE}")
         need(self.min_delta >= 0, "min_delta", "must be 0 or more")
         need(0 <= self.memorisation_samples <= 1000, "memorisation_samples", "must be 0-1000")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from batplots.corpus import atomic_write_text
 
+TARGET_PPL_RATIO = 0.6  # the issue's quality target: adapter perplexity / base perplexity
 DATA_SOURCE = "Batman Wiki, batman.fandom.com, plot sections of the 1960s series episode pages"
 LICENSE = "CC BY-SA 3.0"
 
@@ -38,6 +39,8 @@ def _device_info(device) -> dict:
         info |= {"name": torch.cuda.get_device_name(device), "dtype": "bfloat16 autocast, fp32 weights"}
     else:
         info |= {"dtype": "float32", "cpus": os.cpu_count()}
+    if hasattr(os, "getloadavg"):  # other work on the machine slows a CPU run: say how much there was
+        info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return info
 
 
@@ -151,14 +154,19 @@ def model_card(summary: dict) -> str:
     lines.append(f"| this adapter (best, step {summary.get('best_step')}) | {best.get('loss', float('nan')):.4f} | "
                  f"{best.get('ppl', float('nan')):.2f} |")
     if summary.get("ppl_ratio_vs_base") is not None:
-        lines += ["", f"Perplexity ratio adapter / base: **{summary['ppl_ratio_vs_base']:.3f}** (target at most 0.6)."]
+        ratio = summary["ppl_ratio_vs_base"]
+        lines += ["", f"Perplexity ratio adapter / base: **{ratio:.3f}** (the project's target is at most "
+                      f"{TARGET_PPL_RATIO}: {'met' if ratio <= TARGET_PPL_RATIO else 'not met'})."]
     dev = summary["device"]
     lines += [
         "",
         f"Training: {summary['steps']} steps ({summary['epochs_done']} epochs, status {summary['status']}), best at "
         f"step {summary.get('best_step')} after {summary.get('seconds_to_best')} s; whole run {summary['wall_seconds']} s "
         f"on {dev['type']} ({dev.get('name') or dev.get('cpu')}, {dev['threads']} threads, {dev['dtype']}), "
-        f"{summary.get('train_tokens_per_second')} training tokens/s.",
+        f"{summary.get('train_tokens_per_second')} training tokens/s"
+        + (f"; load average {dev['load_average_at_end']} at the end, "
+           f"{(summary.get('setup_seconds') or {}).get('load_average_at_start')} at the start"
+           if dev.get("load_average_at_end") else "") + ".",
     ]
     if mem:
         lines += [
@@ -181,7 +189,7 @@ def model_card(summary: dict) -> str:
         "```",
         "batplots train " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in cfg.items()
                                      if k in ("corpus", "out", "method", "layers", "lora_r", "lora_alpha",
-                                              "lr", "epochs", "seq_len", "batch_size", "seed")),
+                                              "lora_dropout", "lr", "epochs", "seq_len", "batch_size", "seed")),
         "```",
         "",
         "Every setting, each evaluation and the software versions are in `training.json`; `loss.png` plots "
@@ -190,8 +198,8 @@ def model_card(summary: dict) -> str:
         "## Intended use",
         "",
         "Co-writing new, original episode plots for fun with `batplots` (web app, `batplots write`, "
-        "`batplots generate`). Not for reproducing the wiki's text: the run was early-stopped on held-out text "
-        "and checked for verbatim copying (above). A 135M-parameter model invents freely: its 'facts' about the "
+        "`batplots generate`). Not for reproducing the wiki's text: the weights kept are those with the best "
+        "loss on held-out text (with early stopping), and the output was checked for verbatim copying (above). A 135M-parameter model invents freely: its 'facts' about the "
         "show are not reliable. Load it with `peft.PeftModel.from_pretrained(base, this_directory)`.",
         "",
     ]
@@ -202,3 +210,50 @@ def write_outputs(out: Path, summary: dict) -> None:
     atomic_write_text(out / "training.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     plot_loss(summary, out / "loss.png")
     atomic_write_text(out / "MODEL_CARD.md", model_card(summary))
+    readable(out)
+
+
+def readable(out: Path) -> None:
+    """Give the outputs the usual file mode: temp files are created private (0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in out.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~mask)
+
+
+def gpu_run_text(gpu: dict) -> str:
+    """One paragraph on a GPU run of the same recipe, from its training.json."""
+    dev = gpu["device"]
+    setup = gpu.get("setup_seconds") or {}
+    return (f"The same recipe on {dev.get('name', dev['type'])} ({dev['dtype']}): best validation perplexity "
+            f"{gpu['val_ppl']} (bare base {gpu['base_eval']['ppl']}, ratio {gpu['ppl_ratio_vs_base']}) at step "
+            f"{gpu['best_step']} after {gpu['seconds_to_best']} s; whole run {gpu['wall_seconds']} s (loading "
+            f"{setup.get('load_s')} s, frozen-layer cache {setup.get('cache_s')} s), "
+            f"{gpu['train_tokens_per_second']} training tokens/s; torch {gpu['versions']['torch']}, "
+            f"transformers {gpu['versions']['transformers']}, peft {gpu['versions']['peft']}. "
+            "The committed weights are the CPU run's.")
+
+
+def add_gpu_run(adapter_dir: Path, gpu_training_json: Path) -> str:
+    """Record a GPU run (scripts/gpu_train.sh) in an adapter's training.json and model card."""
+    summary = json.loads((adapter_dir / "training.json").read_text(encoding="utf-8"))
+    gpu = json.loads(gpu_training_json.read_text(encoding="utf-8"))
+    if gpu["corpus"]["sha256"] != summary["corpus"]["sha256"]:
+        raise SystemExit(f"{gpu_training_json} trained on another corpus (sha256 {gpu['corpus']['sha256'][:12]}...)")
+    summary["gpu_run"] = gpu_run_text(gpu)
+    summary["gpu_run_summary"] = {k: gpu.get(k) for k in ("val_ppl", "best_step", "seconds_to_best", "wall_seconds",
+                                                      "train_tokens_per_second", "device", "versions",
+                                                      "base_eval", "ppl_ratio_vs_base", "setup_seconds")}
+    atomic_write_text(adapter_dir / "training.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(adapter_dir / "MODEL_CARD.md", model_card(summary))
+    readable(adapter_dir)
+    return summary["gpu_run"]
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "add-gpu-run":
+        raise SystemExit("usage: python -m batplots.trainreport add-gpu-run ADAPTER_DIR GPU_TRAINING_JSON")
+    print(add_gpu_run(Path(sys.argv[2]), Path(sys.argv[3])))

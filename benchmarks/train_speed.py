@@ -1,19 +1,22 @@
 """Training speed of LoRA recipes on the embedded base, side by side in one run.
 
-    .venv/bin/python benchmarks/train_speed.py [--steps 3] [--compile] [--only NAME,...]
+    .venv/bin/python benchmarks/train_speed.py [--rounds 5] [--compile] [--only NAME,...]
 
 Each recipe runs real optimizer steps on windows of the shared corpus with the
 trainer's own code (batplots.train.prepare_model, batplots.layercache) and
 prints training tokens/s and the ratio to the issue's baseline (LoRA r=16 on
 all 30 layers, sequence length 256, batch 4). A cached recipe also pays once
-for the frozen layers' forward over the whole corpus: that cost is printed as
-seconds per run and folded into "s/epoch (1st)". The CPU is shared with other
-work, so compare ratios from one run, not absolute numbers across runs.
+for the frozen layers' forward over the whole training split ("cache s",
+folded into "1st ep"). Steps are taken round-robin and the median kept, and the
+CPU is shared with other work: compare ratios from one run, not absolute numbers
+across runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,71 +39,87 @@ RECIPES = {
     "all30 seq256 1 thread": ("all", 256, 4, False, 1),
     "all30 seq128 bs8": ("all", 128, 8, False, 2),
     "all30 seq512 bs2": ("all", 512, 2, False, 2),
-    "top12 seq256": ("top:12", 256, 4, False, 2),
-    "top12 seq256 cached": ("top:12", 256, 4, True, 2),
+    "top10 seq256": ("top:10", 256, 4, False, 2),
+    "top10 seq256 cached": ("top:10", 256, 4, True, 2),
+    "top10 seq256 cached 1 thread": ("top:10", 256, 4, True, 1),
     "top6 seq256 cached": ("top:6", 256, 4, True, 2),
 }
 
 
-def measure(name, layers_spec, seq, batch, cached, threads, steps, compile_model):
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model, tok, _ = load_base(None)
-    packed = dataset.pack(dataset.split_corpus(CORPUS, 0.1), tok, seq)
-    cfg = TrainConfig(corpus=str(CORPUS), layers=layers_spec, seq_len=seq, batch_size=batch)
-    layers = parse_layers(layers_spec, model.config.num_hidden_layers)
-    model = prepare_model(model, cfg, layers).train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
-    grid = packed.grid()
-    cache_s = 0.0
-    bottom = None
-    if cached:
-        bottom = FrozenBottom(model, layers[0])
+class Recipe:
+    """One recipe's model, optimizer and (when cached) frozen-layer outputs, ready to step."""
+
+    def __init__(self, name, layers_spec, seq, batch, cached, threads, compile_model):
+        self.name, self.seq, self.batch, self.threads = name, seq, batch, threads
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        model, tok, _ = load_base(None)
+        packed = dataset.pack(dataset.split_corpus(CORPUS, 0.1), tok, seq)
+        cfg = TrainConfig(corpus=str(CORPUS), layers=layers_spec, seq_len=seq, batch_size=batch)
+        layers = parse_layers(layers_spec, model.config.num_hidden_layers)
+        self.model = prepare_model(model, cfg, layers).train()
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=1e-4)
+        self.grid = packed.grid()
+        self.bottom, self.cache_s, self.hidden = None, 0.0, None
+        self.rows = len(self.grid) // batch
+        if cached:
+            self.bottom = FrozenBottom(self.model, layers[0])
+            tick = time.perf_counter()
+            self.hidden = torch.cat([self.bottom.hidden(self.model, self.grid[i:i + batch])
+                                     for i in range(0, len(self.grid), batch)])
+            self.cache_s = time.perf_counter() - tick
+        self.fwd = torch.compile(self.model) if compile_model else self.model
+        self.i = 0
         tick = time.perf_counter()
-        # Only the windows the steps use are cached; the per-token cost scales to the corpus.
-        hidden = torch.cat([bottom.hidden(model, grid[i:i + batch]) for i in range(0, (steps + 1) * batch, batch)])
-        cache_s = (time.perf_counter() - tick) / ((steps + 1) * batch * seq) * grid.numel()
-    fwd = torch.compile(model) if compile_model else model
+        self.step()  # warm-up (and compilation)
+        self.warmup_s = time.perf_counter() - tick
+        self.times: list[float] = []
 
-    def step(i):
-        rows = slice(i * batch, (i + 1) * batch)
-        x = grid[rows]
-        out = bottom.forward(fwd, hidden[rows], labels=x) if bottom else fwd(input_ids=x, labels=x, use_cache=False)
+    def step(self) -> float:
+        torch.set_num_threads(self.threads)
+        rows = slice((self.i % self.rows) * self.batch, (self.i % self.rows + 1) * self.batch)
+        self.i += 1
+        x = self.grid[rows]
+        tick = time.perf_counter()
+        if self.bottom:
+            out = self.bottom.forward(self.fwd, self.hidden[rows], labels=x)
+        else:
+            out = self.fwd(input_ids=x, labels=x, use_cache=False)
         out.loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - tick
 
-    tick = time.perf_counter()
-    step(0)  # warm-up (and compilation)
-    warm = time.perf_counter() - tick
-    tick = time.perf_counter()
-    for i in range(1, steps + 1):
-        step(i)
-    seconds = time.perf_counter() - tick
-    tps = steps * batch * seq / seconds
-    epoch_tokens = grid.numel()
-    return {"name": name + (" compiled" if compile_model else ""), "tok_s": tps, "warmup_s": warm,
-            "cache_s": cache_s, "epoch_s": epoch_tokens / tps, "first_epoch_s": epoch_tokens / tps + cache_s}
+    def row(self) -> dict:
+        tps = self.batch * self.seq / statistics.median(self.times)
+        epoch_tokens = self.grid.numel()
+        return {"name": self.name, "tok_s": tps, "warmup_s": self.warmup_s, "cache_s": self.cache_s,
+                "epoch_s": epoch_tokens / tps, "first_epoch_s": epoch_tokens / tps + self.cache_s}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per recipe (after one warm-up step)")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile on the cached top-12 recipe")
+    parser.add_argument("--rounds", type=int, default=5, help="timed steps per recipe, taken round-robin")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile on the cached top-10 recipe")
     parser.add_argument("--only", default="", help="comma-separated recipe names to run")
     args = parser.parse_args()
-    chosen = [n for n in RECIPES if not args.only or n in args.only.split(",")]
-    rows = [measure(n, *RECIPES[n], args.steps, False) for n in chosen]
+    recipes = [Recipe(n, *RECIPES[n], False) for n in RECIPES if not args.only or n in args.only.split(",")]
     if args.compile:
-        rows.append(measure("top12 seq256 cached", *RECIPES["top12 seq256 cached"], args.steps, True))
+        recipes.append(Recipe("top10 seq256 cached compiled", *RECIPES["top10 seq256 cached"], True))
+    # Round-robin, one step each per round, and the median per recipe: other work on
+    # the shared CPU then slows every recipe alike instead of whichever ran during it.
+    for _ in range(args.rounds):
+        for recipe in recipes:
+            recipe.times.append(recipe.step())
+    rows = [r.row() for r in recipes]
     base = next((r["tok_s"] for r in rows if r["name"].startswith("baseline")), rows[0]["tok_s"])
-    print(f"\n{'recipe':28s} {'tok/s':>7s} {'x base':>7s} {'s/epoch':>8s} {'1st ep':>8s} {'cache s':>8s} {'warm s':>7s}")
+    print(f"\n{'recipe':30s} {'tok/s':>7s} {'x base':>7s} {'s/epoch':>8s} {'1st ep':>8s} {'cache s':>8s} {'warm s':>7s}")
     for r in rows:
-        print(f"{r['name']:28s} {r['tok_s']:7.1f} {r['tok_s'] / base:7.2f} {r['epoch_s']:8.0f} {r['first_epoch_s']:8.0f}"
+        print(f"{r['name']:30s} {r['tok_s']:7.1f} {r['tok_s'] / base:7.2f} {r['epoch_s']:8.0f} {r['first_epoch_s']:8.0f}"
               f" {r['cache_s']:8.0f} {r['warmup_s']:7.1f}")
-    print(f"(load average during the run: {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}; "
-          f"2 CPUs shared with other work)")
+    print(f"(median of {args.rounds} round-robin steps; load average at the end: "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; 2 CPUs shared with other work)")
 
 
 if __name__ == "__main__":
