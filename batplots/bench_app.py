@@ -52,24 +52,34 @@ def new_story(client, passages: list[str]) -> dict:
 
 
 def measure_app(url: str, prompts: list[str], long_passages: list[str], writers: tuple[int, ...],
-                seed: int = 1) -> dict:
-    """Single-writer short and long continuations, then concurrent writers."""
+                seed: int = 1, baseline=None) -> dict:
+    """Single-writer short and long continuations, then concurrent writers. With a
+    baseline (bench.PlainGenerate), each continuation is followed by the baseline
+    writing as many tokens for the same story, and their ratio is kept."""
+    from batplots.store import story_text
+
     import httpx
 
     out: dict = {}
     with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
         for name, passages_of in (("short", lambda p: [p]), ("long", lambda p: long_passages + [p])):
-            times, firsts, errors = [], [], []
+            times, firsts, errors, plain, speedup = [], [], [], [], []
             for i, prompt in enumerate(prompts):
                 try:
-                    seconds, first, _ = continue_story(client, new_story(client, passages_of(prompt)), seed + i)
+                    seconds, first, saved = continue_story(client, new_story(client, passages_of(prompt)), seed + i)
                 except RuntimeError as exc:  # counted, not fatal: e.g. no complete sentence within the cap
                     errors.append(str(exc)[:200])
                     continue
                 times.append(seconds)
                 firsts.append(first if first is not None else seconds)
+                if baseline is not None:
+                    tokens = saved["turns"][-1]["meta"]["tokens"]
+                    plain.append(baseline.seconds(story_text(saved["turns"][:-1]), tokens, seed + i))
+                    speedup.append(plain[-1] / seconds)
             out[name], out[f"{name}_first_piece"] = summary(times), summary(firsts)
             out[f"{name}_errors"] = errors
+            if baseline is not None:
+                out[f"{name}_plain"], out[f"{name}_speedup"] = summary(plain), summary(speedup)
         out["writers"] = {str(n): concurrent_writers(client, prompts, n, seed) for n in writers}
     return out
 
@@ -111,7 +121,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve_and_measure(config, prompts: list[str], long_passages: list[str], workdir: Path) -> dict:
+def serve_and_measure(config, prompts: list[str], long_passages: list[str], workdir: Path, baseline=None) -> dict:
     """Start `batplots serve` (the default fast engine) on 127.0.0.1, measure it, stop it."""
     port = free_port()
     cmd = [sys.executable, "-m", "batplots.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -125,7 +135,7 @@ def serve_and_measure(config, prompts: list[str], long_passages: list[str], work
         started = time.perf_counter()
         health = wait_ready(url, proc, started)
         ready = time.perf_counter() - started
-        result = measure_app(url, prompts, long_passages, config.writers, config.seed)
+        result = measure_app(url, prompts, long_passages, config.writers, config.seed, baseline)
         memory = proc_memory_mb(proc.pid)
         return {"ready_seconds": _round(ready, 2), "model": health.get("model"), **result, **memory}
     finally:
