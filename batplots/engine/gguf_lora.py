@@ -32,7 +32,7 @@ import numpy as np
 from batplots import model as modellib
 
 # Bump when the written file changes meaning: old cache entries are then ignored.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 CACHE_SUBDIR = "gguf-lora"
 MERGED_SUBDIR = "gguf-merged"
 # Adapter forms: merged weights in one of these GGUF types, or a runtime LoRA.
@@ -219,8 +219,9 @@ def convert(adapter_dir: Path, out_path: Path, base_gguf: Path) -> None:
 
 
 def merge(adapter_dir: Path, out_path: Path, base_gguf: Path, fmt: str = DEFAULT_FORMAT) -> None:
-    """Write base_gguf with adapter_dir merged in, every matrix as fmt (q8_0, q4_1 or
-    f16); the metadata (tokenizer, chat template, hyperparameters) is copied as is."""
+    """Write base_gguf with adapter_dir merged in: each matrix the adapter changes as
+    fmt (q8_0, q4_1 or f16), every other tensor and all metadata (tokenizer, chat
+    template, hyperparameters) copied as they are."""
     import gguf
     from gguf import quants
 
@@ -234,19 +235,15 @@ def merge(adapter_dir: Path, out_path: Path, base_gguf: Path, fmt: str = DEFAULT
             continue  # written by GGUFWriter itself
         value_type = field.types[0]
         sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
-        if field.name == gguf.Keys.General.FILE_TYPE:
-            writer.add_file_type({"q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "q4_1": gguf.LlamaFileType.MOSTLY_Q4_1,
-                                  "f16": gguf.LlamaFileType.MOSTLY_F16}[fmt])
-            continue
         writer.add_key_value(field.name, field.contents(), value_type, sub_type=sub_type)
     for tensor in reader.tensors:
-        if len(tensor.shape) == 1:
-            writer.add_tensor(tensor.name, np.array(tensor.data))  # norms stay f32
+        if tensor.name not in pairs:
+            # Untouched by the adapter: the base's own blocks, byte for byte (exact, and
+            # as fast as the base; an adapter on the top layers only leaves most as Q4_1).
+            writer.add_tensor(tensor.name, np.array(tensor.data), raw_dtype=tensor.tensor_type)
             continue
-        weight = quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)  # F32/F16 too
-        if tensor.name in pairs:
-            a, b = pairs.pop(tensor.name)
-            weight += b @ a
+        a, b = pairs.pop(tensor.name)
+        weight = quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32) + b @ a
         if qtype == gguf.GGMLQuantizationType.F16:
             writer.add_tensor(tensor.name, weight.astype(np.float16))
         else:
