@@ -1,16 +1,17 @@
 """A PEFT LoRA adapter, made runnable by llama.cpp, in one of two forms:
 
-- merged (the default): base + adapter written as one GGUF with Q8_0 weights;
+- merged (the default): one GGUF holding the base with the adapter merged in; the
+  matrices the adapter changes are re-encoded as Q8_0, every other tensor keeps the
+  base's own Q4_1 blocks byte for byte;
 - lora: a GGUF LoRA that llama.cpp adds at run time to the untouched Q4_1 base
   (also what `llama-server --lora` takes, see README "Scaling out").
 
 Chosen by measurement (README "Speed", `batplots bench --formats`): merged Q8_0
-scores the same perplexity as the transformers engine (the reference is the
-dequantised Q4_1 base plus the adapter, which Q8_0 holds almost exactly) and
-decodes as fast as the bare Q4_1 base; the runtime LoRA is ~1% off and a third
-slower (its f32 matmuls run beside every quantised one); merging back into Q4_1
-loses the fine-tune (a LoRA's delta is small next to a 4-bit step: +13%
-perplexity); F16 is exact but slow and large.
+scores the transformers engine's perplexity (its reference is the dequantised Q4_1
+base plus the adapter, which Q8_0 holds almost exactly) at the bare base's speed;
+the runtime LoRA is a little further off and pays f32 matmuls beside the quantised
+ones; merging back into Q4_1 loses the fine-tune (a LoRA's delta is small next to a
+4-bit step); F16 is exact but slower and larger.
 
 Conversions are cached under `batplots.model.home()`, keyed by a hash of the
 adapter's files, so a retrained adapter converts afresh and an unchanged one
