@@ -5,9 +5,10 @@ Three runs over the same prompts and seeds, so they are paired sample for sample
   adapter        the fine-tuned model with the copy guard off
   adapter+guard  the same with the copy guard on (what users get)
 plus held-out perplexity of base and adapter on the split training held out.
-Each continuation has a fixed seed (EVAL_SEED, prompt and sample number), so a
-run is reproducible up to timings. Words are compared as the corpus index
-normalises them (batplots.index: case, quotes and punctuation ignored).
+Each continuation has a fixed seed (EVAL_SEED, prompt and sample number) and
+starts from an empty prompt cache, so a run is reproducible up to timings. Words
+are compared as the corpus index normalises them (batplots.index: case, quotes
+and punctuation ignored).
 """
 
 from __future__ import annotations
@@ -184,9 +185,13 @@ def generate_samples(engine: Engine, prompts: list[str], samples: int, variants:
     engine's copy guard vets sentences when a variant's copy_limit is not 0).
 
     The variants of one (prompt, seed) run back to back, in an order that rotates
-    from one pair to the next: timings are then paired under the same machine load,
-    and no variant always profits from the prompt cache the one before it left. One
-    untimed warm-up continuation first takes the engine's one-off start-up costs."""
+    from one pair to the next, so timings are paired under the same machine load.
+    The engine's prompt cache is reset before each: a continuation is then the same
+    whatever ran before it (a reused prefix was computed in other batch shapes,
+    and its float rounding can flip a rare token), so a run is reproducible and the
+    variants differ only where their settings do; the timings are those of a story
+    read cold. One untimed warm-up continuation first takes the engine's one-off
+    start-up costs."""
     out: dict[str, list[Sample]] = {name: [] for name in variants}
     names = list(variants)
     todo, done = len(prompts) * samples * len(names), 0
@@ -198,6 +203,7 @@ def generate_samples(engine: Engine, prompts: list[str], samples: int, variants:
                 seeded = replace(variants[name], seed=sample_seed(p, k))
                 guard = engine.copy_guard
                 check, spent = timed(guard.sentence_check(seeded.copy_limit) if guard is not None else None)
+                engine.reset_cache()  # the text depends on (prompt, seed, settings) only
                 result = engine.run(prompt, seeded, sentence_check=check)
                 out[name].append(Sample(prompt=p, sample=k, seed=seeded.seed, text=result.text,
                                         sentences=result.sentences, seconds=result.seconds, tokens=result.tokens,

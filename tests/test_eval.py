@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from batplots import evaluate as ev
+from batplots import guard
 from batplots.cli import main
 from batplots.corpus import Episode
 from batplots.engine import Settings
@@ -175,6 +176,12 @@ def test_eval_command_runs_end_to_end_and_is_reproducible(tiny_setup, tmp_path):
     for name in ev.RUNS:
         assert [c["text"] for c in again["continuations"][name]] == [c["text"] for c in report["continuations"][name]]
     assert again["perplexity"]["adapter"] == pytest.approx(report["perplexity"]["adapter"])
+    # The guard changes a continuation only where it rejected a sentence of it.
+    check = guard.sentence_check(load_index(tmp_path / "corpus.jsonl"), 8)
+    pairs = zip(report["continuations"]["adapter"], report["continuations"]["adapter+guard"])
+    unchecked = [(plain, guarded) for plain, guarded in pairs if all(check(s) is None for s in plain["sentences"])]
+    assert unchecked  # these seeds give some continuations the guard lets through
+    assert all(guarded["text"] == plain["text"] and not guarded["flags"] for plain, guarded in unchecked)
 
 
 def test_eval_errors_are_clear(tiny_setup, tmp_path):

@@ -125,6 +125,23 @@ def test_the_kv_cache_of_the_unchanged_prefix_is_reused(engine):
     assert any(c[:len(engine.encode(story))] == engine.encode(story) for c in cached)
 
 
+def test_reset_cache_makes_the_next_continuation_start_from_nothing(engine):
+    sched = engine.scheduler
+    engine.reset_cache()
+    fresh = engine.run(STORY, Settings(sentences=2, seed=11))
+    engine.run("Alfred serves tea in the study.", Settings(sentences=1, seed=5))
+    engine.run(STORY, Settings(sentences=1, seed=12))
+    engine.reset_cache()
+    assert all(engine.cached_tokens(s) == [] for s in range(engine.n_slots))
+    reused = sched.prompt_tokens_reused
+    gen = engine.pieces(STORY, Settings(), 1, None)
+    next(gen)
+    gen.close()
+    assert sched.prompt_tokens_reused == reused  # the story was read afresh, not from a cache
+    engine.reset_cache()
+    assert engine.run(STORY, Settings(sentences=2, seed=11)).text == fresh.text
+
+
 def test_cancel_stops_between_tokens_and_the_engine_carries_on(engine):
     cancel = threading.Event()
     gen = engine.pieces(STORY, Settings(max_new_tokens=200), 1, cancel)

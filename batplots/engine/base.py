@@ -198,6 +198,13 @@ class Engine(ABC):
         """What is loaded, for /healthz, --json and model cards."""
         return {"engine": self.name}
 
+    def reset_cache(self) -> None:
+        """Forget cached prompts (KV caches), so that the next continuation depends only
+        on its story, settings and seed. A reused prefix was computed in other batch
+        shapes than a fresh one, and float sums in another order can flip a rare
+        sampled token; the eval resets before every sample to be reproducible.
+        Backends without a cache need not override it."""
+
     # --- shared logic -------------------------------------------------------------
     def fit_story(self, story: str, settings: Settings) -> tuple[str, bool]:
         """Left-truncate story at a sentence boundary so it fits the context budget.

@@ -35,6 +35,8 @@ from batplots.engine.base import EngineError
 IDLE_EXIT_SECONDS = 2.0
 # close() waits this long for a decode step in flight to end before freeing.
 CLOSE_JOIN_SECONDS = 30.0
+# reset() waits this long for running generations to end.
+RESET_WAIT_SECONDS = 30.0
 
 
 @dataclass(eq=False)
@@ -130,6 +132,18 @@ class Scheduler:
             req.closed = True
             self._cond.notify_all()
 
+    def reset(self) -> None:
+        """Clear the whole KV memory and every slot's tokens, so the next prompt is
+        evaluated and placed in the cells as in a fresh engine. Waits (bounded) for
+        running requests to end: the context is not touched while a step may run."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: not self._active and not self._pending, timeout=RESET_WAIT_SECONDS):
+                raise EngineError(f"cannot reset the cache: generations still running after {RESET_WAIT_SECONDS:.0f} s")
+            self._llama_cpp.llama_memory_clear(self.ctx.memory, True)
+            for slot in self.slots:
+                slot.tokens.clear()
+                slot.last_used = 0.0
+
     def cached_tokens(self, seq: int) -> list[int]:
         with self._cond:
             return list(self.slots[seq].tokens)
@@ -145,6 +159,7 @@ class Scheduler:
                 self._drop_finished()
                 self._admit()
                 if not self._active:
+                    self._cond.notify_all()  # reset() waits for an idle scheduler
                     if self._owner() is None:
                         self._thread = None
                         return

@@ -175,6 +175,9 @@ class LlamaEngine(Engine):
             cached = self._pieces[token] = buf.raw[:max(n, 0)]
         return cached
 
+    def reset_cache(self) -> None:
+        self.scheduler.reset()
+
     def cached_tokens(self, slot: int = 0) -> list[int]:
         """The tokens whose keys and values a slot holds now."""
         return self.scheduler.cached_tokens(slot)

@@ -42,6 +42,10 @@ class TransformersEngine(Engine):
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def reset_cache(self) -> None:
+        with self.lock:
+            self._cache, self._cache_ids = None, []
+
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
 
