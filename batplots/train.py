@@ -11,6 +11,7 @@ and MODEL_CARD.md (batplots.trainreport). Ctrl-C saves a checkpoint and returns;
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -179,10 +180,13 @@ def save_weights(model, tokenizer, cfg: TrainConfig, out: Path, base_label: str)
     crash never leaves a half-written file where a good one was."""
     tmp = Path(tempfile.mkdtemp(prefix=".save-", dir=out))
     try:
+        model.save_pretrained(tmp, safe_serialization=True)
         if cfg.method == "lora":
             # Name the base as the user gave it (or the embedded model's name), not a cache path on this machine.
-            model.peft_config["default"].base_model_name_or_path = cfg.base or base_label
-        model.save_pretrained(tmp, safe_serialization=True)
+            adapter_config = tmp / "adapter_config.json"
+            data = json.loads(adapter_config.read_text(encoding="utf-8"))
+            data["base_model_name_or_path"] = cfg.base or base_label
+            adapter_config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if cfg.method == "full":
             tokenizer.save_pretrained(tmp)
         (tmp / "README.md").unlink(missing_ok=True)  # PEFT's stub card; MODEL_CARD.md is ours

@@ -165,6 +165,9 @@ def test_loss_goes_down_and_the_outputs_are_complete(tmp_path, tiny_base, corpus
     assert saved["config"]["lr"] == 3e-3 and saved["split"]["val_tokens"] > 0
     assert saved["memorisation"]["samples"] == 2
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o666 & ~mask}  # not the temp files' 0600
     card = (out / "MODEL_CARD.md").read_text()
     assert "Batman Wiki, batman.fandom.com, plot sections of the 1960s series episode pages" in card
     assert "CC BY-SA 3.0" in card and f"{s['val_ppl']:.2f}" in card and "Memorisation" in card
@@ -183,6 +186,8 @@ def test_saved_adapter_reloads_with_plain_peft_to_identical_logits(tmp_path, tin
         again = reloaded.eval()(input_ids=ids).logits
     assert not torch.allclose(trained, bare, atol=1e-3)  # training changed the model
     torch.testing.assert_close(again, trained, rtol=0, atol=1e-6)
+    saved = json.loads((result.out / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == str(tiny_base)  # the base as given, not a cache path
 
 
 def test_cached_frozen_layers_train_exactly_like_full_forwards(tmp_path, tiny_base, corpus_txt):
