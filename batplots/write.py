@@ -24,6 +24,7 @@ Commands:
   /sentences N      sentences the model adds per turn (1-5)
   /temperature T    randomness (0-2; 0 = always the likeliest word)
   /show             print the story so far
+  /sources          where each sentence of the model's last passage comes closest to the corpus
   /save FILE        save the story as Markdown, passages marked by author
   /help             this help
 Ctrl-D ends the session."""
@@ -34,6 +35,7 @@ class Turn:
     author: str  # "user" or "model"
     text: str  # stripped passage
     seed: int | None = None
+    provenance: list[dict] | None = None  # model turns: per sentence, its closest corpus passage
 
 
 def story_text(turns: list[Turn]) -> str:
@@ -105,8 +107,11 @@ class WriteSession:
         self.out.flush()
         if result.trimmed:
             self.say("(the token cap cut the model's last sentence, so it was left out)")
+        for flag in result.flags:
+            self.say(f"(copy guard: sentence {flag['sentence'] + 1} still shares {flag['score']} words with "
+                     f"{flag['episode']!r} after {flag['attempts']} tries: {flag['span']!r})")
         if result.text.strip():
-            self.turns.append(Turn("model", result.text.strip(), result.settings.seed))
+            self.turns.append(Turn("model", result.text.strip(), result.settings.seed, result.provenance))
         else:
             self.say("The model wrote no complete sentence; try /retry or write on.")
 
@@ -151,6 +156,8 @@ class WriteSession:
             self._set(name[1:], arg)
         elif name == "/show":
             print(story_text(self.turns), file=self.out, flush=True)
+        elif name == "/sources":
+            self._sources()
         elif name == "/save":
             if not arg:
                 self.say("Usage: /save FILE (for example /save episode.md)")
@@ -163,7 +170,22 @@ class WriteSession:
                 return
             self.say(f"Saved {len(self.turns)} passages to {path}")
         else:
-            self.say(f"Unknown command {name}. Commands: /retry /undo /sentences /temperature /show /save /help")
+            self.say(f"Unknown command {name}. Commands: /retry /undo /sentences /temperature /show /sources /save /help")
+
+    def _sources(self) -> None:
+        model_turns = [t for t in self.turns if t.author == "model"]
+        if not model_turns:
+            self.say("No model passage yet.")
+            return
+        provenance = model_turns[-1].provenance
+        if not provenance:
+            self.say("No sources: the copy guard is off, so the corpus is not consulted.")
+            return
+        for entry in provenance:
+            where = (f"shares {entry['words']} words with {entry['episode']!r}: {entry['span']!r}"
+                     if entry.get("span") else "nothing notable in common with the corpus")
+            mark = " [let through by the guard]" if entry.get("flagged") else ""
+            self.say(f"{entry['sentence'] + 1}. {entry['text']}\n   closest in the corpus: {where}{mark}")
 
     def _set(self, field: str, arg: str) -> None:
         kind = int if field == "sentences" else float

@@ -325,3 +325,27 @@ def test_page_shows_provenance_on_hover_and_tap_and_marks_copies(guard, tmp_path
         assert client.get(f"/api/stories/{story['id']}").json()["settings"]["copy_limit"] == 12
         watch.check()
         browser.close()
+
+
+def test_write_names_flagged_sentences_and_shows_sources(guard):
+    import io
+
+    from batplots.write import WriteSession
+
+    out, err = io.StringIO(), io.StringIO()
+    session = WriteSession(scripted([COPIED] * (MAX_SENTENCE_RETRIES + 1), guard), Settings(sentences=1, seed=3),
+                           out=out, err=err)
+    session.handle("/sources")
+    assert "No model passage yet." in err.getvalue()
+    session.handle("Gotham City sleeps.")
+    assert f"model> {COPIED}" in out.getvalue()
+    assert "(copy guard: sentence 1 still shares 12 words with 'The Joker Is Wild'" in err.getvalue()
+    session.handle("/sources")
+    assert (f"1. {COPIED}\n   closest in the corpus: shares 12 words with 'The Joker Is Wild': "
+            f"{COPIED[:-1]!r} [let through by the guard]") in err.getvalue()
+
+    plain = WriteSession(scripted([ORIGINAL], guardlib.CopyGuard(None, None, "copy guard off")),
+                         Settings(sentences=1, seed=3), out=io.StringIO(), err=io.StringIO())
+    plain.handle("Gotham City sleeps.")
+    plain.handle("/sources")
+    assert "the copy guard is off" in plain.err.getvalue()
