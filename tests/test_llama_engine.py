@@ -333,3 +333,19 @@ def test_fast_engine_perplexity_is_within_2_percent_of_transformers(real_home, s
     again = load_engine(EngineSpec(engine="llama", adapter=str(adapter)))
     assert again.describe()["gguf"] == merged.name and merged.stat().st_mtime_ns == stamp
     again.close()
+
+
+def test_thread_count_defaults_to_the_cores_and_can_be_set(monkeypatch):
+    from batplots.engine import llama_engine
+    from batplots.model import ModelError
+
+    monkeypatch.delenv(llama_engine.THREADS_ENV, raising=False)
+    monkeypatch.setattr(llama_engine.os, "cpu_count", lambda: 2)
+    assert llama_engine.default_threads() == 2
+    monkeypatch.setattr(llama_engine.os, "cpu_count", lambda: 64)
+    assert llama_engine.default_threads() == llama_engine.MAX_DEFAULT_THREADS
+    monkeypatch.setenv(llama_engine.THREADS_ENV, "1")
+    assert llama_engine.default_threads() == 1
+    monkeypatch.setenv(llama_engine.THREADS_ENV, "two")
+    with pytest.raises(ModelError, match="BATPLOTS_THREADS must be a whole number of threads from 1 up, got 'two'"):
+        llama_engine.default_threads()

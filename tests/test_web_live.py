@@ -101,6 +101,22 @@ def test_two_tabs_generating_at_once_never_overwrite_each_other(make_server):
     assert len(srv.client.get(f"/api/stories/{story['id']}").json()["turns"]) == 2
 
 
+def test_app_instances_sharing_one_database_see_each_others_changes(make_server):
+    """README "Scaling out": several app instances on one machine share one SQLite
+    file; a change made through one is seen by the others, and a stale version is
+    refused whichever instance it reaches."""
+    a = make_server(engine=FakeEngine(), db_name="shared.sqlite3")
+    b = make_server(engine=FakeEngine(), db_name="shared.sqlite3")
+    assert a.url != b.url
+    story = new_story(a.client)
+    assert b.client.get(f"/api/stories/{story['id']}").json() == story
+    moved = b.client.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]}).json()
+    assert a.client.get(f"/api/stories/{story['id']}").json() == moved
+    stale = a.client.post(f"/api/stories/{story['id']}/turns", json={"text": "Robin.", "version": story["version"]})
+    assert stale.status_code == 409 and stale.json()["version"] == moved["version"]
+    assert [s["id"] for s in b.client.get("/api/stories").json()] == [story["id"]]
+
+
 def test_too_many_waiting_generations_get_503_busy(make_server, monkeypatch):
     monkeypatch.setattr(genlib, "MAX_PENDING_GENERATIONS", 1)
     srv = make_server(engine=FakeEngine(delay=0.05))

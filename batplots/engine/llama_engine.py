@@ -52,14 +52,17 @@ _PIECE_BUFFER = 64
 CANCEL_POLL_SECONDS = 0.1
 # Overrides the thread count (see default_threads).
 THREADS_ENV = "BATPLOTS_THREADS"
+# More threads than this only add synchronisation for a model this small.
+MAX_DEFAULT_THREADS = 8
 
 
 def default_threads() -> int:
-    """Half the cores (at least 1), or $BATPLOTS_THREADS.
+    """Every core up to MAX_DEFAULT_THREADS, or $BATPLOTS_THREADS.
 
-    llama.cpp's threads spin at a barrier after every layer; when another process
-    takes a core, all of them wait. A 135M model gains little from a second thread,
-    and loses a lot when it must share (README "Speed" has the figures)."""
+    Measured on the 2-core box (README "Speed"): 2 threads decode ~1.6x faster
+    than 1 when nothing else runs. llama.cpp's threads meet at a barrier after
+    every operation, so on a machine busy with other work fewer threads can be
+    faster: set $BATPLOTS_THREADS there. A 135M model gains nothing past a few."""
     value = os.environ.get(THREADS_ENV, "").strip()
     if value:
         if not value.isdigit() or int(value) < 1:
@@ -67,7 +70,7 @@ def default_threads() -> int:
 
             raise ModelError(f"${THREADS_ENV} must be a whole number of threads from 1 up, got {value!r}")
         return int(value)
-    return max(1, (os.cpu_count() or 2) // 2)
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_THREADS))
 
 
 def _quiet_llama_cpp() -> None:
