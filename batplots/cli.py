@@ -466,5 +466,36 @@ def bench(as_json, engines, prompts, writers, base, adapter, formats, out):
     click.echo(json.dumps(report) if as_json else benchlib.format_report(report))
 
 
+@main.command("gguf")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="The GGUF file to write.")
+@click.option("--adapter", default=None, metavar="DIR|NAME|none", help="Adapter (default: the shipped one).")
+@click.option("--base", default=None, metavar="FILE.gguf", help="Base GGUF (default: the embedded one).")
+@click.option("--format", "fmt", type=click.Choice(["q8_0", "lora"]), default="q8_0", show_default=True,
+              help="q8_0: the base with the adapter merged in; lora: a GGUF LoRA for `llama-server --lora`.")
+def gguf(out, adapter, base, fmt):
+    """Write the model as GGUF, for a llama.cpp server on another machine (README "Scaling out")."""
+    import shutil
+    from pathlib import Path
+
+    from batplots import model as modellib
+    from batplots.engine import gguf_lora, llama_engine
+
+    try:
+        found = llama_engine.resolve_base(base)
+        if found is None:
+            raise ModelError(f"--base {base}: give a .gguf file, or leave it out for the embedded model")
+        adapter_dir = modellib.resolve_adapter(adapter)
+        if adapter_dir is None and fmt == "lora":
+            raise ModelError("--format lora needs an adapter (not --adapter none)")
+        source = gguf_lora.ensure_format(adapter_dir, found[0], fmt) if adapter_dir else found[0]
+    except ModelError as exc:
+        raise click.ClickException(str(exc)) from exc
+    target = Path(out).expanduser()
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    click.echo(f"wrote {target} ({target.stat().st_size / 1e6:.0f} MB, from {source.name})")
+
+
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ directory and every later load reads that (a few seconds).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -144,14 +145,21 @@ def resolve_adapter(adapter: str | None) -> Path | None:
     return path
 
 
+@contextlib.contextmanager
+def quiet_peft():
+    """peft calls a transformers method that transformers 5 deprecated: a warning on
+    every load that the user can do nothing about."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def apply_adapter(model, adapter_dir: Path):
     """Load a PEFT adapter onto model and merge it, so generation costs nothing extra."""
     from peft import PeftModel
 
     try:
-        with warnings.catch_warnings():
-            # peft calls a transformers method that transformers 5 deprecated: not ours to fix
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        with quiet_peft():
             peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
     except Exception as exc:  # peft raises many types for a broken adapter
         raise ModelError(f"Could not load adapter {adapter_dir}: {exc}") from exc

@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 
 from batplots import dataset, trainreport
+from batplots import model as modellib
 from batplots.layercache import CHECK_TOLERANCE, FrozenBottom, find_layers
 from batplots.trainconfig import ConfigError, TrainConfig, parse_layers
 
@@ -132,7 +133,8 @@ def prepare_model(model, cfg: TrainConfig, layers: list[int] | None):
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           task_type="CAUSAL_LM", target_modules=targets, layers_to_transform=layers)
         try:
-            return get_peft_model(model, lora)
+            with modellib.quiet_peft():
+                return get_peft_model(model, lora)
         except ValueError as exc:
             raise ConfigError(f"--target-modules {cfg.target_modules!r}: {exc}") from exc
     for p in model.parameters():
@@ -186,6 +188,8 @@ def save_weights(model, tokenizer, cfg: TrainConfig, out: Path, base_label: str)
             adapter_config = tmp / "adapter_config.json"
             data = json.loads(adapter_config.read_text(encoding="utf-8"))
             data["base_model_name_or_path"] = cfg.base or base_label
+            if isinstance(data.get("target_modules"), list):  # peft keeps a set: same run, same file
+                data["target_modules"] = sorted(data["target_modules"])
             adapter_config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if cfg.method == "full":
             tokenizer.save_pretrained(tmp)

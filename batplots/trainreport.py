@@ -222,11 +222,25 @@ def readable(out: Path) -> None:
             path.chmod(0o666 & ~mask)
 
 
-def gpu_run_text(gpu: dict) -> str:
-    """One paragraph on a GPU run of the same recipe, from its training.json."""
+# The settings that make a recipe; a GPU run that differs in any is described as another recipe.
+RECIPE_KEYS = ("method", "layers", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lr", "epochs",
+               "seq_len", "batch_size", "warmup_steps", "weight_decay", "seed")
+
+
+def gpu_run_text(gpu: dict, config: dict | None = None) -> str:
+    """One paragraph on a GPU run (its training.json), saying whether it ran the same
+    recipe as the adapter whose training config is given."""
     dev = gpu["device"]
     setup = gpu.get("setup_seconds") or {}
-    return (f"The same recipe on {dev.get('name', dev['type'])} ({dev['dtype']}): best validation perplexity "
+    theirs = gpu.get("config") or {}
+    diff = [k for k in RECIPE_KEYS if config is not None and theirs.get(k) != config.get(k)]
+    if config is None:
+        what = "A GPU run"
+    elif diff:
+        what = "A GPU run of another recipe (" + ", ".join(f"{k} {theirs.get(k)}" for k in diff) + ")"
+    else:
+        what = "The same recipe"
+    return (f"{what} on {dev.get('name', dev['type'])} ({dev['dtype']}): best validation perplexity "
             f"{gpu['val_ppl']} (bare base {gpu['base_eval']['ppl']}, ratio {gpu['ppl_ratio_vs_base']}) at step "
             f"{gpu['best_step']} after {gpu['seconds_to_best']} s; whole run {gpu['wall_seconds']} s (loading "
             f"{setup.get('load_s')} s, frozen-layer cache {setup.get('cache_s')} s), "
@@ -241,7 +255,7 @@ def add_gpu_run(adapter_dir: Path, gpu_training_json: Path) -> str:
     gpu = json.loads(gpu_training_json.read_text(encoding="utf-8"))
     if gpu["corpus"]["sha256"] != summary["corpus"]["sha256"]:
         raise SystemExit(f"{gpu_training_json} trained on another corpus (sha256 {gpu['corpus']['sha256'][:12]}...)")
-    summary["gpu_run"] = gpu_run_text(gpu)
+    summary["gpu_run"] = gpu_run_text(gpu, summary.get("config"))
     summary["gpu_run_summary"] = {k: gpu.get(k) for k in ("val_ppl", "best_step", "seconds_to_best", "wall_seconds",
                                                       "train_tokens_per_second", "device", "versions",
                                                       "base_eval", "ppl_ratio_vs_base", "setup_seconds")}

@@ -349,3 +349,33 @@ def test_thread_count_defaults_to_the_cores_and_can_be_set(monkeypatch):
     monkeypatch.setenv(llama_engine.THREADS_ENV, "two")
     with pytest.raises(ModelError, match="BATPLOTS_THREADS must be a whole number of threads from 1 up, got 'two'"):
         llama_engine.default_threads()
+
+
+def test_gguf_command_writes_a_runnable_merged_model_and_a_lora(tmp_path, batplots_home):
+    from click.testing import CliRunner
+
+    from batplots.cli import main
+
+    adapter = make_adapter(tmp_path / "adapter")
+    base = write_gguf(tiny.llama(seed=0), tmp_path / "base.gguf")
+    runner = CliRunner()
+    out = tmp_path / "served" / "batman.gguf"
+    out.parent.mkdir()
+    result = runner.invoke(main, ["gguf", "--base", str(base), "--adapter", str(adapter), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output and not list(out.parent.glob("*.tmp"))
+    assert out.read_bytes() == gguf_lora.ensure_format(adapter, base, "q8_0").read_bytes()
+    served = LlamaEngine(out, n_ctx=256, n_slots=1)
+    try:
+        assert served.run(STORY, Settings(sentences=1, seed=2, max_new_tokens=8)).tokens == 8  # llama.cpp runs it
+    finally:
+        served.close()
+    lora = tmp_path / "batman-lora.gguf"
+    assert runner.invoke(main, ["gguf", "--base", str(base), "--adapter", str(adapter), "--format", "lora",
+                                "--out", str(lora)]).exit_code == 0
+    assert lora.read_bytes() == gguf_lora.ensure_gguf_lora(adapter, base).read_bytes()
+    result = runner.invoke(main, ["gguf", "--base", str(base), "--adapter", "none", "--format", "lora",
+                                  "--out", str(lora)])
+    assert result.exit_code == 1 and "--format lora needs an adapter" in result.output
+    result = runner.invoke(main, ["gguf", "--base", str(tmp_path), "--out", str(lora)])
+    assert result.exit_code == 1 and "give a .gguf file" in result.output

@@ -188,6 +188,7 @@ def test_saved_adapter_reloads_with_plain_peft_to_identical_logits(tmp_path, tin
     torch.testing.assert_close(again, trained, rtol=0, atol=1e-6)
     saved = json.loads((result.out / "adapter_config.json").read_text())
     assert saved["base_model_name_or_path"] == str(tiny_base)  # the base as given, not a cache path
+    assert saved["target_modules"] == sorted(saved["target_modules"])
 
 
 def test_cached_frozen_layers_train_exactly_like_full_forwards(tmp_path, tiny_base, corpus_txt):
@@ -275,3 +276,17 @@ def test_real_base_trains_a_couple_of_steps_on_the_shared_corpus(real_home, tmp_
     assert s["frozen_layer_cache"].startswith("on")
     assert 5 < s["base_eval"]["ppl"] < 500 and s["val_ppl"] < s["base_eval"]["ppl"] * 1.05
     assert (result.out / "adapter_model.safetensors").is_file()
+
+
+def test_a_gpu_run_is_described_as_the_same_recipe_only_when_it_is():
+    from batplots.trainreport import gpu_run_text
+
+    config = TrainConfig(corpus="c.txt").to_dict()
+    gpu = {"device": {"type": "cuda", "name": "NVIDIA H200", "dtype": "bfloat16"}, "val_ppl": 48.77,
+           "base_eval": {"ppl": 66.87}, "ppl_ratio_vs_base": 0.729, "best_step": 18, "seconds_to_best": 17.1,
+           "wall_seconds": 20.5, "setup_seconds": {"load_s": 3.0, "cache_s": 0.4}, "train_tokens_per_second": 6898.6,
+           "versions": {"torch": "2.11", "transformers": "5.17", "peft": "0.21"}, "config": dict(config)}
+    assert gpu_run_text(gpu, config).startswith("The same recipe on NVIDIA H200 (bfloat16): best validation "
+                                                "perplexity 48.77 (bare base 66.87, ratio 0.729) at step 18")
+    gpu["config"] = {**config, "layers": "top:12", "lr": 2e-3}
+    assert gpu_run_text(gpu, config).startswith("A GPU run of another recipe (layers top:12, lr 0.002) on NVIDIA H200")
