@@ -295,8 +295,11 @@ def test_interrupted_run_resumes_without_duplicates(tmp_path):
         args = [sys.executable, "-m", "batplots.cli", "scrape", "--wiki", wiki.url, "--list-page", LIST,
                 "--out", str(tmp_path / "episodes.jsonl"), "--cache", str(tmp_path / "cache"), "--delay", "0",
                 "--timeout", "20"]
+        # A runner started in the background (`cmd &`) ignores SIGINT, and children inherit
+        # that; restore the default so the child's Python turns SIGINT into KeyboardInterrupt.
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                cwd=Path(__file__).resolve().parents[1], env=dict(os.environ))
+                                cwd=Path(__file__).resolve().parents[1], env=dict(os.environ),
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 20
         while not wiki.requests("parse", "The Joker Is Wild") and time.monotonic() < deadline:
             time.sleep(0.05)
