@@ -264,6 +264,13 @@ def _read_json(path: Path, text: str) -> list[Episode]:
     return episodes
 
 
+def default_file_mode() -> int:
+    """The mode a plain open() would give a new file under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write text to path via a temporary file in the same directory and os.replace,
     so a crash leaves either the old file or the new one, never half of one."""
@@ -275,6 +282,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, default_file_mode())  # mkstemp makes it private (0600); a report is not
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

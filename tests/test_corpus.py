@@ -256,3 +256,20 @@ def test_default_tokenizer_is_the_embedded_base(real_home, shared_corpus):
     assert stats["tokens"] == 19615  # the data README's "about 19.7k SmolLM2 tokens"
     assert any((real_home / d).rglob("tokenizer.json") for d in ("models", "tokenizers") if (real_home / d).is_dir())
     assert len(load_tokenizer(None)) == 49152  # now from disk
+
+
+def test_atomic_writes_leave_no_temp_file_and_the_usual_mode(tmp_path):
+    from batplots.corpus import atomic_write_text, default_file_mode
+
+    import os
+
+    target = tmp_path / "out" / "report.json"
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(target, "{}\n")
+        atomic_write_text(target, '{"again": 1}\n')
+        assert default_file_mode() == 0o644
+    finally:
+        os.umask(old)
+    assert target.read_text() == '{"again": 1}\n' and [p.name for p in target.parent.iterdir()] == ["report.json"]
+    assert target.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
