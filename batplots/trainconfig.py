@@ -43,14 +43,18 @@ class TrainConfig:
     # --- model ------------------------------------------------------------------
     base: str | None = _opt(None, "Base model: a Hugging Face model directory or cached name; default: embedded SmolLM2-135M-Instruct.")
     method: str = _opt("lora", "lora (a small PEFT adapter) or full (fine-tune the chosen layers' weights).", choices=METHODS)
-    lora_r: int = _opt(16, "LoRA rank.")
-    lora_alpha: int = _opt(32, "LoRA alpha (the update is scaled by alpha / rank).")
+    # Rank barely matters on this corpus (H200 sweep: r64 no better than r16; CPU: r8 all
+    # layers 44.78 vs r16 44.72), and r8 on every layer keeps the adapter under 10 MB.
+    lora_r: int = _opt(8, "LoRA rank.")
+    lora_alpha: int = _opt(16, "LoRA alpha (the update is scaled by alpha / rank).")
     lora_dropout: float = _opt(0.1, "Dropout on the LoRA input.")
     # PEFT's "all-linear" means every linear layer inside the transformer blocks (not lm_head).
     target_modules: str = _opt("all-linear", "Comma-separated module names to adapt (q_proj,v_proj,...) or all-linear.")
-    # Training only the top layers is the big CPU speed-up: backward stops at the
-    # lowest trained layer, so the frozen layers below cost a forward pass only.
-    layers: str = _opt("top:10", "Which transformer layers to train: all, top:N (the N nearest the output), A-B or a,b,c.")
+    # Every layer: measured on the 2-core CPU, all 30 layers reach perplexity 44.8
+    # (0.670x the base) in 7.4 minutes, the top 10 only 49.25 (0.737x) in 4.5 minutes.
+    # top:N is the speed option: backward stops at the lowest trained layer, and the
+    # frozen layers below run once per window (cache_frozen).
+    layers: str = _opt("all", "Which transformer layers to train: all, top:N (the N nearest the output), A-B or a,b,c.")
     # Exact, see batplots/layercache.py: the frozen layers below the trained ones run
     # once per window instead of once per step (the window grid then stays fixed).
     cache_frozen: bool = _opt(True, "Compute the frozen layers below the trained ones once per window and reuse them.")

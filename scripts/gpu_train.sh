@@ -25,7 +25,7 @@ PYTHON=${PYTHON:-python3}
 STAGE=/tmp/batplots-gpu
 GGUF_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
 # The recipe of the shipped adapter (README "Training"); keep in step with it.
-RECIPE=(--layers top:10 --lora-r 16 --lora-alpha 32 --lora-dropout 0.1 --lr 1e-3 --epochs 3 --seq-len 256 --batch-size 4 --seed 0)
+RECIPE=(--layers all --lora-r 8 --lora-alpha 16 --lora-dropout 0.1 --lr 1e-3 --epochs 3 --seq-len 256 --batch-size 4 --seed 0)
 
 prepare() {
     local gguf

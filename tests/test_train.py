@@ -290,3 +290,20 @@ def test_a_gpu_run_is_described_as_the_same_recipe_only_when_it_is():
                                                 "perplexity 48.77 (bare base 66.87, ratio 0.729) at step 18")
     gpu["config"] = {**config, "layers": "top:12", "lr": 2e-3}
     assert gpu_run_text(gpu, config).startswith("A GPU run of another recipe (layers top:12, lr 0.002) on NVIDIA H200")
+
+
+def test_the_shipped_adapter_is_small_complete_and_made_by_the_defaults():
+    """README: `batplots train --corpus ../shared/data/batman66.txt` with the defaults made it."""
+    from batplots.model import default_adapter
+    from batplots.trainreport import RECIPE_KEYS
+
+    adapter = default_adapter()
+    assert adapter is not None
+    names = {p.name for p in adapter.iterdir()}
+    assert names == {"adapter_config.json", "adapter_model.safetensors", "training.json", "loss.png", "MODEL_CARD.md"}
+    assert sum(p.stat().st_size for p in adapter.iterdir()) <= 10_000_000  # issue 3: at most 10 MB
+    info = json.loads((adapter / "training.json").read_text())
+    defaults = TrainConfig(corpus="x").to_dict()
+    assert {k: info["config"][k] for k in RECIPE_KEYS} == {k: defaults[k] for k in RECIPE_KEYS}
+    assert info["status"] == "finished" and info["memorisation"]["passes"]
+    assert f"{info['val_ppl']:.2f}" in (adapter / "MODEL_CARD.md").read_text()
