@@ -57,7 +57,8 @@ def corpus_jsonl(tmp_path):
 
 def config(corpus, tmp_path, base, **overrides) -> TrainConfig:
     values = dict(corpus=str(corpus), out=str(tmp_path / "out"), base=str(base), seq_len=32, batch_size=4,
-                  epochs=3, lr=3e-3, warmup_steps=2, memorisation_samples=0, progress=False, threads=1, layers="all")
+                  epochs=3, lr=3e-3, warmup_steps=2, memorisation_samples=0, progress=False, threads=1, layers="all",
+                  lora_r=16, lora_alpha=32)  # the tiny model learns fast enough to test with these
     values.update(overrides)
     return TrainConfig(**values)
 
