@@ -100,9 +100,10 @@ def guard_notice(engine, settings: Settings) -> None:
 
 def flag_notice(result) -> None:
     """Name each sentence the guard had to let through, on stderr."""
+    from batplots.guard import flag_text
+
     for flag in result.flags:
-        click.echo(f"(copy guard: sentence {flag['sentence'] + 1} still shares {flag['score']} words with "
-                   f"{flag['episode']!r} after {flag['attempts']} tries: {flag['span']!r})", err=True)
+        click.echo(flag_text(flag), err=True)
 
 
 def make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,

@@ -46,6 +46,12 @@ def sentence_check(index: CorpusIndex, copy_limit: int) -> SentenceCheck:
     return check
 
 
+def flag_text(flag: dict) -> str:
+    """One line naming a sentence the guard let through (a Continuation.flags entry)."""
+    return (f"(copy guard: sentence {flag['sentence'] + 1} still shares {flag['score']} words with "
+            f"{flag['episode']!r} after {flag['attempts']} tries: {flag['span']!r})")
+
+
 def provenance(index: CorpusIndex, sentences: list[str], flags: list[dict] = ()) -> list[dict]:
     """For each sentence (its text included, so a page can mark it): its longest span
     shared with the corpus and where that is.

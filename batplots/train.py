@@ -27,6 +27,7 @@ import torch
 
 from batplots import dataset, trainreport
 from batplots import model as modellib
+from batplots.corpus import default_file_mode
 from batplots.layercache import CHECK_TOLERANCE, FrozenBottom, find_layers
 from batplots.trainconfig import ConfigError, TrainConfig, parse_layers
 
@@ -194,7 +195,9 @@ def save_weights(model, tokenizer, cfg: TrainConfig, out: Path, base_label: str)
         if cfg.method == "full":
             tokenizer.save_pretrained(tmp)
         (tmp / "README.md").unlink(missing_ok=True)  # PEFT's stub card; MODEL_CARD.md is ours
+        mode = default_file_mode()  # safetensors writes its file private (0600)
         for path in sorted(tmp.iterdir()):
+            path.chmod(mode)
             os.replace(path, out / path.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -13,7 +13,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-from batplots.corpus import atomic_write_text
+from batplots.corpus import atomic_write_text, default_file_mode
 
 TARGET_PPL_RATIO = 0.6  # the issue's quality target: adapter perplexity / base perplexity
 DATA_SOURCE = "Batman Wiki, batman.fandom.com, plot sections of the 1960s series episode pages"
@@ -109,6 +109,7 @@ def plot_loss(summary: dict, path: Path) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, format="png")
+        os.chmod(tmp, default_file_mode())  # mkstemp makes it private (0600)
         os.replace(tmp, path)
     finally:
         plt.close(fig)
@@ -210,16 +211,6 @@ def write_outputs(out: Path, summary: dict) -> None:
     atomic_write_text(out / "training.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     plot_loss(summary, out / "loss.png")
     atomic_write_text(out / "MODEL_CARD.md", model_card(summary))
-    readable(out)
-
-
-def readable(out: Path) -> None:
-    """Give the outputs the usual file mode: temp files are created private (0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for path in out.iterdir():
-        if path.is_file():
-            path.chmod(0o666 & ~mask)
 
 
 # The settings that make a recipe; a GPU run that differs in any is described as another recipe.
@@ -261,7 +252,6 @@ def add_gpu_run(adapter_dir: Path, gpu_training_json: Path) -> str:
                                                       "base_eval", "ppl_ratio_vs_base", "setup_seconds")}
     atomic_write_text(adapter_dir / "training.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(adapter_dir / "MODEL_CARD.md", model_card(summary))
-    readable(adapter_dir)
     return summary["gpu_run"]
 
 

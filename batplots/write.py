@@ -13,6 +13,7 @@ from typing import TextIO
 
 from batplots.engine import Engine, Rewind, Settings, SettingsError
 from batplots.engine.base import MAX_SEED, MIN_SEED, EngineError
+from batplots.guard import flag_text
 
 MAX_TURN_CHARS = 2000  # one user turn, as in the web app
 MAX_TURNS = 200  # one story
@@ -108,8 +109,7 @@ class WriteSession:
         if result.trimmed:
             self.say("(the token cap cut the model's last sentence, so it was left out)")
         for flag in result.flags:
-            self.say(f"(copy guard: sentence {flag['sentence'] + 1} still shares {flag['score']} words with "
-                     f"{flag['episode']!r} after {flag['attempts']} tries: {flag['span']!r})")
+            self.say(flag_text(flag))
         if result.text.strip():
             self.turns.append(Turn("model", result.text.strip(), result.settings.seed, result.provenance))
         else:
