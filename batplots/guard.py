@@ -14,11 +14,14 @@ The corpus is the one the adapter was trained on, named with its sha256 in the
 adapter's training.json; the index is rebuilt from it at load time (~0.1 s).
 When it cannot be found the guard is off and `CopyGuard.note` says why, for
 the CLI and the web app to show: generation never fails for want of a corpus.
+$BATPLOTS_CORPUS names the corpus file wherever it lies (an installed wheel,
+another machine), before the path that training.json records.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,8 @@ from batplots.index import CorpusIndex, load_index
 TRAINING_INFO = "training.json"
 # Relative corpus paths in training.json are tried against these, in order.
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The guard's corpus file, when it is not where training.json says (see guard_for_adapter).
+CORPUS_ENV = "BATPLOTS_CORPUS"
 
 
 def sentence_check(index: CorpusIndex, copy_limit: int) -> SentenceCheck:
@@ -156,6 +161,14 @@ def guard_for_adapter(adapter_dir: Path | None) -> CopyGuard:
     if adapter_dir is None:
         return CopyGuard(None, None, "copy guard off: the bare base model has no training corpus to check against")
     info = read_training_info(adapter_dir)
+    override = os.environ.get(CORPUS_ENV, "").strip()
+    if override:
+        # The user named the file: use it (warning if it is not the training corpus), or
+        # say why not; never fall back silently to another copy.
+        path = Path(override).expanduser()
+        if not path.is_file():
+            return CopyGuard(None, override, f"copy guard off: ${CORPUS_ENV} names {override}, which is not a file")
+        return guard_for_corpus(path, corpus_of(info)[1] if info else None)
     if info is None:
         return CopyGuard(None, None, f"copy guard off: {Path(adapter_dir) / TRAINING_INFO} is missing or unreadable, "
                                      "so the training corpus is unknown")
@@ -165,7 +178,8 @@ def guard_for_adapter(adapter_dir: Path | None) -> CopyGuard:
     found = [p for p in candidate_paths(path, adapter_dir) if p.is_file()]
     if not found:
         return CopyGuard(None, path, f"copy guard off: the training corpus {path} is not on this machine "
-                                     "(scrape it with `batplots scrape`, or put it back at that path)")
+                                     f"(scrape it with `batplots scrape` and set ${CORPUS_ENV} to the file, "
+                                     "or put it back at that path)")
     if sha:  # prefer the copy that is byte-for-byte the training corpus
         from batplots.corpus import corpus_sha256
 

@@ -12,6 +12,7 @@ def batplots_home(tmp_path, monkeypatch):
     home = tmp_path / "batplots-home"
     monkeypatch.setenv("BATPLOTS_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("BATPLOTS_CORPUS", raising=False)  # the guard finds the corpus as training.json says
     return home
 
 

@@ -202,6 +202,31 @@ def test_guard_is_off_with_a_clear_note_when_the_corpus_is_unknown_or_gone(tmp_p
     assert engine.run(STORY, Settings(sentences=1, seed=1)).sentences == [COPIED]
 
 
+def test_batplots_corpus_points_the_guard_at_a_corpus_elsewhere(tmp_path, corpus_path, monkeypatch):
+    from batplots.corpus import corpus_sha256
+
+    sha = corpus_sha256(corpus_path)
+    moved = tmp_path / "elsewhere" / "plots.jsonl"
+    moved.parent.mkdir()
+    moved.write_bytes(corpus_path.read_bytes())
+    adapter = write_training(tmp_path / "a", corpus="gone/plots.jsonl", corpus_sha256=sha)
+    assert not guardlib.guard_for_adapter(adapter).active
+    assert "set $BATPLOTS_CORPUS to the file" in guardlib.guard_for_adapter(adapter).note
+    monkeypatch.setenv("BATPLOTS_CORPUS", str(moved))
+    g = guardlib.guard_for_adapter(adapter)
+    assert g.active and g.corpus == str(moved) and g.note is None and g.index.sha256 == sha
+    # It wins over the path training.json records, with a warning when it is another text.
+    other = tmp_path / "other.txt"
+    other.write_text("Batman and Robin race to the Batmobile. The Joker laughs at the museum.")
+    monkeypatch.setenv("BATPLOTS_CORPUS", str(other))
+    g = guardlib.guard_for_adapter(write_training(tmp_path / "b", corpus=str(corpus_path), corpus_sha256=sha))
+    assert g.active and g.corpus == str(other) and "differs from the one the adapter was trained on" in g.note
+    # A name that is not a file turns the guard off and says so; it does not fall back.
+    monkeypatch.setenv("BATPLOTS_CORPUS", str(tmp_path / "nope.txt"))
+    g = guardlib.guard_for_adapter(write_training(tmp_path / "c", corpus=str(corpus_path), corpus_sha256=sha))
+    assert not g.active and "$BATPLOTS_CORPUS names" in g.note and "nope.txt, which is not a file" in g.note
+
+
 def test_a_changed_corpus_is_used_with_a_warning(tmp_path, corpus_path):
     g = guardlib.guard_for_adapter(write_training(tmp_path / "a", corpus=str(corpus_path), corpus_sha256="0" * 64))
     assert g.active and "differs from the one the adapter was trained on" in g.note
