@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import statistics
 import sys
 import tempfile
 import time
@@ -38,13 +37,13 @@ from batplots.engine.llama_batch import Request  # noqa: E402
 from batplots.engine.llama_engine import REPETITION_WINDOW, LlamaEngine  # noqa: E402
 
 QUANTS = ("Q8_0", "Q6_K", "Q5_K_M", "Q5_0", "IQ4_NL", "Q4_0")
-SPEED_RUNS = 3
+SPEED_RUNS = 5
 SPEED_TOKENS = 100
 PPL_TOKENS = 1024
 SEEDS = 3  # generations recorded per opening
 GEN_TOKENS = 100
 MAX_DRAFT = 4
-COST_REPEATS = 15
+COST_REPEATS = 30
 DRAFTERS = [(3, 1), (3, 2), (2, 1), (1, 1)]  # (longest n-gram looked up, shortest)
 
 
@@ -61,19 +60,26 @@ def quantise(f16: Path, qtype: str, out: Path) -> Path:
 def formats(f16: Path, workdir: Path, quick: bool) -> None:
     print(f"{'format':8} {'MB':>6} {'perplexity':>10} {'vs F16':>8} {'tokens/s':>9}")
     text = " ".join(bench.openings())
-    ref = None
-    for qtype in ("F16",) + (QUANTS[:2] if quick else QUANTS):
-        path = f16 if qtype == "F16" else quantise(f16, qtype, workdir / f"{qtype}.gguf")
-        engine = LlamaEngine(path, n_slots=1)
-        try:
-            ids = engine.encode(text)[:PPL_TOKENS]
-            ppl = bench.perplexity(engine.logits(ids), ids)
-            ref = ref or ppl
-            speed = max(bench.decode_speed(engine, bench.openings()[i], 1, SPEED_TOKENS) for i in range(SPEED_RUNS))
-        finally:
-            engine.close()
-        print(f"{qtype:8} {path.stat().st_size / 1e6:6.1f} {ppl:10.3f} {100 * (ppl / ref - 1):+7.2f}% {speed:9.1f}",
-              flush=True)
+    names = ("F16",) + (QUANTS[:2] if quick else QUANTS)
+    paths = {q: f16 if q == "F16" else quantise(f16, q, workdir / f"{q}.gguf") for q in names}
+    ppl = {q: 0.0 for q in names}
+    speed = {q: 0.0 for q in names}
+    # Round robin, fastest of SPEED_RUNS, so that the host's bursts of stolen time hit
+    # every format alike. One engine at a time: each has a scheduler thread with its own
+    # OpenMP team, and two live teams on 2 cores slow both (see LlamaEngine.logits).
+    for run in range(SPEED_RUNS):
+        for q in names:
+            engine = LlamaEngine(paths[q], n_slots=1)
+            try:
+                if not run:
+                    ids = engine.encode(text)[:PPL_TOKENS]
+                    ppl[q] = bench.perplexity(engine.logits(ids), ids)
+                speed[q] = max(speed[q], bench.decode_speed(engine, bench.openings()[run], 1, SPEED_TOKENS))
+            finally:
+                engine.close()
+    for q in names:
+        print(f"{q:8} {paths[q].stat().st_size / 1e6:6.1f} {ppl[q]:10.3f} {100 * (ppl[q] / ppl['F16'] - 1):+7.2f}% "
+              f"{speed[q]:9.1f}", flush=True)
 
 
 def record(engine: LlamaEngine, seeds: int) -> list[tuple[list[int], list[int]]]:
@@ -99,7 +105,7 @@ def record(engine: LlamaEngine, seeds: int) -> list[tuple[list[int], list[int]]]
 
 
 def step_costs(engine: LlamaEngine, context: list[int]) -> dict[int, float]:
-    """Median seconds of one decode step of n tokens (logits at each) after context."""
+    """Seconds (fastest of COST_REPEATS) of one decode step of n tokens (logits at each) after context."""
     import llama_cpp
 
     ctx, mem = engine._ctx.ctx, engine._ctx.memory
@@ -117,15 +123,16 @@ def step_costs(engine: LlamaEngine, context: list[int]) -> dict[int, float]:
 
     try:
         decode(context, 0, False)
-        costs = {}
-        for n in range(1, MAX_DRAFT + 2):
-            times = []
-            for _ in range(COST_REPEATS):
+        times = {n: [] for n in range(1, MAX_DRAFT + 2)}
+        # Round robin over n and the fastest of each: on a VM whose host takes CPU time
+        # in bursts, that is the closest to each step's own cost.
+        for _ in range(COST_REPEATS):
+            for n in times:
                 started = time.perf_counter()
                 decode(context[:n], len(context), True)
-                times.append(time.perf_counter() - started)
+                times[n].append(time.perf_counter() - started)
                 llama_cpp.llama_memory_seq_rm(mem, 0, len(context), -1)
-            costs[n] = statistics.median(times)
+        costs = {n: min(t) for n, t in times.items()}
     finally:
         llama_cpp.llama_batch_free(batch)
         llama_cpp.llama_memory_clear(mem, True)
@@ -185,7 +192,11 @@ def main() -> None:
     engine = llama_engine.load(base, adapter, modellib.EMBEDDED_NAME)
     try:
         runs = record(engine, 1 if args.quick else SEEDS)
-        context = [t for prompt, gen in runs[:3] for t in prompt + gen][:300]
+    finally:
+        engine.close()  # ends its scheduler thread (and that thread's OpenMP team)
+    context = [t for prompt, gen in runs[:3] for t in prompt + gen][:300]
+    engine = llama_engine.load(base, adapter, modellib.EMBEDDED_NAME)
+    try:
         costs = step_costs(engine, context)
     finally:
         engine.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ from tests.tiny_gguf import write_gguf
 pytest.importorskip("llama_cpp")
 
 STORY = "Batman and Robin slide down the Batpoles. The Joker laughs at the museum."
+# How long the test waits for a finished scoring thread's OpenMP team to exit.
+THREAD_EXIT_SECONDS = 5.0
 ALL_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -50,6 +53,34 @@ def test_tokens_and_logits_match_the_transformers_model(engine):
     assert engine.encode(text) == ids and engine.count_tokens(text) == len(ids)
     diff = np.abs(engine.logits(ids) - hf_logits(tiny.trained_llama(), ids)).max()
     assert diff < 0.02, diff  # f32 weights both sides; llama.cpp keeps K/V in f16
+
+
+def _os_threads() -> set[str]:
+    import os
+
+    return set(os.listdir(f"/proc/{os.getpid()}/task"))
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_scoring_leaves_no_llama_threads_behind(tiny_gguf):
+    """logits() runs llama.cpp on a thread that exits: an OpenMP team left behind by
+    the caller's thread slowed every later decode step 2.3x (libgomp stops spinning
+    once there are more team threads than cores)."""
+    engine = LlamaEngine(tiny_gguf, label="tiny", n_ctx=256, n_slots=1, n_threads=2)
+    try:
+        ids = tiny.tokenizer()(STORY, add_special_tokens=False)["input_ids"]
+        before = _os_threads()
+        first = engine.logits(ids)
+        # The scoring thread's team may still be on its way out: wait (bounded) for it.
+        deadline = time.monotonic() + THREAD_EXIT_SECONDS
+        while _os_threads() - before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not (_os_threads() - before), "logits() left threads running"
+        np.testing.assert_array_equal(engine.logits(ids), first)
+        with pytest.raises(EngineError, match="logits\\(\\) takes 1 to"):
+            engine.logits([])
+    finally:
+        engine.close()
 
 
 def test_greedy_generation_matches_the_transformers_engine(engine):
