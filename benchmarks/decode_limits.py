@@ -93,14 +93,10 @@ def record(engine: LlamaEngine, seeds: int) -> list[tuple[list[int], list[int]]]
                 sampler.accept(token)
             req = Request(ids=ids, max_new=GEN_TOKENS, sampler=sampler)
             engine.scheduler.submit(req)
-            out = []
-            while True:
-                kind, value = req.out.get(timeout=60)
-                if kind != "token":
-                    break
-                out.append(value)
-            engine.scheduler.release(req)
-            runs.append((ids, out))
+            try:
+                runs.append((ids, list(engine._tokens(req, None))))
+            finally:
+                engine.scheduler.release(req)
     return runs
 
 
