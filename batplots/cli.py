@@ -498,5 +498,19 @@ def gguf(out, adapter, base, fmt):
     click.echo(f"wrote {target} ({target.stat().st_size / 1e6:.0f} MB, from {source.name})")
 
 
+@main.command()
+@click.option("--adapter", default=None, metavar="DIR|NAME|none", help="Adapter (default: the shipped one).")
+@click.option("--check", is_flag=True, help="Run the engine self-check now if this machine has no verdict yet.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def doctor(adapter, check, as_json):
+    """Report Python, CPU, llama.cpp, engine choice and model files, for a bug report."""
+    from batplots import doctor as doctorlib
+
+    rep = doctorlib.report(adapter, run_check=check)
+    click.echo(json.dumps(rep, indent=1) if as_json else doctorlib.format_text(rep))
+    if rep["problems"]:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -316,7 +316,7 @@ def test_pages_docs_and_health(srv):
                  "/healthz"]:
         assert path in paths, path
     assert c.get("/healthz").json() == {"status": "ready", "model": {"engine": "fake", "model": "fake-scripted"},
-                                        "load_seconds": 0.0, "copy_guard": None}
+                                        "load_seconds": 0.0, "copy_guard": None, "notice": None}
 
 
 def test_while_the_model_loads_model_requests_get_503_and_stories_still_work(make_server):

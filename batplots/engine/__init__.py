@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from batplots.engine.base import (  # noqa: F401  (re-exported API)
@@ -14,6 +15,7 @@ from batplots.engine.base import (  # noqa: F401  (re-exported API)
     SettingsError,
     consume,
 )
+from batplots.engine import selfcheck
 
 # auto = llama (fast, llama.cpp) where llama-cpp-python is installed and the base is a
 # GGUF, else transformers; openai = a remote OpenAI-compatible completions server.
@@ -58,6 +60,7 @@ def _load_local(spec: EngineSpec, adapter_dir) -> Engine:
     from batplots.engine import llama_engine
 
     gguf = llama_engine.resolve_base(spec.base)
+    notice = None
     if spec.engine == "llama" or (spec.engine == "auto" and gguf is not None and llama_engine.available()):
         if not llama_engine.available():
             raise modellib.ModelError("--engine llama needs llama-cpp-python: `pip install llama-cpp-python` "
@@ -66,10 +69,24 @@ def _load_local(spec: EngineSpec, adapter_dir) -> Engine:
             raise modellib.ModelError(f"--engine llama runs GGUF models: give --base a .gguf file or leave it "
                                       f"out for the embedded model (got {spec.base!r}); or use --engine transformers")
         path, label = gguf
-        return llama_engine.load(path, adapter_dir, label)
+        files = llama_engine.model_files(path, adapter_dir)
+        verdict = selfcheck.check(*files)  # a native crash kills a child, never this process
+        notice = verdict.notice
+        if notice:
+            print(f"batplots: {notice}", file=sys.stderr)
+        if verdict.engine == "llama":
+            engine = llama_engine.LlamaEngine(*files, label=label, adapter=adapter_dir.name if adapter_dir else None,
+                                              repack=verdict.repack)
+            engine.notice = notice
+            return engine
+        if spec.engine == "llama":
+            raise modellib.ModelError(f"--engine llama: {verdict.reason}. Use --engine transformers "
+                                      "(`batplots doctor` has the details).")
     from batplots.engine.transformers_engine import TransformersEngine
 
     model, tokenizer, label = modellib.load_base(spec.base)
     if adapter_dir is not None:
         model = modellib.apply_adapter(model, adapter_dir)
-    return TransformersEngine(model, tokenizer, label=label, adapter=adapter_dir.name if adapter_dir else None)
+    engine = TransformersEngine(model, tokenizer, label=label, adapter=adapter_dir.name if adapter_dir else None)
+    engine.notice = notice
+    return engine

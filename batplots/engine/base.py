@@ -175,6 +175,8 @@ class Engine(ABC):
     # The corpus the output is checked against (a batplots.guard.CopyGuard), attached
     # by load_engine; Settings.copy_limit turns the check on and off per call.
     copy_guard = None
+    # One line when this engine is a fallback (engine.selfcheck: llama.cpp crashed here).
+    notice: str | None = None
 
     def __init__(self) -> None:
         self.lock = threading.Lock()

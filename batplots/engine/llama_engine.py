@@ -32,6 +32,7 @@ from typing import Iterator
 
 import numpy as np
 
+from batplots.engine import cpu
 from batplots.engine.base import MAX_CONTEXT, Cancelled, Engine, EngineError, Settings
 from batplots.engine.llama_batch import Request, Scheduler
 
@@ -85,7 +86,7 @@ class LlamaEngine(Engine):
 
     def __init__(self, gguf_path: Path, lora_path: Path | None = None, label: str = "model",
                  adapter: str | None = None, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None,
-                 n_slots: int = DEFAULT_SLOTS):
+                 n_slots: int = DEFAULT_SLOTS, repack: bool | None = None):
         super().__init__()
         import llama_cpp
         from llama_cpp import _internals
@@ -98,10 +99,15 @@ class LlamaEngine(Engine):
         self.adapter = adapter
         self.n_threads = n_threads or default_threads()
         self.n_slots = n_slots
+        # Weight repacking (llama.cpp's "extra buffer types"): off where it is known to
+        # crash (cpu.default_repack); the self-check decides for the faces.
+        self.repack = cpu.default_repack(cpu.cpu_info()["flags"])[0] if repack is None else bool(repack)
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.use_extra_bufts = self.repack
         self._stack = contextlib.ExitStack()
         try:
             self._model = self._stack.enter_context(contextlib.closing(_internals.LlamaModel(
-                path_model=str(self.gguf_path), params=llama_cpp.llama_model_default_params(), verbose=False)))
+                path_model=str(self.gguf_path), params=model_params, verbose=False)))
             self._lora = None
             if self.lora_path is not None:
                 self._lora = llama_cpp.llama_adapter_lora_init(self._model.model, str(self.lora_path).encode())
@@ -157,7 +163,7 @@ class LlamaEngine(Engine):
     def describe(self) -> dict:
         return {"engine": self.name, "base": self.label, "adapter": self.adapter, "gguf": self.gguf_path.name,
                 "lora": self.lora_path.name if self.lora_path else None, "n_ctx": self.n_ctx,
-                "slots": self.n_slots, "threads": self.n_threads}
+                "slots": self.n_slots, "threads": self.n_threads, "repack": self.repack}
 
     # --- tokens ----------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -327,16 +333,23 @@ def resolve_base(base: str | None) -> tuple[Path, str] | None:
     return None
 
 
-def load(base_gguf: Path, adapter_dir: Path | None, label: str, n_ctx: int = DEFAULT_N_CTX,
-         adapter_format: str | None = None) -> LlamaEngine:
-    """The llama engine for a GGUF base plus an optional PEFT adapter, converted (once,
-    cached) to adapter_format: gguf_lora.DEFAULT_FORMAT (merged Q8_0) unless given."""
+def model_files(base_gguf: Path, adapter_dir: Path | None, adapter_format: str | None = None
+                ) -> tuple[Path, Path | None]:
+    """(GGUF, LoRA GGUF or None) that llama.cpp loads for a base plus an optional PEFT
+    adapter, converted (once, cached) to adapter_format: gguf_lora.DEFAULT_FORMAT
+    (merged Q8_0) unless given."""
     from batplots.engine import gguf_lora
 
-    fmt = adapter_format or gguf_lora.DEFAULT_FORMAT
     if adapter_dir is None:
-        return LlamaEngine(base_gguf, None, label=label, n_ctx=n_ctx)
+        return base_gguf, None
+    fmt = adapter_format or gguf_lora.DEFAULT_FORMAT
     converted = gguf_lora.ensure_format(adapter_dir, base_gguf, fmt)
-    if fmt == "lora":
-        return LlamaEngine(base_gguf, converted, label=label, adapter=adapter_dir.name, n_ctx=n_ctx)
-    return LlamaEngine(converted, None, label=label, adapter=adapter_dir.name, n_ctx=n_ctx)
+    return (base_gguf, converted) if fmt == "lora" else (converted, None)
+
+
+def load(base_gguf: Path, adapter_dir: Path | None, label: str, n_ctx: int = DEFAULT_N_CTX,
+         adapter_format: str | None = None, repack: bool | None = None) -> LlamaEngine:
+    """The llama engine for a GGUF base plus an optional PEFT adapter (see model_files)."""
+    gguf, lora = model_files(base_gguf, adapter_dir, adapter_format)
+    return LlamaEngine(gguf, lora, label=label, adapter=adapter_dir.name if adapter_dir else None, n_ctx=n_ctx,
+                       repack=repack)

@@ -113,7 +113,9 @@ def create_app(config: WebConfig) -> FastAPI:
         if st.engine is not None:
             guard = st.engine.copy_guard
             return {"status": "ready", "model": st.engine.describe(), "load_seconds": st.engine_ready_seconds,
-                    "copy_guard": guard.describe() if guard is not None else None}
+                    "copy_guard": guard.describe() if guard is not None else None,
+                    # Set when the engine is a fallback (llama.cpp crashed in the self-check here).
+                    "notice": st.engine.notice}
         if st.engine_error:
             return {"status": "error", "error": st.engine_error}
         return {"status": "loading", "seconds": round(time.monotonic() - st.engine_loading_since, 1)}

@@ -60,7 +60,8 @@ async function pollHealth() {
     const m = health.model || {};
     el.modelStatus.dataset.state = "ready";
     el.modelStatus.textContent = "Model ready: " + [m.model || m.engine, m.adapter ? `+ ${m.adapter}` : ""].join(" ").trim()
-      + guardStatus(health.copy_guard);
+      + guardStatus(health.copy_guard) + (health.notice ? ` · ${health.notice}` : "");
+    if (health.notice) el.modelStatus.dataset.state = "warning";
   } else if (health.status === "error") {
     el.modelStatus.dataset.state = "error";
     el.modelStatus.textContent = "The model failed to load: " + health.error;
