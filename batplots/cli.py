@@ -13,7 +13,9 @@ import click
 
 from batplots.engine import EngineError, EngineSpec, Settings, SettingsError
 from batplots.engine import base as eb
+from batplots.cli_accounts import security_options, serve_security, users
 from batplots.model import ModelError
+from batplots.store import StoreError
 
 
 def engine_options(func):
@@ -217,16 +219,17 @@ def write(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_co
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (0.0.0.0 serves the whole network: there is no login).")
+              help="Address to listen on (another than loopback, e.g. 0.0.0.0, needs accounts: batplots users add).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="Port to listen on (0 picks a free one).")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
               help="SQLite file for the stories; default: stories.sqlite3 under $BATPLOTS_HOME (~/.cache/batplots).")
+@security_options
 @sampling_options
 @guard_options
 @engine_options
-def serve(host, port, db_path, sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
-          copy_limit, no_copy_guard, engine_name, base, adapter):
+def serve(host, port, db_path, allowed_hosts, api_key, no_auth, sentences, seed, temperature, top_p, top_k,
+          repetition_penalty, max_context, copy_limit, no_copy_guard, engine_name, base, adapter):
     """Serve the co-writing web app (stories saved in SQLite) and print its address."""
     from pathlib import Path
 
@@ -235,6 +238,7 @@ def serve(host, port, db_path, sentences, seed, temperature, top_p, top_k, repet
     settings = make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
                              copy_limit_of(copy_limit, no_copy_guard))
     db = Path(db_path) if db_path else webapp.default_db_path()
+    security = serve_security(host, allowed_hosts, api_key, no_auth, db)
 
     spec = engine_spec(engine_name, base, adapter)  # here: load() runs in another thread
 
@@ -251,8 +255,8 @@ def serve(host, port, db_path, sentences, seed, temperature, top_p, top_k, repet
         return engine
 
     try:
-        app = webapp.create_app(webapp.WebConfig(db_path=db, settings=settings, load_engine=load))
-    except (OSError, sqlite3.Error) as exc:
+        app = webapp.create_app(webapp.WebConfig(db_path=db, settings=settings, load_engine=load, security=security))
+    except (OSError, sqlite3.Error, StoreError) as exc:
         raise click.ClickException(f"cannot open the story database {db}: {exc}") from exc
     webapp.serve(app, host, port, lambda url: click.echo(
         f"batplots: serving on {url} (stories in {db}; the model loads in the background; Ctrl+C stops)"))
@@ -511,6 +515,8 @@ def doctor(adapter, check, as_json):
     if rep["problems"]:
         sys.exit(1)
 
+
+main.add_command(users)  # batplots users add|list|remove|passwd (batplots/cli_accounts.py)
 
 if __name__ == "__main__":
     main()

@@ -10,6 +10,7 @@ next). Every statement is parameterised.
 
 from __future__ import annotations
 
+import copy
 import json
 import secrets
 import sqlite3
@@ -19,12 +20,28 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from batplots import text as textlib
+from batplots.storerules import (  # noqa: F401  (re-exported: the store's errors and rules)
+    MAX_TITLE_CHARS,
+    MAX_TURN_CHARS,
+    Conflict,
+    Damaged,
+    Invalid,
+    NotFound,
+    StoreError,
+    check_characters,
+    clean_text,
+    clean_title,
+    decode_cursor,
+    encode_cursor,
+)
 
 # Named limits, quoted by the API's error messages and the README.
-MAX_TURN_CHARS = 2000  # characters in one passage
 MAX_TURNS = 200  # passages in one story
-MAX_TITLE_CHARS = 120
-MAX_STORIES = 1000  # stories in one database
+MAX_STORIES = 1000  # stories of one owner (a user, or the one local writer)
+DEFAULT_PAGE = 50  # stories per page of the story list
+MAX_PAGE = 200
+# PRAGMA quick_check lists at most this many problems (the first few are quoted).
+MAX_INTEGRITY_PROBLEMS = 10
 DEFAULT_TITLE = "Untitled episode"
 AUTHORS = ("user", "model")
 
@@ -68,58 +85,32 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX redo_by_story ON redo_turns(story_id, position);
     """),
+    # Accounts for a server on a network (batplots.accounts): stories belong to
+    # their author; NULL is the one local writer of a loopback server.
+    ("0003_accounts", """
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            password_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE sessions (
+            token_hash TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        );
+        CREATE INDEX sessions_by_user ON sessions(user_id);
+        ALTER TABLE stories ADD COLUMN owner INTEGER REFERENCES users(id) ON DELETE CASCADE;
+        CREATE INDEX stories_by_owner ON stories(owner, updated_at, created_at, id);
+    """),
 ]
 
 _TURN_COLUMNS = "id, story_id, position, author, text, created_at, settings, seed, meta"
 
 
-class StoreError(Exception):
-    """Base of the store's errors; the message is meant for the user."""
-
-
-class NotFound(StoreError):
-    pass
-
-
-class Invalid(StoreError):
-    """The request breaks a rule (empty text, a limit, nothing to undo...)."""
-
-
-class Conflict(StoreError):
-    """The caller's version is stale; `version` is the current one."""
-
-    def __init__(self, version: int):
-        super().__init__(f"the story changed since you loaded it (your version is stale; the current version is "
-                         f"{version}); reload it and try again")
-        self.version = version
-
-
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def clean_text(text: str, what: str = "text") -> str:
-    """A passage as stored: stripped; rejects empty and over-long text by name."""
-    if not isinstance(text, str):
-        raise Invalid(f"{what} must be a string")
-    stripped = text.strip()
-    if not stripped:
-        raise Invalid(f"{what} is empty; write at least one word")
-    if len(stripped) > MAX_TURN_CHARS:
-        raise Invalid(f"{what} is {len(stripped)} characters long; a passage may have at most {MAX_TURN_CHARS}")
-    return stripped
-
-
-def clean_title(title: str) -> str:
-    """A title as stored: one line, whitespace collapsed, 1..MAX_TITLE_CHARS characters."""
-    if not isinstance(title, str):
-        raise Invalid("title must be a string")
-    title = textlib.normalize_whitespace(title)
-    if not title:
-        raise Invalid("title is empty; give the story a name or leave the title out")
-    if len(title) > MAX_TITLE_CHARS:
-        raise Invalid(f"title is {len(title)} characters long; at most {MAX_TITLE_CHARS} are allowed")
-    return title
 
 
 def story_text(turns: list[dict]) -> str:
@@ -131,13 +122,24 @@ def story_text(turns: list[dict]) -> str:
 
 
 class Store:
-    """The stories in one SQLite file. Thread-safe: every call opens its own connection."""
+    """The stories in one SQLite file. Thread-safe: every call opens its own connection.
+
+    A Store sees the stories of one owner (`for_owner`): None, the local writer of a
+    loopback server, by default. Share links read any story."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.owner: int | None = None
         self._migrate_lock = threading.Lock()
+        self.check_integrity()
         self.migrate()
+
+    def for_owner(self, owner: int | None) -> "Store":
+        """The same database, seen as owner (a user id, or None)."""
+        view = copy.copy(self)
+        view.owner = owner
+        return view
 
     # --- plumbing -----------------------------------------------------------------
     def connect(self) -> sqlite3.Connection:
@@ -161,6 +163,23 @@ class Store:
             conn.execute("COMMIT")
         finally:
             conn.close()
+
+    def check_integrity(self) -> None:
+        """PRAGMA quick_check; raises Damaged saying what to do when the file is damaged."""
+        if not self.path.exists():
+            return
+        conn = self.connect()
+        try:
+            rows = conn.execute(f"PRAGMA quick_check({MAX_INTEGRITY_PROBLEMS})").fetchall()
+            problems = [row[0] for row in rows]
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+        finally:
+            conn.close()
+        if problems != ["ok"]:
+            raise Damaged(f"the story database {self.path} is damaged (PRAGMA quick_check: {'; '.join(problems[:3])}). "
+                          "Nothing was changed. Stop every program using it, keep a copy of the file, then restore "
+                          f"a backup, or salvage what is readable: sqlite3 {self.path} .recover | sqlite3 recovered.sqlite3")
 
     def migrate(self) -> list[str]:
         """Apply the migrations this database lacks, in order; returns their names."""
@@ -193,7 +212,7 @@ class Store:
     def _story_row(self, conn, story_id: str) -> sqlite3.Row:
         if not isinstance(story_id, str):
             raise NotFound("no such story")
-        row = conn.execute("SELECT * FROM stories WHERE id = ?", (story_id,)).fetchone()
+        row = conn.execute("SELECT * FROM stories WHERE id = ? AND owner IS ?", (story_id, self.owner)).fetchone()
         if row is None:
             raise NotFound(f"no story with id {story_id!r}")
         return row
@@ -237,16 +256,31 @@ class Store:
             conn.close()
 
     def list(self) -> list[dict]:
-        """Every story, newest change first, without its turns."""
+        """Every story of the owner, newest change first, without its turns."""
+        return self.page(MAX_STORIES)[0]
+
+    def page(self, limit: int = DEFAULT_PAGE, cursor: str | None = None) -> tuple[list[dict], str | None]:
+        """One page of the owner's stories, newest change first: (stories, cursor of the
+        next page or None). Keyset paging: a page never repeats or skips a story that
+        did not change meanwhile."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise Invalid(f"limit must be a whole number from 1 to {MAX_PAGE}, got {limit!r}")
+        after = decode_cursor(cursor) if cursor is not None else None
+        where, params = "s.owner IS ?", [self.owner]
+        if after is not None:
+            where += " AND (s.updated_at, s.created_at, s.id) < (?, ?, ?)"
+            params += after
         conn = self.connect()
         try:
             rows = conn.execute(
-                "SELECT s.id, s.title, s.version, s.created_at, s.updated_at, COUNT(t.id) AS turn_count "
-                "FROM stories s LEFT JOIN turns t ON t.story_id = s.id "
-                "GROUP BY s.id ORDER BY s.updated_at DESC, s.created_at DESC").fetchall()
-            return [dict(r) for r in rows]
+                "SELECT s.id, s.title, s.version, s.created_at, s.updated_at, "
+                "(SELECT COUNT(*) FROM turns t WHERE t.story_id = s.id) AS turn_count "
+                f"FROM stories s WHERE {where} ORDER BY s.updated_at DESC, s.created_at DESC, s.id DESC LIMIT ?",
+                (*params, limit + 1)).fetchall()
         finally:
             conn.close()
+        stories = [dict(r) for r in rows[:limit]]
+        return stories, (encode_cursor(rows[limit - 1]) if len(rows) > limit else None)
 
     def story_text(self, story_id: str) -> tuple[str, int]:
         """(the story as one text, its version)."""
@@ -259,13 +293,14 @@ class Store:
         stamp = now()
         story_id = secrets.token_hex(8)
         with self.transaction() as conn:
-            count = conn.execute("SELECT COUNT(*) FROM stories").fetchone()[0]
+            count = conn.execute("SELECT COUNT(*) FROM stories WHERE owner IS ?", (self.owner,)).fetchone()[0]
             if count >= MAX_STORIES:
-                raise Invalid(f"there are already {MAX_STORIES} stories, the most one database holds; "
+                raise Invalid(f"you already have {MAX_STORIES} stories, the most one writer may keep; "
                               "delete some first")
-            conn.execute("INSERT INTO stories (id, title, version, settings, share_id, created_at, updated_at) "
-                         "VALUES (?, ?, 1, ?, ?, ?, ?)",
-                         (story_id, title, json.dumps(settings or {}), secrets.token_urlsafe(18), stamp, stamp))
+            conn.execute("INSERT INTO stories (id, title, version, settings, share_id, created_at, updated_at, owner) "
+                         "VALUES (?, ?, 1, ?, ?, ?, ?, ?)",
+                         (story_id, title, json.dumps(settings or {}), secrets.token_urlsafe(18), stamp, stamp,
+                          self.owner))
             return self._story(conn, self._story_row(conn, story_id))
 
     def _check(self, conn, story_id: str, version: int) -> sqlite3.Row:
@@ -292,11 +327,9 @@ class Store:
                 conn.execute("UPDATE stories SET settings = ? WHERE id = ?", (json.dumps(settings), story_id))
             return self._bump(conn, story_id)
 
-    def delete(self, story_id: str, version: int | None = None) -> None:
+    def delete(self, story_id: str, version: int) -> None:
         with self.transaction() as conn:
-            row = self._story_row(conn, story_id)
-            if version is not None and version != row["version"]:
-                raise Conflict(row["version"])
+            self._check(conn, story_id, version)
             conn.execute("DELETE FROM stories WHERE id = ?", (story_id,))
 
     def add_turn(self, story_id: str, version: int, author: str, text: str, settings: dict | None = None,

@@ -193,3 +193,41 @@ def sentence_start(text: str) -> str:
         i += 1
     text = text[i:]
     return text[:1].upper() + text[1:] if text[:1].islower() else text
+
+
+# Characters that draw nothing on their own. Zero-width and format characters
+# (category Cf), unassigned/private/surrogate code points and lone combining marks
+# are tested by category; these few are letters or symbols that render blank.
+_BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")
+_INVISIBLE_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Cn", "Co", "Cs", "Mn", "Me"})
+# Control characters a passage may keep: they are how text is laid out.
+ALLOWED_CONTROLS = "\t\n\r"
+
+
+def has_visible_text(text: str) -> bool:
+    """True when text has at least one character that draws something."""
+    return any(c not in _BLANK_GLYPHS and unicodedata.category(c) not in _INVISIBLE_CATEGORIES for c in text)
+
+
+def is_control(ch: str) -> bool:
+    """C0 and C1 control characters and DEL (terminal escapes, NUL...), except tab and newlines."""
+    return unicodedata.category(ch) == "Cc" and ch not in ALLOWED_CONTROLS
+
+
+def first_control(text: str) -> int | None:
+    """The index of the first control character (see is_control), or None."""
+    return next((i for i, c in enumerate(text) if is_control(c)), None)
+
+
+def strip_controls(text: str) -> str:
+    """text without control characters (see is_control)."""
+    return "".join(c for c in text if not is_control(c))
+
+
+def first_surrogate(text: str) -> int | None:
+    """The index of the first unpaired surrogate (text that cannot be UTF-8), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None

@@ -25,10 +25,13 @@ def columns(path, table):
 def test_migrating_a_blank_database_gives_the_expected_tables_and_columns(tmp_path):
     path = tmp_path / "blank.sqlite3"
     Store(path)
-    assert columns(path, "stories") == ["id", "title", "version", "settings", "share_id", "created_at", "updated_at"]
+    assert columns(path, "stories") == ["id", "title", "version", "settings", "share_id", "created_at", "updated_at",
+                                        "owner"]
     expected_turn = ["id", "story_id", "position", "author", "text", "created_at", "settings", "seed", "meta"]
     assert columns(path, "turns") == expected_turn
     assert columns(path, "redo_turns") == expected_turn
+    assert columns(path, "users") == ["id", "name", "password_hash", "created_at"]
+    assert columns(path, "sessions") == ["token_hash", "user_id", "created_at", "expires_at"]
     conn = sqlite3.connect(path)
     assert [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")] == [
         name for name, _ in storelib.MIGRATIONS]
@@ -39,7 +42,7 @@ def test_migrating_a_blank_database_gives_the_expected_tables_and_columns(tmp_pa
 def test_migrations_apply_once_and_only_the_missing_ones(tmp_path):
     path = tmp_path / "old.sqlite3"
     first = Store.__new__(Store)  # a database made by an older release: only the first migration
-    first.path = path
+    first.path, first.owner = path, None
     first._migrate_lock = threading.Lock()
     original = storelib.MIGRATIONS
     try:
@@ -52,6 +55,35 @@ def test_migrations_apply_once_and_only_the_missing_ones(tmp_path):
     story = Store(path).create("Kept")  # the upgrade adds the rest
     assert Store(path).migrate() == []
     assert Store(path).get(story["id"])["title"] == "Kept"
+
+
+def test_a_release_2_database_upgrades_to_accounts_and_keeps_its_stories(tmp_path):
+    """0003_accounts adds users, sessions and stories.owner; stories written before it
+    have no owner and stay the local writer's."""
+    path = tmp_path / "release2.sqlite3"
+    old = Store.__new__(Store)
+    old.path, old.owner, old._migrate_lock = path, None, threading.Lock()
+    original = storelib.MIGRATIONS
+    try:
+        storelib.MIGRATIONS = original[:2]
+        assert old.migrate() == [name for name, _ in original[:2]]
+        conn = sqlite3.connect(path)
+        conn.execute("INSERT INTO stories (id, title, version, settings, share_id, created_at, updated_at) "
+                     "VALUES ('abc', 'Old', 1, '{}', 'share-old', '2026-01-01T00:00:00.000Z', "
+                     "'2026-01-01T00:00:00.000Z')")
+        conn.commit()
+        conn.close()
+    finally:
+        storelib.MIGRATIONS = original
+    assert "owner" not in columns(path, "stories")
+    store = Store(path)
+    assert Store(path).migrate() == []
+    assert "owner" in columns(path, "stories") and "users" in {r[0] for r in sqlite3.connect(path).execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert store.get("abc")["title"] == "Old"  # the local writer (owner None) still sees it
+    assert [s["id"] for s in store.list()] == ["abc"]
+    with pytest.raises(NotFound):
+        store.for_owner(1).get("abc")  # no user does
 
 
 def test_migration_names_are_unique_and_ordered():

@@ -24,7 +24,10 @@ def test_story_crud(srv):
     assert patched.status_code == 200
     assert patched.json()["title"] == "Pow" and patched.json()["version"] == 2
     assert patched.json()["settings"] == {"sentences": 3, "temperature": 0.8, "top_p": 0.5, "copy_limit": 8}
-    assert c.delete(f"/api/stories/{story['id']}").status_code == 204
+    # DELETE needs the version too: none, or a misspelt one, deletes nothing.
+    assert_error(c.delete(f"/api/stories/{story['id']}"), 422, "version is required")
+    assert_error(c.delete(f"/api/stories/{story['id']}?versoin=2"), 422, "version is required")
+    assert c.delete(f"/api/stories/{story['id']}?version=2").status_code == 204
     assert_error(c.get(f"/api/stories/{story['id']}"), 404, "no story")
     assert [s["id"] for s in c.get("/api/stories").json()] == [untitled["id"]]
 
@@ -36,7 +39,7 @@ def test_unknown_ids_are_404_everywhere(srv):
     bad = "0000000000000000"
     for method, path, body in [
         ("GET", f"/api/stories/{bad}", None), ("PATCH", f"/api/stories/{bad}", {"version": 1, "title": "x"}),
-        ("DELETE", f"/api/stories/{bad}", None), ("POST", f"/api/stories/{bad}/turns", {"text": "x", "version": 1}),
+        ("DELETE", f"/api/stories/{bad}?version=1", None), ("POST", f"/api/stories/{bad}/turns", {"text": "x", "version": 1}),
         ("POST", f"/api/stories/{bad}/continue", {"version": 1}), ("POST", f"/api/stories/{bad}/retry", {"version": 1}),
         ("POST", f"/api/stories/{bad}/alternatives", {"version": 1}), ("POST", f"/api/stories/{bad}/undo", {"version": 1}),
         ("POST", f"/api/stories/{bad}/redo", {"version": 1}), ("GET", f"/api/stories/{bad}/export?format=md", None),

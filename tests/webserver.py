@@ -45,10 +45,13 @@ class LiveServer:
 @pytest.fixture
 def make_server(tmp_path):
     with ExitStack() as stack:
-        def make(engine=None, load_engine=None, db_name="stories.sqlite3"):
+        def make(engine=None, load_engine=None, db_name="stories.sqlite3", security=None):
             if engine is None and load_engine is None:
                 engine = FakeEngine()
-            app = create_app(WebConfig(db_path=tmp_path / db_name, engine=engine, load_engine=load_engine))
+            config = WebConfig(db_path=tmp_path / db_name, engine=engine, load_engine=load_engine)
+            if security is not None:
+                config.security = security
+            app = create_app(config)
             srv = stack.enter_context(LiveServer(app))
             srv.engine = engine
             srv.client = stack.enter_context(httpx.Client(base_url=srv.url, timeout=WAIT_S))

@@ -17,16 +17,20 @@ from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from batplots import store as storelib
 from batplots.engine.base import Engine, SentenceCheck, Settings
-from batplots.web import export
+from batplots.web import export, login
+from batplots.web.generation import StoryClaims
 from batplots.web.openai_api import router as openai_router
 from batplots.web.routes import install_error_handlers, router
+from batplots.web.security import BodyCheck, Guard, SecurityConfig, error_response
 
 STATIC_DIR = Path(__file__).parent / "static"
 # Request bodies larger than this are refused with 413 before they are read in full
@@ -48,6 +52,7 @@ class WebConfig:
     engine: Engine | None = None
     load_engine: Callable[[], Engine] | None = None
     sentence_check: SentenceCheck | None = None  # the copy guard hooks in here
+    security: SecurityConfig = field(default_factory=SecurityConfig)  # loopback, no login, unless serve says
 
 
 def default_db_path() -> Path:
@@ -98,12 +103,20 @@ def create_app(config: WebConfig) -> FastAPI:
     state.engine_ready_seconds = 0.0 if config.engine is not None else None
     state.loader_thread = None
     state.sentence_check = config.sentence_check
+    state.claims = StoryClaims()  # one generation per story at a time
+    state.login_limiter = login.LoginLimiter()
 
     install_error_handlers(app)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for exc_type in (UnicodeEncodeError, OverflowError):  # backstops; inputs are checked before SQLite
+        app.add_exception_handler(exc_type, _unstorable_input)
+    app.add_middleware(BodyCheck)
     app.add_middleware(_BodyLimit)
+    app.add_middleware(Guard, config=config.security, store=state.store)
     app.add_middleware(_PageHeaders)
     app.include_router(router)
+    app.include_router(login.router)
     app.include_router(openai_router)  # /v1: the OpenAI completions API
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -140,7 +153,7 @@ def describe_validation_errors(errors: list[dict]) -> str:
     """One sentence per problem, naming the field and what is allowed."""
     parts = []
     for err in errors:
-        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path")]
         where = ".".join(loc)
         kind = err.get("type", "")
         if kind == "json_invalid":
@@ -158,11 +171,24 @@ def describe_validation_errors(errors: list[dict]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-async def _validation_error(_request: Request, exc: RequestValidationError):
+async def _validation_error(request: Request, exc: RequestValidationError):
     errors = exc.errors()
+    if request.url.path.startswith("/v1"):  # OpenAI clients read {"error": {...}} and 400
+        return error_response(request.url.path, 400, describe_validation_errors(errors))
     return JSONResponse({"detail": describe_validation_errors(errors),
                          "errors": jsonable_encoder([{k: e.get(k) for k in ("loc", "msg", "type")} for e in errors])},
                         status_code=422)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException):
+    if request.url.path.startswith("/v1"):
+        return error_response(request.url.path, exc.status_code, str(exc.detail))
+    return await http_exception_handler(request, exc)
+
+
+async def _unstorable_input(request: Request, exc: Exception):
+    what = "a number is out of range" if isinstance(exc, OverflowError) else "text is not valid Unicode"
+    return error_response(request.url.path, 422, f"the request cannot be stored: {what} ({exc})")
 
 
 class _BodyTooLarge(Exception):
@@ -180,7 +206,7 @@ class _BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return await _send_413(send)
+            return await _send_413(scope, send)
         seen = 0
         started = False
 
@@ -203,12 +229,12 @@ class _BodyLimit:
             await self.app(scope, counting_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await _send_413(send)
+                await _send_413(scope, send)
 
 
-async def _send_413(send):
-    await JSONResponse({"detail": f"the request body is too large; at most {MAX_BODY_BYTES} bytes are accepted"},
-                       status_code=413)({"type": "http"}, None, send)
+async def _send_413(scope, send):
+    await error_response(scope["path"], 413, f"the request body is too large; at most {MAX_BODY_BYTES} bytes are "
+                                             "accepted")({"type": "http"}, None, send)
 
 
 class _PageHeaders:

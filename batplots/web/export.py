@@ -10,16 +10,22 @@ from __future__ import annotations
 import html
 import re
 
+from batplots.text import strip_controls
+
 AUTHOR_LABELS = {"user": "You", "model": "Batplots"}
 # Inline markup only: every passage follows a label, so it never starts a line.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]~])")
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
+# In the plain-text export a passage's later lines are indented by this, so only a
+# real label starts a line with "[": a passage cannot forge another's authorship.
+TXT_INDENT = "    "
 
 
 def md_escape(text: str) -> str:
     """Text that Markdown shows literally: HTML entities for <, > and &, and a
-    backslash before each character Markdown would treat as markup."""
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    backslash before each character Markdown would treat as markup (control
+    characters, which older databases may hold, are dropped)."""
+    escaped = strip_controls(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MD_SPECIAL.sub(r"\\\1", escaped)
 
 
@@ -42,13 +48,20 @@ def to_markdown(story: dict) -> str:
     return "\n".join(lines)
 
 
+def txt_passage(text: str) -> str:
+    """A passage for the .txt export: no control characters (NUL, terminal escapes),
+    later lines indented (TXT_INDENT) so none can pass for an author label."""
+    lines = strip_controls(text).splitlines() or [""]  # every line break, U+2028 too
+    return "\n".join([lines[0]] + [TXT_INDENT + line if line.strip() else "" for line in lines[1:]])
+
+
 def to_text(story: dict) -> str:
-    title = story["title"]
+    title = strip_controls(story["title"])
     lines = [title, "=" * len(title), "",
              "Co-written with batplots. [You] marks the writer's passages, [Batplots] the model's.", ""]
     for turn in story["turns"]:
         edited = " (edited)" if turn.get("edited") else ""
-        lines += [f"[{AUTHOR_LABELS[turn['author']]}{edited}] {turn['text']}", ""]
+        lines += [f"[{AUTHOR_LABELS[turn['author']]}{edited}] {txt_passage(turn['text'])}", ""]
     return "\n".join(lines)
 
 

@@ -33,6 +33,49 @@ class ClientGone(Exception):
     """The client disconnected; the generation was cancelled."""
 
 
+class StoryBusy(Exception):
+    """The story is being continued already (another tab, a double click): 409 at once,
+    rather than a second full generation that could only end in a stale version."""
+
+    def __init__(self, version: int):
+        super().__init__("the model is already writing for this story (in another tab or request); wait for it to "
+                         "finish or stop it, then try again")
+        self.version = version
+
+
+class StoryClaims:
+    """The stories with a generation running in this process, one each. Used only on
+    the event loop, so it needs no lock."""
+
+    def __init__(self):
+        self._held: dict[str, Claim] = {}
+
+    def claim(self, story_id: str, version: int) -> "Claim":
+        held = self._held.get(story_id)
+        if held is not None and not held.stale():
+            raise StoryBusy(version)
+        claim = Claim(self, story_id)
+        self._held[story_id] = claim
+        return claim
+
+
+class Claim:
+    """One story's generation slot; release() is idempotent."""
+
+    def __init__(self, claims: StoryClaims, story_id: str):
+        self._claims, self.story_id = claims, story_id
+        self.generation: Generation | None = None
+
+    def release(self) -> None:
+        if self._claims._held.get(self.story_id) is self:
+            del self._claims._held[self.story_id]
+
+    def stale(self) -> bool:
+        """A streamed response whose body never started leaves nobody to release it."""
+        gen = self.generation
+        return gen is not None and not gen.consumed and not gen.alive()
+
+
 class Generation:
     """One continuation being written in a worker thread."""
 
@@ -46,11 +89,15 @@ class Generation:
                            f"{MAX_PENDING_GENERATIONS} wait at once); try again in a moment")
             Generation._pending += 1
         self.cancel = threading.Event()
+        self.consumed = False  # someone reads the events (and will save, or cancel)
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
         self._thread = threading.Thread(target=self._work, args=(engine, story, settings, sentence_check),
                                         name="batplots-generation", daemon=True)
         self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def _put(self, item) -> None:
         try:
@@ -92,6 +139,7 @@ class Generation:
         streaming, where nothing else notices) and raises ClientGone. Leaving early
         by any route cancels the generation.
         """
+        self.consumed = True
         getter = None
         checked = time.monotonic()
         try:

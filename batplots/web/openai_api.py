@@ -20,7 +20,7 @@ import uuid
 from dataclasses import replace
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from batplots.engine.base import (
@@ -35,7 +35,9 @@ from batplots.engine.base import (
     Settings,
     SettingsError,
 )
-from batplots.web.generation import MAX_PENDING_GENERATIONS, SSE_HEADERS
+from batplots.text import first_surrogate
+from batplots.web.generation import DISCONNECT_POLL_SECONDS, MAX_PENDING_GENERATIONS, SSE_HEADERS
+from batplots.web.security import error_response
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -74,9 +76,12 @@ class ApiError(Exception):
         self.status, self.param, self.code = status, param, code
 
     def response(self) -> JSONResponse:
-        kind = "invalid_request_error" if self.status < 500 else "server_error"
-        return JSONResponse({"error": {"message": str(self), "type": kind, "param": self.param, "code": self.code}},
-                            status_code=self.status)
+        response = error_response("/v1", self.status, str(self), self.code)
+        if self.param is not None:  # OpenAI's shape names the offending field
+            body = json.loads(response.body)
+            body["error"]["param"] = self.param
+            response = JSONResponse(body, status_code=self.status)
+        return response
 
 
 def model_id(engine: Engine) -> str:
@@ -127,9 +132,17 @@ def settings_of(body: CompletionRequest) -> Settings:
     return replace(settings, max_new_tokens=max_tokens)
 
 
+def check_unicode(text: str, param: str) -> str:
+    bad = first_surrogate(text)
+    if bad is not None:
+        raise ApiError(400, f"{param} contains an unpaired surrogate (U+{ord(text[bad]):04X}) at character {bad + 1}; "
+                            "send valid Unicode text", param)
+    return text
+
+
 def stops_of(body: CompletionRequest) -> list[str]:
     stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-    stops = [s for s in stops if s]
+    stops = [check_unicode(s, "stop") for s in stops if s]
     if len(stops) > MAX_STOP_SEQUENCES or any(len(s) > MAX_STOP_CHARS for s in stops):
         raise ApiError(400, f"stop takes at most {MAX_STOP_SEQUENCES} strings of at most {MAX_STOP_CHARS} "
                             "characters each", "stop")
@@ -152,6 +165,10 @@ def stop_cut(text: str, stops: list[str]) -> tuple[int, bool]:
     return len(text) - hold, False
 
 
+class ClientLeft(Exception):
+    """The client of a non-streamed completion disconnected; the model was stopped."""
+
+
 class RawCompletion:
     """engine.pieces in a worker thread under the engine's lock; events to the loop."""
 
@@ -165,6 +182,7 @@ class RawCompletion:
                                     f"{MAX_PENDING_GENERATIONS}); try again in a moment")
             RawCompletion._pending += 1
         self.cancel = threading.Event()
+        self._checked = time.monotonic()  # when the client was last seen connected
         self._loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue = asyncio.Queue()
         threading.Thread(target=self._work, args=(engine, prompt, settings), name="batplots-v1-completion",
@@ -196,13 +214,30 @@ class RawCompletion:
             with RawCompletion._pending_lock:
                 RawCompletion._pending -= 1
 
-    async def texts(self, stops: list[str]):
+    async def _next(self, request: Request | None):
+        """The next event; with request, looks every DISCONNECT_POLL_SECONDS whether the
+        client is still there (a non-streamed answer has nothing else to notice it) and
+        raises ClientLeft."""
+        if request is None:
+            return await self.queue.get()
+        while True:
+            # Pieces may come faster than the poll interval: look by the clock too.
+            if time.monotonic() - self._checked >= DISCONNECT_POLL_SECONDS:
+                self._checked = time.monotonic()
+                if await request.is_disconnected():
+                    raise ClientLeft()
+            try:
+                return await asyncio.wait_for(self.queue.get(), DISCONNECT_POLL_SECONDS)
+            except asyncio.TimeoutError:
+                continue
+
+    async def texts(self, stops: list[str], request: Request | None = None):
         """Yield ("text", chunk) as it becomes safe to send, then ("finish", reason,
-        completion_tokens); raises the engine's error."""
+        completion_tokens); raises the engine's error, or ClientLeft (request given)."""
         text, sent, tokens = "", 0, 0
         try:
             while True:
-                kind, value = await self.queue.get()
+                kind, value = await self._next(request)
                 if kind == "error":
                     raise value
                 if kind == "cancelled":
@@ -240,7 +275,7 @@ async def completions(request: Request, body: CompletionRequest):
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) != 1:
             raise ApiError(400, f"send one prompt per request, got {len(prompts)}", "prompt")
-        prompt = prompts[0]
+        prompt = check_unicode(prompts[0], "prompt")
         settings = settings_of(body)
         stops = stops_of(body)
         prompt_tokens = engine.count_tokens(prompt)
@@ -276,11 +311,13 @@ async def completions(request: Request, body: CompletionRequest):
 
     parts, finish, tokens = [], "length", 0
     try:
-        async for event in job.texts(stops):
+        async for event in job.texts(stops, request):
             if event[0] == "text":
                 parts.append(event[1])
             else:
                 finish, tokens = event[1], event[2]
+    except ClientLeft:
+        return Response(status_code=499)  # nobody reads it; the model was stopped (texts' finally)
     except Exception as exc:
         return ApiError(502 if isinstance(exc, EngineError) else 500, f"the model failed: {exc}").response()
     return {**meta, "choices": [choice("".join(parts), finish)], "usage": usage(tokens)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
@@ -13,7 +13,8 @@ from batplots import store as storelib
 from batplots.engine.base import MAX_SEED, MIN_SEED, Continuation, Engine, EngineError, Settings, SettingsError
 from batplots.text import split_sentences
 from batplots.web import export
-from batplots.web.generation import SSE_HEADERS, Busy, ClientGone, Generation, sse, wants_sse
+from batplots.web.security import owner_of
+from batplots.web.generation import SSE_HEADERS, Busy, Claim, ClientGone, Generation, StoryBusy, sse, wants_sse
 from batplots.web.schemas import (
     MAX_ALTERNATIVES,
     MIN_ALTERNATIVES,
@@ -29,13 +30,18 @@ from batplots.web.schemas import (
 
 router = APIRouter(prefix="/api", tags=["stories"])
 
+# SQLite integers are 64-bit: a larger id can name no row (and would overflow).
+MAX_SQL_INT = 2**63 - 1
+
 
 class ModelUnavailable(Exception):
     """The model is loading, failed to load, is busy, or wrote nothing: 503."""
 
 
 def store_of(request: Request) -> storelib.Store:
-    return request.app.state.store
+    """The store as the signed-in user sees it (only their stories); on a server
+    without accounts, the local writer's."""
+    return request.app.state.store.for_owner(owner_of(request))
 
 
 def engine_of(request: Request) -> Engine:
@@ -118,9 +124,15 @@ def create_story(request: Request, body: NewStory | None = None) -> dict:
     return store_of(request).create(body.title if body else None, settings)
 
 
-@router.get("/stories", summary="List stories (newest change first)")
-def list_stories(request: Request) -> list[dict]:
-    return store_of(request).list()
+@router.get("/stories", summary="List stories, newest change first, a page at a time (Link: rel=next)")
+def list_stories(request: Request, response: Response, limit: int = Query(storelib.DEFAULT_PAGE),
+                 cursor: str | None = Query(None)) -> list[dict]:
+    if not 1 <= limit <= storelib.MAX_PAGE:
+        raise storelib.Invalid(f"limit must be from 1 to {storelib.MAX_PAGE}, got {limit}")
+    stories, next_cursor = store_of(request).page(limit, cursor)
+    if next_cursor is not None:
+        response.headers["Link"] = f'</api/stories?limit={limit}&cursor={next_cursor}>; rel="next"'
+    return stories
 
 
 @router.get("/stories/{story_id}", summary="Get a story with its turns")
@@ -141,7 +153,7 @@ def patch_story(request: Request, story_id: str, body: StoryPatch) -> dict:
 
 
 @router.delete("/stories/{story_id}", status_code=204, summary="Delete a story")
-def delete_story(request: Request, story_id: str, version: int | None = Query(None)) -> Response:
+def delete_story(request: Request, story_id: str, version: int = Query(description="The version you loaded")) -> Response:
     store_of(request).delete(story_id, version)
     return Response(status_code=204)
 
@@ -165,7 +177,7 @@ def add_turn(request: Request, story_id: str, body: NewTurn) -> dict:
 
 
 @router.patch("/stories/{story_id}/turns/{turn_id}", summary="Edit a passage in place")
-def edit_turn(request: Request, story_id: str, turn_id: int, body: EditTurn) -> dict:
+def edit_turn(request: Request, story_id: str, body: EditTurn, turn_id: int = Path(ge=1, le=MAX_SQL_INT)) -> dict:
     return store_of(request).edit_turn(story_id, body.version, turn_id, body.text)
 
 
@@ -181,7 +193,9 @@ def redo(request: Request, story_id: str, body: Versioned) -> dict:
 
 # --- generation ---------------------------------------------------------------------
 async def _start(request: Request, story_id: str, body: ContinueRequest, retry: bool):
-    """Check everything a generation needs before the slow part; returns (engine, story, text, settings)."""
+    """Check everything a generation needs before the slow part and claim the story
+    (one generation per story at a time); returns (engine, story, text, settings, claim).
+    The caller releases the claim."""
     engine = engine_of(request)
     store = store_of(request)
     story = await run_in_threadpool(store.check_can_add, story_id, body.version, retry)
@@ -190,34 +204,50 @@ async def _start(request: Request, story_id: str, body: ContinueRequest, retry: 
     if not text:
         raise storelib.Invalid("the story is empty; write its first sentences, then press Continue")
     settings = generation_settings(request, story, body.overrides(), fresh_seed=retry)
-    return engine, story, text, settings
+    claim = request.app.state.claims.claim(story_id, story["version"])
+    return engine, story, text, settings, claim
 
 
 async def _generate_turn(request: Request, story_id: str, body: ContinueRequest, retry: bool):
-    engine, story, text, settings = await _start(request, story_id, body, retry)
+    engine, story, text, settings, claim = await _start(request, story_id, body, retry)
     store = store_of(request)
 
     def save(cont: Continuation) -> dict:
         return store.add_turn(story_id, body.version, "model", require_text(cont),
                               replace_last_model=retry, **turn_fields(cont, engine))
 
-    gen = Generation(engine, text, settings, request.app.state.sentence_check)
-    if wants_sse(request):
-        return StreamingResponse(_sse_stream(gen, save), media_type="text/event-stream", headers=SSE_HEADERS)
+    streaming = False
     try:
-        cont = await gen.result(request)
-    except ClientGone:
-        return Response(status_code=499)  # nobody reads it; nothing was saved
-    return await run_in_threadpool(save, cont)
+        gen = claim.generation = Generation(engine, text, settings, request.app.state.sentence_check)
+        if wants_sse(request):
+            streaming = True  # the stream releases the claim when it ends
+            return StreamingResponse(_sse_stream(gen, save, claim), media_type="text/event-stream",
+                                     headers=SSE_HEADERS)
+        try:
+            cont = await gen.result(request)
+        except ClientGone:
+            return Response(status_code=499)  # nobody reads it; nothing was saved
+        return await run_in_threadpool(save, cont)
+    finally:
+        if not streaming:
+            claim.release()
 
 
-async def _sse_stream(gen: Generation, save):
+async def _sse_stream(gen: Generation, save, claim: Claim):
     """piece/rewind events while the model writes, then done {story} or error {message}.
 
     If the client goes away, the server stops this generator (cancelling it at an
     await); leaving `events` sets the cancel event, so the model stops and nothing
     is saved.
     """
+    try:
+        async for event in _sse_events(gen, save):
+            yield event
+    finally:
+        claim.release()
+
+
+async def _sse_events(gen: Generation, save):
     async for kind, value in gen.events():
         if kind == "piece":
             yield sse("piece", {"text": value})
@@ -245,6 +275,8 @@ def error_body(exc: Exception) -> dict:
 def error_response(exc: Exception) -> tuple[int, dict]:
     if isinstance(exc, storelib.Conflict):
         return 409, {"detail": str(exc), "version": exc.version}
+    if isinstance(exc, StoryBusy):
+        return 409, {"detail": str(exc), "version": exc.version, "generating": True}
     if isinstance(exc, storelib.NotFound):
         return 404, {"detail": str(exc)}
     if isinstance(exc, storelib.Invalid):
@@ -273,19 +305,23 @@ async def retry(request: Request, story_id: str, body: ContinueRequest):
 async def alternatives(request: Request, story_id: str, body: AlternativesRequest) -> dict:
     if not MIN_ALTERNATIVES <= body.n <= MAX_ALTERNATIVES:
         raise SettingsError("n", f"n must be from {MIN_ALTERNATIVES} to {MAX_ALTERNATIVES}, got {body.n}")
-    engine, story, text, settings = await _start(request, story_id, body, retry=False)
+    engine, story, text, settings, claim = await _start(request, story_id, body, retry=False)
     candidates = []
-    for i in range(body.n):
-        seed = None if settings.seed is None else (settings.seed + i) % (MAX_SEED + 1)
-        gen = Generation(engine, text, dataclasses.replace(settings, seed=seed), request.app.state.sentence_check)
-        try:
-            cont = await gen.result(request)
-        except ClientGone:
-            return Response(status_code=499)
-        if cont.text.strip():
-            candidates.append({"text": cont.text.strip(), "sentences": cont.sentences, "seed": cont.settings.seed,
-                               "settings": cont.settings.to_dict(), "flags": cont.flags,
-                               "provenance": cont.provenance})
+    try:
+        for i in range(body.n):
+            seed = None if settings.seed is None else (settings.seed + i) % (MAX_SEED + 1)
+            gen = claim.generation = Generation(engine, text, dataclasses.replace(settings, seed=seed),
+                                                request.app.state.sentence_check)
+            try:
+                cont = await gen.result(request)
+            except ClientGone:
+                return Response(status_code=499)
+            if cont.text.strip():
+                candidates.append({"text": cont.text.strip(), "sentences": cont.sentences,
+                                   "seed": cont.settings.seed, "settings": cont.settings.to_dict(),
+                                   "flags": cont.flags, "provenance": cont.provenance})
+    finally:
+        claim.release()
     if not candidates:
         raise ModelUnavailable("the model wrote no complete sentence in any candidate; try again")
     return {"version": story["version"], "candidates": candidates}
@@ -306,7 +342,7 @@ def export_story(request: Request, story_id: str, format: Literal["md", "txt"] =
 
 def install_error_handlers(app) -> None:
     """Map the store's and the engine's errors to 4xx/503 JSON {detail, ...}."""
-    for exc_type in (storelib.StoreError, SettingsError, ModelUnavailable, Busy, EngineError):
+    for exc_type in (storelib.StoreError, SettingsError, ModelUnavailable, Busy, StoryBusy, EngineError):
         async def handler(_request, exc):
             status, payload = error_response(exc)
             return JSONResponse(payload, status_code=status)

@@ -18,6 +18,15 @@ async function api(method, path, body) {
   return data;
 }
 
+// A page of a list: {data, next} where next is the URL of the next page (Link: rel="next") or null.
+async function apiPage(path) {
+  const res = await fetch(path, { headers: { Accept: "application/json" } });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new ApiError(res.status, data.detail || `request failed (${res.status})`, data);
+  const link = (res.headers.get("Link") || "").match(/<([^>]+)>;\s*rel="next"/);
+  return { data, next: link ? link[1] : null };
+}
+
 // --- server-sent events over fetch (EventSource cannot POST) -------------------------
 async function streamEvents(path, body, onEvent, signal) {
   const res = await fetch(path, {

@@ -16,7 +16,9 @@ const el = {
   writeForm: $("write-form"), text: $("next-text"), charCount: $("char-count"), cont: $("continue-btn"),
   stop: $("stop-btn"), status: $("status"), settingsForm: $("settings-form"), setSentences: $("set-sentences"),
   setTemperature: $("set-temperature"), setTopP: $("set-top-p"), setCopyLimit: $("set-copy-limit"),
-  exportMd: $("export-md"), exportTxt: $("export-txt"),
+  exportMd: $("export-md"), exportTxt: $("export-txt"), moreStories: $("more-stories"),
+  accountBar: $("account-bar"), noAuthWarning: $("no-auth-warning"), logoutForm: $("logout-form"),
+  signedInAs: $("signed-in-as"),
   shareLink: $("share-link"), copyShare: $("copy-share"), openShare: $("open-share"),
 };
 
@@ -30,6 +32,11 @@ function say(message, kind = "info") {
 
 async function handleError(err) {
   if (err.name === "AbortError") { say("Stopped. Nothing was added."); return; }
+  if (err instanceof ApiError && err.status === 409 && err.body.generating) {
+    say("The model is still writing for this story (another tab, or the one just stopped); try again in a moment.",
+        "error");
+    return;
+  }
   if (err instanceof ApiError && err.status === 409) {
     say("This story changed in another tab or window, so the latest version is shown now. " +
         "Anything you typed is still in the box.", "error");
@@ -74,9 +81,17 @@ async function pollHealth() {
 }
 
 // --- story list -----------------------------------------------------------------------
+// The first page of the story list; "More case files" appends the next ones.
 async function refreshList() {
-  const stories = await api("GET", "/api/stories");
+  const { data: stories, next } = await apiPage("/api/stories");
   el.list.replaceChildren();
+  appendStories(stories, next);
+  return stories;
+}
+
+function appendStories(stories, next) {
+  el.moreStories.hidden = !next;
+  el.moreStories.dataset.next = next || "";
   for (const s of stories) {
     const li = document.createElement("li");
     const b = document.createElement("button");
@@ -92,7 +107,23 @@ async function refreshList() {
     li.append(b);
     el.list.append(li);
   }
-  return stories;
+}
+
+el.moreStories.addEventListener("click", async () => {
+  try {
+    const { data, next } = await apiPage(el.moreStories.dataset.next);
+    appendStories(data, next);
+  } catch (err) { await handleError(err); }
+});
+
+// Who is signed in (servers with accounts), and the --no-auth warning.
+async function showAccount() {
+  const info = await api("GET", "/api/session");
+  el.noAuthWarning.hidden = !info.warning;
+  el.noAuthWarning.textContent = info.warning ? `Warning: ${info.warning}.` : "";
+  el.logoutForm.hidden = !info.user;
+  el.signedInAs.textContent = info.user ? `Signed in as ${info.user}` : "";
+  el.accountBar.hidden = !info.user && !info.warning;
 }
 
 async function openStory(id, { keepStatus = false } = {}) {
@@ -472,6 +503,7 @@ document.addEventListener("keydown", (ev) => {
 async function start() {
   updateCount();
   pollHealth();
+  showAccount().catch(handleError);
   try {
     const stories = await refreshList();
     const fromHash = (location.hash.match(/^#story=([\w-]+)$/) || [])[1];
