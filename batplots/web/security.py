@@ -149,6 +149,11 @@ def cross_site(headers: Headers) -> str | None:
     origin = headers.get("origin")
     if origin is not None:
         if origin.strip().lower() == "null":
+            # Our pages send no referrer (Referrer-Policy: no-referrer), so Chromium posts
+            # their forms (login, logout) with Origin: null; Sec-Fetch-Site is set by the
+            # browser alone, never by a page, and tells them apart from a sandboxed page.
+            if headers.get("sec-fetch-site") == "same-origin":
+                return None
             return "its Origin is null (a sandboxed page or a local file)"
         if _netloc(urlsplit(origin.strip()).netloc) != host:
             return f"it comes from {origin}, another site than this one ({host})"

@@ -32,6 +32,10 @@ function say(message, kind = "info") {
 
 async function handleError(err) {
   if (err.name === "AbortError") { say("Stopped. Nothing was added."); return; }
+  if (err instanceof ApiError && err.status === 401) {  // the session ended (logged out elsewhere, expired)
+    location.assign("/login?next=" + encodeURIComponent(location.pathname + location.hash));
+    return;
+  }
   if (err instanceof ApiError && err.status === 409 && err.body.generating) {
     say("The model is still writing for this story (another tab, or the one just stopped); try again in a moment.",
         "error");
