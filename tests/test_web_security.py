@@ -67,6 +67,10 @@ def test_cross_site_writes_are_refused(srv):
     same = c.post("/api/stories", json={}, headers={"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"})
     assert same.status_code == 201
     assert c.post("/api/stories", json={}).status_code == 201
+    # Our pages send no referrer, so Chromium posts their forms with Origin: null; only
+    # the browser's own Sec-Fetch-Site tells that apart from a sandboxed hostile page.
+    own_form = c.post("/api/stories", json={}, headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"})
+    assert own_form.status_code == 201
     assert c.get("/api/stories", headers={"Origin": "http://evil.example"}).status_code == 200  # reads: CORS stops them
 
 
@@ -82,8 +86,13 @@ def test_serving_config_refuses_a_network_address_without_users():
     config, _ = serving_config("192.168.1.9", (), None, False, 1, hint)
     assert "192.168.1.9" in config.allowed_hosts and not config.v1_open
     assert serving_config("0.0.0.0", (), None, False, 1, hint)[0].allowed_hosts is None  # any name, accounts guard
-    config, _ = serving_config("127.0.0.1", ("batcave.lan",), None, False, 0, hint)
-    assert not config.accounts and config.v1_open and "batcave.lan" in config.allowed_hosts
+    config, _ = serving_config("127.0.0.1", ("localhost", "::1"), None, False, 0, hint)
+    assert not config.accounts and config.v1_open
+    # Loopback behind a reverse proxy that passes its public name: accounts, as on a network.
+    with pytest.raises(SecurityError, match="127.0.0.1 for plots.example.com"):
+        serving_config("127.0.0.1", ("plots.example.com",), None, False, 0, hint)
+    config, _ = serving_config("127.0.0.1", ("plots.example.com",), KEY, False, 1, hint)
+    assert config.accounts and "plots.example.com" in config.allowed_hosts and not config.v1_open
     for bad in ("http://x.com", "x.com:80", "a/b"):
         with pytest.raises(SecurityError, match="--allowed-host"):
             serving_config("127.0.0.1", (bad,), None, False, 0, hint)

@@ -92,13 +92,16 @@ def allowed_host_arg(name: str) -> str:
 def serving_config(host: str, allowed_hosts: tuple[str, ...], api_key: str | None, no_auth: bool,
                    user_count: int, add_user_hint: str) -> tuple[SecurityConfig, list[str]]:
     """The SecurityConfig of `batplots serve` and the notes to print at start; raises
-    SecurityError (refusing to start) for a network address with no user and no --no-auth."""
+    SecurityError (refusing to start) for a network address (or a loopback one answering
+    another name) with no user and no --no-auth."""
     extra = tuple(allowed_host_arg(h) for h in allowed_hosts)
     if api_key is not None and len(api_key) < MIN_API_KEY_CHARS:
         raise SecurityError(f"--api-key has {len(api_key)} characters; use at least {MIN_API_KEY_CHARS} random ones, "
                             "e.g. from: python3 -c 'import secrets; print(secrets.token_urlsafe(24))'")
     notes = []
-    if is_loopback(host):
+    # A loopback server answering another name (--allowed-host) sits behind a proxy or a
+    # tunnel that others reach: it needs accounts as much as a network address does.
+    if is_loopback(host) and all(is_loopback(name) for name in extra):
         if no_auth:
             notes.append("--no-auth changes nothing on a loopback address: there is no login there")
         return SecurityConfig(frozenset(LOOPBACK_NAMES + extra), False, api_key, True, None), notes
@@ -106,17 +109,18 @@ def serving_config(host: str, allowed_hosts: tuple[str, ...], api_key: str | Non
         allowed = frozenset(LOOPBACK_NAMES + extra) if extra else None
     else:
         allowed = frozenset(LOOPBACK_NAMES + (host_name(host),) + extra)
+    where = host if not is_loopback(host) else f"{host} for {', '.join(extra)}"
     if allowed is None:
         notes.append("any Host name is answered; --allowed-host NAME (repeatable) answers only the names you use")
     if api_key is None:
         notes.append("/v1 (the OpenAI API) is off: on a network address it needs --api-key KEY")
     if no_auth:
-        warning = (f"--no-auth: this server listens on {host} with no login; anyone who can reach it can read, "
+        warning = (f"--no-auth: this server listens on {where} with no login; anyone who can reach it can read, "
                    "change and delete every story")
         notes.append(f"WARNING: {warning}")
         return SecurityConfig(allowed, False, api_key, False, warning), notes
     if user_count == 0:
-        raise SecurityError(f"serving on {host} opens the app to the network, and this story database has no "
+        raise SecurityError(f"serving on {where} opens the app to the network, and this story database has no "
                             f"user yet. Add one first: {add_user_hint} (or serve on 127.0.0.1, or pass --no-auth "
                             "to let everyone who can reach it read, change and delete every story)")
     return SecurityConfig(allowed, True, api_key, False, None), notes
