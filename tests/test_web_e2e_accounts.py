@@ -7,6 +7,7 @@ import httpx
 from playwright import sync_api
 
 from batplots import accounts
+from batplots import store as storelib
 from batplots.web import WebConfig, create_app
 from batplots.web.security import SecurityConfig
 from tests.fakegen import FakeEngine
@@ -118,4 +119,25 @@ def test_a_hostile_page_cannot_write_to_a_loopback_server(browser, tmp_path):
         assert "cross-site request refused" in page.content()
         assert api.get("/api/stories").json() == []
         assert api.post("/api/stories", json={}).status_code == 201  # the owner's own client still can
+        context.close()
+
+
+def test_the_story_drawer_pages_with_more_case_files(browser, tmp_path):
+    app = create_app(WebConfig(db_path=tmp_path / "many.sqlite3", engine=FakeEngine()))
+    with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=WAIT_S) as api:
+        total = storelib.DEFAULT_PAGE + 2
+        for i in range(total):
+            assert api.post("/api/stories", json={"title": f"Case {i}"}).status_code == 201
+        context = browser.new_context(viewport=DESKTOP)
+        page = context.new_page()
+        page.set_default_timeout(STEP_MS)
+        watch = PageWatch(page, srv.url)
+        page.goto(srv.url)
+        expect(page.locator("#story-list li")).to_have_count(storelib.DEFAULT_PAGE)
+        expect(page.locator("#story-title")).to_have_text(f"Case {total - 1}")  # the newest opens
+        page.click("#more-stories")
+        expect(page.locator("#story-list li")).to_have_count(total)
+        expect(page.locator("#more-stories")).to_be_hidden()
+        expect(page.locator("#story-list li").last).to_contain_text("Case 0")
+        watch.check()
         context.close()
