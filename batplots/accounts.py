@@ -12,6 +12,7 @@ import functools
 import hashlib
 import re
 import secrets
+import threading
 from datetime import datetime, timedelta, timezone
 
 import argon2
@@ -25,14 +26,31 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 MAX_USERS = 100  # bounds the database: each user may keep store.MAX_STORIES stories
 SESSION_DAYS = 14
 SESSION_TOKEN_BYTES = 32
+# Each Argon2 hash takes 64 MiB for ~0.1 s: bound how many run at once, so a burst of
+# logins (from many addresses) queues instead of exhausting memory.
+MAX_CONCURRENT_HASHES = 2
 
 _hasher = argon2.PasswordHasher()
+_hashing = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
+
+
+def _hash(password: str) -> str:
+    with _hashing:
+        return _hasher.hash(password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    with _hashing:
+        try:
+            return _hasher.verify(password_hash, password)
+        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+            return False
 
 
 @functools.cache
 def _dummy_hash() -> str:
     """Verified when the name is unknown, so a wrong name takes as long as a wrong password."""
-    return _hasher.hash(secrets.token_hex(16))
+    return _hash(secrets.token_hex(16))
 
 
 def check_name(name: str) -> str:
@@ -64,7 +82,7 @@ def count_users(store: Store) -> int:
 
 def add_user(store: Store, name: str, password: str) -> dict:
     check_name(name)
-    password_hash = _hasher.hash(check_password(password))
+    password_hash = _hash(check_password(password))
     with store.transaction() as conn:
         if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
             raise Invalid(f"a user named {name!r} exists already (names ignore case); "
@@ -122,7 +140,7 @@ def story_count(store: Store, name: str) -> int:
 
 def set_password(store: Store, name: str, password: str) -> None:
     """A new password ends every session of the user (a stolen cookie stops working)."""
-    password_hash = _hasher.hash(check_password(password))
+    password_hash = _hash(check_password(password))
     with store.transaction() as conn:
         user = _user_row(conn, name)
         conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user["id"]))
@@ -136,15 +154,11 @@ def verify(store: Store, name: str, password: str) -> dict | None:
         row = conn.execute("SELECT id, name, password_hash FROM users WHERE name = ?", (name,)).fetchone()
     finally:
         conn.close()
-    try:
-        _hasher.verify(row["password_hash"] if row else _dummy_hash(), password)
-    except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
-        return None
-    if row is None:
+    if not _verify(row["password_hash"] if row else _dummy_hash(), password) or row is None:
         return None
     if _hasher.check_needs_rehash(row["password_hash"]):  # parameters raised since it was set
         with store.transaction() as conn:
-            conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (_hasher.hash(password), row["id"]))
+            conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (_hash(password), row["id"]))
     return {"id": row["id"], "name": row["name"]}
 
 

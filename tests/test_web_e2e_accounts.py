@@ -141,3 +141,17 @@ def test_the_story_drawer_pages_with_more_case_files(browser, tmp_path):
         expect(page.locator("#story-list li").last).to_contain_text("Case 0")
         watch.check()
         context.close()
+
+
+def test_the_no_auth_warning_is_on_the_page(browser, tmp_path):
+    warning = "--no-auth: this server listens on 0.0.0.0 with no login"
+    security = SecurityConfig(allowed_hosts=None, v1_open=False, warning=warning)
+    app = create_app(WebConfig(db_path=tmp_path / "open.sqlite3", engine=FakeEngine(), security=security))
+    with LiveServer(app) as srv:
+        context = browser.new_context(viewport=DESKTOP)
+        page = context.new_page()
+        page.set_default_timeout(STEP_MS)
+        page.goto(srv.url)
+        expect(page.locator("#no-auth-warning")).to_have_text(f"Warning: {warning}.")
+        expect(page.locator("#logout-form")).to_be_hidden()
+        context.close()
