@@ -1,13 +1,25 @@
 """`batplots users ...` and serve's refusals, through the real click CLI on real SQLite files."""
 
 import json
+import queue
+import re
+import signal
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
+import httpx
 from click.testing import CliRunner
 
 from batplots import accounts
 from batplots.cli import main
 from batplots.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+SERVE_START_S = 60
 
 
 def run(*args, input=None):
@@ -91,3 +103,69 @@ def test_serve_refuses_a_damaged_database(tmp_path):
         f.write(b"\x00\xff" * page)
     r = run("serve", "--port", "0", "--db", str(db))
     assert r.exit_code == 1 and "is damaged (PRAGMA quick_check" in r.output and ".recover" in r.output
+
+
+def start_serve(db, *options):
+    """`batplots serve` on 127.0.0.1 in a subprocess: (process, url, stderr lines so far).
+    The model is a remote one at a closed local port: these tests never need it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batplots.cli", "serve", "--port", "0", "--db", str(db), "--engine", "openai",
+         "--base-url", "http://127.0.0.1:9/v1", "--model", "none", *options],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    seen, deadline = [], time.monotonic() + SERVE_START_S
+    while time.monotonic() < deadline:
+        try:
+            seen.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            continue
+        found = re.search(r"serving on (http://127\.0\.0\.1:\d+)/", seen[-1])
+        if found:
+            return proc, found.group(1), seen
+    stop(proc)
+    raise AssertionError(f"serve never printed its address: {seen}")
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def test_serve_wires_accounts_hosts_and_the_key_end_to_end(tmp_path):
+    """Loopback answering a proxy's name (--allowed-host) is served like a network
+    address: Host allowlist, login, /v1 key; all over real HTTP on 127.0.0.1."""
+    db = tmp_path / "s.sqlite3"
+    assert run("users", "add", "alice", "--db", str(db), "--password-stdin", input="alice-secret-1\n").exit_code == 0
+    key = "serve-key-0123456789"
+    proc, url, _ = start_serve(db, "--allowed-host", "plots.example.com", "--api-key", key)
+    try:
+        host = {"Host": "plots.example.com"}
+        with httpx.Client(base_url=url, timeout=10, headers=host) as c:
+            assert c.get("/api/stories").status_code == 401
+            page = c.get("/", headers={"Accept": "text/html"})
+            assert page.status_code == 303 and page.headers["location"].startswith("/login")
+            assert c.get("/api/stories", headers={"Host": "evil.example"}).status_code == 403
+            login = c.post("/login", data={"name": "alice", "password": "alice-secret-1"})
+            assert login.status_code == 303 and "HttpOnly" in login.headers["set-cookie"]
+            assert c.get("/api/session").json()["user"] == "alice"  # the client kept the cookie
+            assert c.post("/v1/completions", json={"prompt": "x", "max_tokens": 1}).status_code == 401
+    finally:
+        stop(proc)
+
+
+def test_serve_no_auth_warns_at_start_and_on_the_page(tmp_path):
+    proc, url, lines = start_serve(tmp_path / "s.sqlite3", "--allowed-host", "batcave.test", "--no-auth")
+    try:
+        warning = next(line for line in lines if "WARNING: --no-auth" in line)
+        assert "anyone who can reach it can read, change and delete every story" in warning
+        with httpx.Client(base_url=url, timeout=10, headers={"Host": "batcave.test"}) as c:
+            info = c.get("/api/session").json()
+            assert info["accounts"] is False and "no login" in info["warning"]
+            assert c.post("/api/stories", json={}).status_code == 201
+    finally:
+        stop(proc)
