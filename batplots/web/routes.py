@@ -13,7 +13,6 @@ from batplots import store as storelib
 from batplots.engine.base import MAX_SEED, MIN_SEED, Continuation, Engine, EngineError, Settings, SettingsError
 from batplots.text import split_sentences
 from batplots.web import export
-from batplots.web.security import owner_of
 from batplots.web.generation import SSE_HEADERS, Busy, Claim, ClientGone, Generation, StoryBusy, sse, wants_sse
 from batplots.web.schemas import (
     MAX_ALTERNATIVES,
@@ -27,6 +26,7 @@ from batplots.web.schemas import (
     Versioned,
     default_story_settings,
 )
+from batplots.web.security import owner_of
 
 router = APIRouter(prefix="/api", tags=["stories"])
 
