@@ -167,3 +167,19 @@ def test_an_abandoned_non_streamed_completion_frees_its_slot(make_server):
     # The freed slot serves the next client at once.
     r = srv.client.post("/v1/completions", json={"prompt": "Robin", "max_tokens": 3})
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3
+
+
+def test_the_official_openai_client_sends_the_key_as_the_app_expects(make_server):
+    import openai
+
+    srv = make_server(security=SecurityConfig(api_key=KEY))
+    good = openai.OpenAI(base_url=f"{srv.url}/v1", api_key=KEY, max_retries=0, timeout=WAIT_S)
+    done = good.completions.create(model="fake-scripted", prompt="Batman", max_tokens=3)
+    assert done.usage.completion_tokens == 3
+    bad = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="not-the-key-at-all", max_retries=0, timeout=WAIT_S)
+    with pytest.raises(openai.AuthenticationError) as info:
+        bad.completions.create(model="fake-scripted", prompt="Batman", max_tokens=3)
+    assert info.value.status_code == 401 and info.value.code == "invalid_api_key"
+    with pytest.raises(openai.BadRequestError) as info:  # the client reads our errors as OpenAI's
+        good.completions.create(model="fake-scripted", prompt="Batman", max_tokens=0)
+    assert "max_tokens must be from 1" in info.value.message and info.value.param == "max_tokens"
