@@ -59,7 +59,7 @@ class FakeEngine(Engine):
     def describe(self) -> dict:
         return {"engine": self.name, "model": self.label}
 
-    def pieces(self, prompt: str, settings: Settings, seed: int, cancel: threading.Event | None):
+    def pieces(self, prompt: str, settings: Settings, seed: int, cancel: threading.Event | None, guidance=None):
         with self._count_lock:
             self.prompts.append(prompt)
             self.started += 1

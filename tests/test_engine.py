@@ -98,7 +98,7 @@ class Scripted(Engine):
     def count_tokens(self, text):
         return len(text)
 
-    def pieces(self, prompt, settings, seed, cancel):
+    def pieces(self, prompt, settings, seed, cancel, guidance=None):
         # Go on from wherever the prompt already ends inside the script.
         script = self.text.strip()
         done = next((k for k in range(len(script), 0, -1)

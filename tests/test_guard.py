@@ -45,7 +45,7 @@ class ScriptedEngine(Engine):
     def count_tokens(self, text):
         return len(text.split())
 
-    def pieces(self, prompt, settings, seed, cancel):
+    def pieces(self, prompt, settings, seed, cancel, guidance=None):
         sentence = self.script[min(self.calls, len(self.script) - 1)]
         self.calls += 1
         words = sentence.split(" ") + ["Then"] * settings.max_new_tokens  # a model runs on past the stop

@@ -59,7 +59,7 @@ class Reciter(Engine):
     def count_tokens(self, text):
         return len(text.split())
 
-    def pieces(self, prompt, settings, seed, cancel):
+    def pieces(self, prompt, settings, seed, cancel, guidance=None):
         for word in self.text.split(" "):
             yield " " + word
 

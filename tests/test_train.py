@@ -157,7 +157,7 @@ def test_loss_goes_down_and_the_outputs_are_complete(tmp_path, tiny_base, corpus
     assert s["val_ppl"] == min(e["ppl"] for e in s["evaluations"])
     out = result.out
     assert sorted(p.name for p in out.iterdir()) == [
-        "MODEL_CARD.md", "adapter_config.json", "adapter_model.safetensors", "loss.png", "training.json"]
+        "MODEL_CARD.md", "adapter_config.json", "adapter_model.safetensors", "lore.json", "loss.png", "training.json"]
     saved = json.loads((out / "training.json").read_text())
     for key in ("config", "seed", "corpus", "split", "evaluations", "best_step", "wall_seconds", "device",
                 "versions", "base_eval", "memorisation"):
@@ -301,7 +301,8 @@ def test_the_shipped_adapter_is_small_complete_and_made_by_the_defaults():
     adapter = default_adapter()
     assert adapter is not None
     names = {p.name for p in adapter.iterdir()}
-    assert names == {"adapter_config.json", "adapter_model.safetensors", "training.json", "loss.png", "MODEL_CARD.md"}
+    assert names == {"adapter_config.json", "adapter_model.safetensors", "training.json", "loss.png", "MODEL_CARD.md",
+                     "lore.json"}
     assert sum(p.stat().st_size for p in adapter.iterdir()) <= 10_000_000  # issue 3: at most 10 MB
     info = json.loads((adapter / "training.json").read_text())
     defaults = TrainConfig(corpus="x").to_dict()

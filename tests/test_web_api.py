@@ -261,7 +261,7 @@ def test_alternatives_are_not_saved_until_picked(srv):
 
 def test_model_that_writes_no_sentence_gets_a_clear_503(make_server):
     class Rambler(FakeEngine):
-        def pieces(self, prompt, settings, seed, cancel):
+        def pieces(self, prompt, settings, seed, cancel, guidance=None):
             for _ in range(settings.max_new_tokens):
                 yield " and"  # never ends a sentence: the token cap trims it all away
 

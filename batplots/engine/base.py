@@ -140,6 +140,9 @@ class Continuation:
     flags: list[dict] = field(default_factory=list)  # notes from sentence checks (copy guard)
     # Per sentence, its closest corpus passage (batplots.guard.provenance); empty without a guard.
     provenance: list[dict] = field(default_factory=list)
+    # Every take the Writer ranked (batplots.writer.score_take), best first; and why it won.
+    candidates: list[dict] = field(default_factory=list)
+    why: str | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -156,6 +159,22 @@ class Rewind:
     """
 
     text: str
+
+
+@dataclass
+class Guidance:
+    """Per-request steering toward the story, built by batplots.writer.
+
+    Backends that cannot apply a part ignore it (the remote engine)."""
+
+    # Token id -> logit added before sampling (NovelAI's phrase bias, llama.cpp's logit_bias).
+    bias: dict[int, float] = field(default_factory=dict)
+    # Story tokens the repetition penalty does not count: the CTRL penalty punished the
+    # writer's names and pushed the model to mangled ones ("Pendum" for "Pendulum").
+    unpenalised: frozenset[int] = frozenset()
+    # When a list: each sampled token's log-probability under the model (before bias,
+    # penalty and temperature) is appended, for ranking takes.
+    logprobs: list[float] | None = None
 
 
 # Vets one finished sentence: returns None to accept it, or a dict describing why it
@@ -187,14 +206,16 @@ class Engine(ABC):
         """Number of tokens text encodes to (without special tokens)."""
 
     @abstractmethod
-    def pieces(self, prompt: str, settings: Settings, seed: int, cancel: threading.Event | None) -> Iterator[str]:
+    def pieces(self, prompt: str, settings: Settings, seed: int, cancel: threading.Event | None,
+               guidance: Guidance | None = None) -> Iterator[str]:
         """Yield the model's continuation of prompt, one text piece per generated token
         (an empty piece when a token ends inside a UTF-8 character, which is never
         split), for at most settings.max_new_tokens tokens. Local backends suppress
         end-of-text so that the sentence count, not the model, decides the length.
         Sampling follows settings and is reproducible for the same seed. Checks
         cancel between tokens and raises Cancelled when it is set. Closing the
-        generator early stops generation."""
+        generator early stops generation. guidance (optional) biases tokens, exempts
+        story tokens from the repetition penalty and records log-probabilities."""
 
     def describe(self) -> dict:
         """What is loaded, for /healthz, --json and model cards."""
@@ -246,6 +267,7 @@ class Engine(ABC):
         settings: Settings | None = None,
         cancel: threading.Event | None = None,
         sentence_check: SentenceCheck | None = None,
+        guidance: Guidance | None = None,
     ) -> Iterator["str | Rewind"]:
         """Stream a continuation of story: text pieces (str), an occasional Rewind,
         and finally returns the Continuation (StopIteration.value; see `run`).
@@ -263,7 +285,7 @@ class Engine(ABC):
         prefix = textlib.join_continuation(story, "x")[:-1]  # "" or " "
         first_piece = None
         with self.lock:
-            gen = self._sentences(prompt, prefix, settings, cancel, sentence_check)
+            gen = self._sentences(prompt, prefix, settings, cancel, sentence_check, guidance)
             try:
                 while True:
                     try:
@@ -284,7 +306,7 @@ class Engine(ABC):
         result.seconds = time.perf_counter() - started
         return result
 
-    def _sentences(self, prompt, prefix, settings, cancel, sentence_check):
+    def _sentences(self, prompt, prefix, settings, cancel, sentence_check, guidance=None):
         """Generate sentence after sentence, vetting each, until settings.sentences."""
         accepted: list[str] = []
         flags: list[dict] = []
@@ -305,7 +327,7 @@ class Engine(ABC):
                 if budget <= 0:
                     break
                 sentence, status, n_tok, emitted = yield from self._one_sentence(
-                    ctx, lead, budget, settings, attempt_seed, cancel)
+                    ctx, lead, budget, settings, attempt_seed, cancel, guidance)
                 total_tokens += n_tok
                 attempt_seed = rng.randint(MIN_SEED, MAX_SEED)
                 if sentence is None:
@@ -336,7 +358,7 @@ class Engine(ABC):
                             trimmed=trimmed, stop_reason=stop_reason,
                             flags=flags)
 
-    def _one_sentence(self, ctx, lead, budget, settings, seed, cancel):
+    def _one_sentence(self, ctx, lead, budget, settings, seed, cancel, guidance=None):
         """Stream one sentence; returns (sentence | None, status, tokens, emitted).
 
         status is "sentences" when the sentence ended, "eos" when the backend stopped
@@ -348,7 +370,7 @@ class Engine(ABC):
         raw = ""
         shown = 0  # characters of the cleaned body already yielded
         n_tok = 0
-        gen = self.pieces(ctx, replace(settings, max_new_tokens=budget), seed, cancel)
+        gen = self.pieces(ctx, replace(settings, max_new_tokens=budget), seed, cancel, guidance)
         try:
             for piece in gen:
                 n_tok += 1

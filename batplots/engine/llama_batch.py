@@ -22,11 +22,14 @@ logits are ready. Callers talk to it through `Request` objects and their queues.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from batplots.engine.base import EngineError
 
@@ -48,6 +51,9 @@ class Request:
     sampler: object  # a llama_cpp LlamaSampler; the scheduler frees it when the request ends
     cancel: threading.Event | None = None
     out: queue.Queue = field(default_factory=queue.Queue)  # ("token", id) ... ("done", None) | ("error", exc)
+    # When a list: each sampled token's log-probability under the raw logits is appended
+    # (before the token is sent, so the consumer sees it with the token).
+    logprobs: list[float] | None = None
     closed: bool = False  # the consumer went away: drop at the next step
     # scheduler-private
     slot: int = -1
@@ -75,6 +81,7 @@ class Scheduler:
         self.ctx = ctx  # a llama_cpp._internals.LlamaContext made with n_seq_max >= n_slots, kv_unified
         self.n_ctx = n_ctx
         self.n_batch = n_batch
+        self.n_vocab = owner.n_vocab
         self.slots = [Slot(seq=i) for i in range(n_slots)]
         self._pending: list[Request] = []
         self._active: list[Request] = []
@@ -292,6 +299,8 @@ class Scheduler:
             if req.closed:
                 continue
             token = req.sampler.sample(self.ctx, logits_at[id(req)])  # also accepts it into the penalty window
+            if req.logprobs is not None:
+                req.logprobs.append(self._logprob(logits_at[id(req)], token))
             req.produced += 1
             req.out.put(("token", token))
             if req.produced >= req.max_new:
@@ -300,6 +309,13 @@ class Scheduler:
             else:
                 req.next_token = token
         self.sample_seconds += time.perf_counter() - sampled
+
+    def _logprob(self, index: int, token: int) -> float:
+        """log p(token) from the logits row of batch entry index (~0.1 ms for 49k entries)."""
+        row = np.ctypeslib.as_array(self._llama_cpp.llama_get_logits_ith(self.ctx.ctx, index),
+                                    shape=(self.n_vocab,))
+        top = float(row.max())
+        return float(row[token]) - top - math.log(float(np.exp(row - top).sum()))
 
     def _fail(self, work: list[Request], exc: Exception) -> None:
         error = exc if isinstance(exc, EngineError) else EngineError(f"llama.cpp failed: {exc}")

@@ -35,7 +35,7 @@ from typing import Iterator
 import numpy as np
 
 from batplots.engine import cpu
-from batplots.engine.base import MAX_CONTEXT, Cancelled, Engine, EngineError, Settings
+from batplots.engine.base import MAX_CONTEXT, Cancelled, Engine, EngineError, Guidance, Settings
 from batplots.engine.llama_batch import Request, Scheduler
 
 # The repetition penalty's look-back, as in transformers_engine.REPETITION_WINDOW
@@ -206,12 +206,14 @@ class LlamaEngine(Engine):
         return self.scheduler.cached_tokens(slot)
 
     # --- sampling ------------------------------------------------------------------
-    def _sampler(self, settings: Settings, seed: int):
+    def _sampler(self, settings: Settings, seed: int, bias: dict[int, float] | None = None):
         from llama_cpp._internals import LlamaSampler
 
         sampler = LlamaSampler()
         if self._banned:
             sampler.add_logit_bias(self.n_vocab, {t: float("-inf") for t in self._banned})
+        if bias:
+            sampler.add_logit_bias(self.n_vocab, bias)
         sampler.add_penalties(n_vocab=self.n_vocab, penalty_last_n=REPETITION_WINDOW,
                               penalty_repeat=float(settings.repetition_penalty), penalty_freq=0.0,
                               penalty_present=0.0)
@@ -229,15 +231,19 @@ class LlamaEngine(Engine):
         return sampler
 
     def pieces(self, prompt: str, settings: Settings, seed: int,
-               cancel: threading.Event | None) -> Iterator[str]:
+               cancel: threading.Event | None, guidance: Guidance | None = None) -> Iterator[str]:
         ids = self.encode(prompt)
         if not ids:  # an empty story: start from BOS
             ids = [self._model.token_bos()]
-        sampler = self._sampler(settings, seed)
-        # The penalty sees the prompt's recent tokens too, as in the transformers engine.
+        sampler = self._sampler(settings, seed, guidance.bias if guidance is not None else None)
+        # The penalty sees the prompt's recent tokens too, as in the transformers engine,
+        # except the story tokens guidance exempts (the writer's names).
+        unpenalised = guidance.unpenalised if guidance is not None else frozenset()
         for token in ids[-REPETITION_WINDOW:]:
-            sampler.accept(token)
-        req = Request(ids=ids, max_new=settings.max_new_tokens, sampler=sampler, cancel=cancel)
+            if token not in unpenalised:
+                sampler.accept(token)
+        req = Request(ids=ids, max_new=settings.max_new_tokens, sampler=sampler, cancel=cancel,
+                      logprobs=guidance.logprobs if guidance is not None else None)
         try:
             self.scheduler.submit(req)  # from here on the scheduler owns the sampler
         except BaseException:

@@ -21,7 +21,7 @@ from typing import Iterator
 
 import httpx
 
-from batplots.engine.base import Cancelled, Engine, EngineError, Settings
+from batplots.engine.base import Cancelled, Engine, EngineError, Guidance, Settings
 
 # Seconds one request (one sentence) may take in all, and to wait between two chunks.
 DEFAULT_TIMEOUT_S = 60.0
@@ -75,7 +75,8 @@ class OpenAIEngine(Engine):
         }
 
     def pieces(self, prompt: str, settings: Settings, seed: int,
-               cancel: threading.Event | None) -> Iterator[str]:
+               cancel: threading.Event | None, guidance: Guidance | None = None) -> Iterator[str]:
+        # guidance is not sent: the server's token ids need not be this tokenizer's.
         url = f"{self.base_url}/completions"
         deadline = time.monotonic() + self.timeout
         try:

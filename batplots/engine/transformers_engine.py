@@ -13,7 +13,7 @@ from typing import Iterator
 
 import torch
 
-from batplots.engine.base import Cancelled, Engine, Settings
+from batplots.engine.base import Cancelled, Engine, Guidance, Settings
 
 # The repetition penalty looks at this many most recent tokens, so that a long
 # story's names (Batman, Robin, Gotham) are not penalised forever.
@@ -80,7 +80,7 @@ class TransformersEngine(Engine):
         return out.logits[0, -1]
 
     def pieces(self, prompt: str, settings: Settings, seed: int,
-               cancel: threading.Event | None) -> Iterator[str]:
+               cancel: threading.Event | None, guidance: Guidance | None = None) -> Iterator[str]:
         ids = self.encode(prompt)
         if not ids:  # an empty story: start from BOS (or any token the model knows)
             bos = self.tokenizer.bos_token_id
@@ -94,7 +94,16 @@ class TransformersEngine(Engine):
                 for _ in range(settings.max_new_tokens):
                     if cancel is not None and cancel.is_set():
                         raise Cancelled()
-                    token = sample(logits, (ids + generated)[-REPETITION_WINDOW:], settings, rng, self._banned)
+                    context = (ids + generated)[-REPETITION_WINDOW:]
+                    if guidance is not None and guidance.unpenalised:
+                        # Generated tokens always count; the story's names do not.
+                        keep = len(context) - len(generated)
+                        context = [t for t in context[:max(keep, 0)] if t not in guidance.unpenalised] + \
+                            context[max(keep, 0):]
+                    token = sample(logits, context, settings, rng, self._banned,
+                                   guidance.bias if guidance is not None else None)
+                    if guidance is not None and guidance.logprobs is not None:
+                        guidance.logprobs.append(float(torch.log_softmax(logits.float(), dim=-1)[token]))
                     generated.append(token)
                     text = self.tokenizer.decode(generated, skip_special_tokens=True,
                                                  clean_up_tokenization_spaces=False)
@@ -113,9 +122,12 @@ class TransformersEngine(Engine):
 
 
 def sample(logits: torch.Tensor, context: list[int], settings: Settings, rng: torch.Generator,
-           banned: list[int]) -> int:
-    """Pick the next token: penalise repeats, ban specials, then greedy or top-k/top-p sampling."""
+           banned: list[int], bias: dict[int, float] | None = None) -> int:
+    """Pick the next token: bias, penalise repeats, ban specials, then greedy or top-k/top-p sampling."""
     logits = logits.float().clone()
+    if bias:
+        ids = torch.tensor(list(bias), dtype=torch.long)
+        logits[ids] += torch.tensor(list(bias.values()), dtype=logits.dtype)
     if banned:
         logits[banned] = float("-inf")
     if settings.repetition_penalty != 1.0 and context:

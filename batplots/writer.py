@@ -1,0 +1,326 @@
+"""The Writer: what makes a model passage that follows the story.
+
+A backend only decodes; the Writer decides what a passage is:
+- **names stay put**: the writer's own names (the story's names that are not the
+  show's stock cast) get a logit bias on their first token, and no story name is
+  counted by the repetition penalty, which otherwise pushed the model to other and
+  mangled names;
+- **sentence checks**: a sentence is resampled (like a copy, see Engine.stream)
+  when it copies the corpus (the copy guard), brings in a near miss of a known
+  name ("Pendum" for "Pendulum") or runs over MAX_SENTENCE_WORDS;
+- **ranked takes**: `takes` candidates are decoded together (the llama engine
+  batches them in one decode call per step) and the one with the best transparent
+  score wins (`score_take`); the first take streams live, and a Rewind replaces it
+  with the winner when another one won. Alternatives are the runners-up.
+
+The result is a Continuation whose `candidates` list every take's score parts and
+whose `why` says why the winner won.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator
+
+from batplots import names as nameslib
+from batplots.engine.base import (MAX_SEED, MIN_SEED, Cancelled, Continuation, Engine, Guidance, Rewind,
+                                  SentenceCheck, Settings)
+
+DEFAULT_TAKES = 4
+MIN_TAKES, MAX_TAKES = 1, 8
+# Logit added to the first token of each of the writer's own names (not the stock cast).
+NAME_BIAS = 2.0
+# A longer sentence is resampled: the corpus averages ~24 words a sentence and a fan
+# reads 50+ as sprawl.
+MAX_SENTENCE_WORDS = 45
+# Ranking: sentence length near this is best; SLACK words either side cost nothing.
+TARGET_WORDS, LENGTH_SLACK = 22, 8
+# Ranking weights (score_take): what a fan notices first weighs most.
+WEIGHT_OWN_NAME = 1.5  # each of the writer's own names kept (at most MAX_NAMES_COUNTED)
+WEIGHT_CAST_NAME = 0.5  # each stock-cast name of the story kept
+MAX_NAMES_COUNTED = 2
+WEIGHT_NEAR_MISS = 3.0
+WEIGHT_LENGTH = 0.1  # per word past the slack, averaged over sentences
+WEIGHT_LOGPROB = 1.0  # mean log-probability per token
+WEIGHT_COPY = 3.0  # each sentence the copy guard let through
+# A name the corpus uses at least this often is the show's stock cast (Batman, Gordon):
+# kept in the ranking, but not biased.
+CAST_MIN_COUNT = 5
+LORE_FILE = "lore.json"
+POLL_SECONDS = 0.1
+# Once this many takes have finished, the rest get GRACE times the time taken so far,
+# then stop: the slowest take is the longest-winded one, and waiting for it would make
+# a ranked turn cost far more than one sample.
+FINISH_QUORUM = 2
+GRACE = 1.25
+
+
+@dataclass(frozen=True)
+class Lore:
+    """The corpus's names with counts (shipped beside the adapter as lore.json)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        return frozenset(self.counts)
+
+    @property
+    def cast(self) -> frozenset[str]:
+        return frozenset(n for n, c in self.counts.items() if c >= CAST_MIN_COUNT)
+
+
+def load_lore(adapter_dir: Path | None) -> Lore:
+    """The adapter's lore.json, or an empty Lore (no adapter, or none shipped)."""
+    if adapter_dir is None:
+        return Lore()
+    try:
+        data = json.loads((Path(adapter_dir) / LORE_FILE).read_text(encoding="utf-8"))
+        return Lore({str(k): int(v) for k, v in data["names"].items()})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return Lore()
+
+
+def lore_from_text(text: str) -> Lore:
+    counts: dict[str, int] = {}
+    for word in nameslib.name_words(text):
+        counts[word] = counts.get(word, 0) + 1
+    return Lore(counts)
+
+
+def write_lore(corpus_path: Path, out_dir: Path) -> Path:
+    """lore.json for an adapter trained on corpus_path: its names and counts, no text."""
+    from batplots.corpus import atomic_write_text, corpus_sha256, read_corpus
+
+    lore = lore_from_text("\n\n".join(ep.plot for ep in read_corpus(corpus_path)))
+    ordered = dict(sorted(lore.counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    path = Path(out_dir) / LORE_FILE
+    atomic_write_text(path, json.dumps({"corpus_sha256": corpus_sha256(corpus_path), "names": ordered},
+                                       indent=0, ensure_ascii=False) + "\n")
+    return path
+
+
+def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lore) -> dict:
+    """A take's score and its parts (shown in generate --json and each turn's meta)."""
+    story_names = nameslib.names(story)
+    own = story_names - lore.cast
+    text = " ".join(result.sentences)
+    own_kept = sorted(own & nameslib.names(text))
+    cast_kept = sorted((story_names & lore.cast) & nameslib.names(text))
+    misses = nameslib.near_misses(text, story_names | lore.cast, lore.vocabulary)
+    lengths = [nameslib.words(s) for s in result.sentences] or [0]
+    over = sum(max(0, abs(n - TARGET_WORDS) - LENGTH_SLACK) for n in lengths) / len(lengths)
+    mean_lp = sum(logprobs) / len(logprobs) if logprobs else 0.0
+    copies = len(result.flags)
+    parts = {
+        "own_names": own_kept, "cast_names": cast_kept, "near_misses": [m for m, _ in misses],
+        "words": lengths, "mean_logprob": round(mean_lp, 3), "copies": copies,
+    }
+    score = (WEIGHT_OWN_NAME * min(len(own_kept), MAX_NAMES_COUNTED)
+             + WEIGHT_CAST_NAME * min(len(cast_kept), MAX_NAMES_COUNTED)
+             - WEIGHT_NEAR_MISS * len(misses) - WEIGHT_LENGTH * over + WEIGHT_LOGPROB * mean_lp
+             - WEIGHT_COPY * copies)
+    if not result.sentences:
+        score -= 100.0  # nothing usable (the cap cut every sentence)
+    return {"score": round(score, 3), **parts}
+
+
+def why(winner: dict, others: list[dict]) -> str:
+    """One line: what the winning take had that the others lacked."""
+    if not others:
+        return "the only take"
+    reasons = []
+    if winner["own_names"] and sum(1 for o in others if not o["own_names"]):
+        reasons.append(f"keeps your name{'s' if len(winner['own_names']) > 1 else ''} "
+                       + ", ".join(winner["own_names"]))
+    if not winner["near_misses"] and any(o["near_misses"] for o in others):
+        reasons.append("no mangled names")
+    if not winner["copies"] and any(o["copies"] for o in others):
+        reasons.append("copies nothing")
+    if max(winner["words"]) <= MAX_SENTENCE_WORDS < max(max(o["words"]) for o in others):
+        reasons.append("no overlong sentence")
+    if not reasons:
+        reasons.append("the likeliest text (mean log-probability "
+                       f"{winner['mean_logprob']:.2f} against "
+                       f"{max(o['mean_logprob'] for o in others):.2f})"
+                       if winner["mean_logprob"] >= max(o["mean_logprob"] for o in others)
+                       else "the best balance of names, length and likelihood")
+    return f"best of {len(others) + 1} takes (score {winner['score']:.2f}): " + "; ".join(reasons)
+
+
+class Writer:
+    """Writes passages that follow the story, over any Engine."""
+
+    def __init__(self, engine: Engine, guard=None, lore: Lore | None = None, takes: int = DEFAULT_TAKES,
+                 name_bias: float = NAME_BIAS):
+        self.engine = engine
+        self.guard = guard if guard is not None else engine.copy_guard
+        self.lore = lore or Lore()
+        self.takes = takes
+        self.name_bias = name_bias
+
+    # --- what steers one take ------------------------------------------------------
+    def guidance(self, story: str) -> Guidance:
+        """Bias toward the writer's own names; exempt every story name from the penalty."""
+        story_names = nameslib.names(story)
+        own = story_names - self.lore.cast
+        encode = getattr(self.engine, "encode", None)
+        if encode is None:
+            return Guidance(logprobs=[])
+        bias: dict[int, float] = {}
+        unpenalised: set[int] = set()
+        for name in story_names:
+            for form in (" " + name, name):
+                ids = encode(form)
+                if not ids:
+                    continue
+                unpenalised.update(ids)
+                if name in own and self.name_bias:
+                    bias[ids[0]] = self.name_bias
+        return Guidance(bias=bias, unpenalised=frozenset(unpenalised), logprobs=[])
+
+    def sentence_check(self, story: str, settings: Settings, rejected: list | None = None) -> SentenceCheck:
+        """The copy guard, then near-miss names, then sprawl; rejections are appended to
+        rejected (what was resampled, for the take's notes)."""
+        copy_check = self.guard.sentence_check(settings.copy_limit) if self.guard is not None else None
+        known = nameslib.names(story) | self.lore.cast
+        vocabulary = self.lore.vocabulary | nameslib.names(story)
+
+        def verdict_for(sentence: str) -> dict | None:
+            verdict = copy_check(sentence) if copy_check else None
+            if verdict is not None:
+                return verdict
+            misses = nameslib.near_misses(sentence, known, vocabulary)
+            if misses:
+                return {"kind": "near-miss", "score": 1, "names": [f"{w} ({n})" for w, n in misses]}
+            if nameslib.words(sentence) > MAX_SENTENCE_WORDS:
+                return {"kind": "long", "score": 1, "words": nameslib.words(sentence)}
+            return None
+
+        def check(sentence: str) -> dict | None:
+            verdict = verdict_for(sentence)
+            if verdict is not None and rejected is not None:
+                rejected.append({"kind": verdict.get("kind", "copy"), "sentence": sentence,
+                                 **{k: v for k, v in verdict.items() if k in ("names", "words", "score")}})
+            return verdict
+
+        return check
+
+    # --- a passage ---------------------------------------------------------------------
+    def stream(self, story: str, settings: Settings | None = None, cancel: threading.Event | None = None,
+               takes: int | None = None) -> "Take":
+        """A passage as a Take: iterate it for pieces and Rewinds, then read .result."""
+        return Take(self, story, (settings or Settings()).validate().with_seed(), cancel,
+                    self.takes if takes is None else takes)
+
+    def run(self, story: str, settings: Settings | None = None, cancel: threading.Event | None = None,
+            takes: int | None = None) -> Continuation:
+        take = self.stream(story, settings, cancel, takes)
+        for _ in take:
+            pass
+        return take.result
+
+
+def take_seeds(seed: int, n: int) -> list[int]:
+    """Take 0 keeps the passage's seed (one take is today's passage); the rest derive from it."""
+    rng = random.Random(seed ^ 0x5EED)
+    return [seed] + [rng.randint(MIN_SEED, MAX_SEED) for _ in range(n - 1)]
+
+
+class Take:
+    """One passage in the making: iterate for events (str pieces, Rewind), then `.result`."""
+
+    def __init__(self, writer: Writer, story: str, settings: Settings, cancel: threading.Event | None, takes: int):
+        if not MIN_TAKES <= takes <= MAX_TAKES:
+            raise ValueError(f"takes must be from {MIN_TAKES} to {MAX_TAKES}, got {takes}")
+        self.writer, self.story, self.settings, self.cancel, self.n = writer, story, settings, cancel, takes
+        self.result: Continuation | None = None
+
+    def __iter__(self) -> Iterator["str | Rewind"]:
+        w, story = self.writer, self.story
+        seeds = take_seeds(self.settings.seed, self.n)
+        rejected: list[list[dict]] = [[] for _ in seeds]
+        checks = [w.sentence_check(story, self.settings, rejected[i]) for i in range(self.n)]
+        stop = threading.Event()
+        events: queue.Queue = queue.Queue()
+        outcomes: list = [None] * self.n
+        guidances = [w.guidance(story) for _ in seeds]
+
+        def work(i: int) -> None:
+            try:
+                gen = w.engine.stream(story, replace(self.settings, seed=seeds[i]), stop, checks[i], guidances[i])
+                while True:
+                    try:
+                        event = next(gen)
+                    except StopIteration as done:
+                        outcomes[i] = done.value
+                        break
+                    if i == 0:
+                        events.put(("event", event))
+            except BaseException as exc:  # noqa: BLE001  (reported below, never lost)
+                outcomes[i] = exc
+            finally:
+                events.put(("finished", i))
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=work, args=(i,), name=f"batplots-take-{i}", daemon=True)
+                   for i in range(self.n)]
+        for t in threads:
+            t.start()
+        finished = 0
+        first_piece = None
+        deadline = None
+        try:
+            while finished < self.n:
+                if self.cancel is not None and self.cancel.is_set():
+                    stop.set()
+                if deadline is not None and time.perf_counter() > deadline:
+                    stop.set()  # the stragglers end as Cancelled and are not ranked
+                try:
+                    kind, value = events.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    continue
+                if kind == "finished":
+                    finished += 1
+                    if finished == min(FINISH_QUORUM, self.n) and finished < self.n:
+                        deadline = started + GRACE * (time.perf_counter() - started)
+                    continue
+                if first_piece is None and isinstance(value, str) and value:
+                    first_piece = time.perf_counter() - started
+                yield value
+        finally:
+            if finished < self.n:  # closed early (a client went away): stop the other takes
+                stop.set()
+            for t in threads:
+                t.join()
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
+        done = [(i, r) for i, r in enumerate(outcomes) if isinstance(r, Continuation)]
+        if not done:
+            raise outcomes[0]
+        scored = []
+        for i, result in done:
+            result.flags = [f for f in result.flags if "kind" not in f]  # flags are copies let through
+            parts = score_take(story, result, guidances[i].logprobs, w.lore)
+            scored.append({"take": i, "seed": seeds[i], "text": result.text.strip(), **parts,
+                           "resampled": rejected[i]})
+        ranked = sorted(scored, key=lambda c: (-c["score"], c["take"]))
+        best = ranked[0]
+        winner = dict(done)[best["take"]]
+        if best["take"] != 0:
+            yield Rewind(winner.text)  # the first take streamed; another one won
+        if w.guard is not None:
+            winner.provenance = w.guard.provenance(winner.sentences, winner.flags)
+        for c in ranked:
+            c["chosen"] = c is best
+        winner.candidates = ranked
+        winner.why = why(best, ranked[1:])
+        winner.first_piece_seconds = first_piece
+        winner.seconds = time.perf_counter() - started
+        self.result = winner

@@ -1,0 +1,179 @@
+"""The Writer: ranked takes, names that stay put, resampled near misses and sprawl.
+
+A scripted backend (the model is beside the point) says a sentence chosen by the
+take's seed, so each take's text is known; the batching, bias and log-probabilities
+are checked on a real llama.cpp engine over a tiny GGUF model."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from batplots.engine import Settings, consume
+from batplots.engine.base import Cancelled, Engine, Guidance, Rewind
+from batplots.writer import (MAX_SENTENCE_WORDS, Lore, Writer, lore_from_text, score_take, take_seeds)
+from tests import tiny
+from tests.tiny_gguf import write_gguf
+
+STORY = "The Pendulum steals the great clock of Gotham City Hall."
+LORE = Lore({"Batman": 200, "Robin": 120, "Gotham": 50, "City": 30, "Hall": 7, "Gordon": 50})
+
+
+class Scripted(Engine):
+    """Says script[seed % len(script)], a word a token; records the guidance it got."""
+
+    name = "scripted"
+
+    def __init__(self, script, delay=0.0):
+        super().__init__()
+        self.lock = threading.BoundedSemaphore(8)  # takes run together, as on the llama engine
+        self.script, self.delay = script, delay
+        self.guidance: list[Guidance | None] = []
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def encode(self, text):
+        return [hash(w) % 50_000 for w in text.split()]
+
+    def pieces(self, prompt, settings, seed, cancel, guidance=None):
+        self.guidance.append(guidance)
+        words = self.script[seed % len(self.script)].split()
+        for k, word in enumerate(words[:settings.max_new_tokens]):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            if guidance is not None and guidance.logprobs is not None:
+                guidance.logprobs.append(-1.0 - 0.1 * (seed % 3))
+            if self.delay:
+                threading.Event().wait(self.delay)
+            yield (" " if k else "") + word
+
+
+def script_for(seed, texts):
+    """A script in which take i (of len(texts)) of a passage seeded `seed` says texts[i]."""
+    seeds = take_seeds(seed, len(texts))
+    size = 1000
+    script = ["Batman yawns."] * size
+    for s, text in zip(seeds, texts):
+        assert script[s % size] == "Batman yawns.", "two takes share a script line: pick another seed"
+        script[s % size] = text
+    return script
+
+
+def test_the_take_that_keeps_the_writers_villain_wins_and_says_why():
+    texts = ["Batman and Robin drive to the museum.", "Robin finds a clue.",
+             "The Pendulum laughs in his tower.", "Gordon calls again."]
+    writer = Writer(Scripted(script_for(7, texts)), lore=LORE, takes=4)
+    result = writer.run(STORY, Settings(seed=7, sentences=1, copy_limit=0))
+    assert result.text == " " + texts[2]
+    assert [c["take"] for c in result.candidates][0] == 2 and result.candidates[0]["chosen"]
+    assert len(result.candidates) == 4 and sum(c["chosen"] for c in result.candidates) == 1
+    assert result.candidates[0]["own_names"] == ["Pendulum"]
+    assert "keeps your name Pendulum" in result.why and result.why.startswith("best of 4 takes")
+
+
+def test_the_first_take_streams_and_a_rewind_brings_the_winner():
+    texts = ["Robin yawns at the clock.", "The Pendulum swings again."]
+    writer = Writer(Scripted(script_for(3, texts)), lore=LORE, takes=2)
+    take = writer.stream(STORY, Settings(seed=3, sentences=1, copy_limit=0))
+    events = list(take)
+    assert "".join(e for e in events if isinstance(e, str)).startswith(" Robin yawns")
+    assert events[-1] == Rewind(" The Pendulum swings again.")
+    assert take.result.text == " The Pendulum swings again."
+    draft, result = consume(_replay(events, take.result))
+    assert draft == result.text  # what a client shows is the winner
+
+
+def _replay(events, result):
+    yield from events
+    return result
+
+
+def test_a_near_miss_name_is_resampled_like_a_copy():
+    # One take: its first attempt mangles the villain's name, the resample does not.
+    seeds = take_seeds(11, 1)
+    script = ["Batman yawns."] * 1000
+    script[seeds[0] % 1000] = "The Pendum laughs."
+    writer = Writer(Scripted(script), lore=LORE, takes=1)
+    result = writer.run(STORY, Settings(seed=11, sentences=1, copy_limit=0))
+    assert "Pendum" not in result.text and result.text == " Batman yawns."
+    note = result.candidates[0]["resampled"][0]
+    assert note["kind"] == "near-miss" and note["names"] == ["Pendum (Pendulum)"]
+    assert result.flags == []  # only copies are flags; the rest are notes on the candidate
+
+
+def test_an_overlong_sentence_is_resampled():
+    long = " ".join(["word"] * (MAX_SENTENCE_WORDS + 5)) + "."
+    seeds = take_seeds(5, 1)
+    script = ["Robin nods."] * 1000
+    script[seeds[0] % 1000] = "Batman " + long
+    result = Writer(Scripted(script), lore=LORE, takes=1).run(STORY, Settings(seed=5, sentences=1, copy_limit=0))
+    assert result.text == " Robin nods."
+    assert result.candidates[0]["resampled"][0]["kind"] == "long"
+
+
+def test_guidance_biases_the_writers_own_names_and_exempts_every_story_name():
+    engine = Scripted(["Batman yawns."])
+    writer = Writer(engine, lore=LORE, takes=1)
+    g = writer.guidance(STORY + " Batman sighs.")
+    own_first = engine.encode(" Pendulum")[0]
+    assert g.bias == {own_first: writer.name_bias}  # the cast (Batman, Gotham...) is not biased
+    assert set(engine.encode(" Batman")) <= g.unpenalised and own_first in g.unpenalised
+    writer.run(STORY, Settings(seed=1, sentences=1, copy_limit=0))
+    assert engine.guidance[-1].bias == {own_first: writer.name_bias}
+
+
+def test_cancel_stops_every_take():
+    engine = Scripted(["Batman " + " ".join(["waits"] * 150) + "."], delay=0.01)
+    cancel = threading.Event()
+    take = Writer(engine, lore=LORE, takes=3).stream(STORY, Settings(seed=1, sentences=1, copy_limit=0), cancel)
+    with pytest.raises(Cancelled):
+        for i, _ in enumerate(take):
+            if i == 3:
+                cancel.set()
+    assert not [t for t in threading.enumerate() if t.name.startswith("batplots-take-")]
+
+
+def test_score_parts_are_transparent():
+    from batplots.engine.base import Continuation
+
+    result = Continuation(text=" The Pendum and Batman fight.", sentences=["The Pendum and Batman fight."],
+                          settings=Settings())
+    parts = score_take(STORY + " Batman arrives.", result, [-2.0, -1.0], LORE)
+    assert parts["near_misses"] == ["Pendum"] and parts["own_names"] == [] and parts["cast_names"] == ["Batman"]
+    assert parts["mean_logprob"] == -1.5 and parts["words"] == [5]
+
+
+def test_lore_counts_names_and_calls_the_frequent_ones_cast():
+    lore = lore_from_text("Batman runs. " * 6 + "The Pendulum waits.")
+    assert lore.counts == {"Batman": 6, "Pendulum": 1} and lore.cast == {"Batman"}
+
+
+# --- on a real llama.cpp engine -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    pytest.importorskip("llama_cpp")
+    from batplots.engine.llama_engine import LlamaEngine
+
+    eng = LlamaEngine(write_gguf(tiny.trained_llama(), tmp_path_factory.mktemp("w") / "tiny.gguf"), label="tiny",
+                      n_ctx=2048, n_slots=8)
+    yield eng
+    eng.close()
+
+
+def test_takes_are_decoded_together_and_carry_log_probabilities(llama):
+    writer = Writer(llama, lore=LORE, takes=4)
+    result = writer.run("Batman and Robin slide down the Batpoles.", Settings(seed=2, sentences=1, copy_limit=0,
+                                                                             max_new_tokens=40))
+    assert llama.scheduler.max_batch_requests >= 2  # several takes in one decode call
+    assert 2 <= len(result.candidates) <= 4
+    assert all(c["mean_logprob"] < 0 for c in result.candidates)
+
+
+def test_a_logit_bias_steers_the_llama_engine(llama):
+    token = llama.encode(" Robin")[0]
+    plain = "".join(llama.pieces("Batman", Settings(temperature=0, max_new_tokens=6), 1, None))
+    steered = "".join(llama.pieces("Batman", Settings(temperature=0, max_new_tokens=6), 1, None,
+                                   Guidance(bias={token: 100.0})))
+    assert steered == " Robin" * 6 and plain != steered
