@@ -119,6 +119,35 @@ def make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty
         raise click.BadParameter(str(exc), param_hint=f"--{exc.field.replace('_', '-')}") from exc
 
 
+def takes_option(func):
+    """--takes: the Writer's ranked takes per passage."""
+    from batplots import writer as writerlib
+
+    return click.option("--takes", type=click.IntRange(writerlib.MIN_TAKES, writerlib.MAX_TAKES),
+                        default=writerlib.DEFAULT_TAKES, show_default=True,
+                        help="Takes decoded together per passage; the best one by the story's names, length "
+                             "and likelihood is kept (1 = a single sample).")(func)
+
+
+def lore_for(adapter: str | None):
+    """The adapter's names (lore.json) for the Writer; none when the adapter cannot be found
+    (loading the engine then says why)."""
+    from batplots import model as modellib
+    from batplots.writer import Lore, load_lore
+
+    try:
+        return load_lore(modellib.resolve_adapter(adapter))
+    except ModelError:
+        return Lore()
+
+
+def open_writer(engine_name: str, base: str | None, adapter: str | None, takes: int):
+    """The engine wrapped in a Writer (ranked takes, names that stay put)."""
+    from batplots.writer import Writer
+
+    return Writer(open_engine(engine_name, base, adapter), lore=lore_for(adapter), takes=takes)
+
+
 def open_engine(engine_name: str, base: str | None, adapter: str | None):
     """Load the engine or exit with the model error's message (what to install / which path)."""
     from batplots.engine import load_engine
@@ -140,20 +169,22 @@ def main():
 @sampling_options
 @guard_options
 @engine_options
+@takes_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the story.")
 def generate(prompt, sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
-             copy_limit, no_copy_guard, engine_name, base, adapter, as_json):
+             copy_limit, no_copy_guard, engine_name, base, adapter, takes, as_json):
     """Continue PROMPT with N complete sentences."""
     if not prompt.strip():
         raise click.BadParameter("the prompt is empty; write a sentence or two to continue", param_hint="PROMPT")
     settings = make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
                              copy_limit_of(copy_limit, no_copy_guard))
-    engine = open_engine(engine_name, base, adapter)
+    writer = open_writer(engine_name, base, adapter, takes)
+    engine = writer.engine
     guard_notice(engine, settings)
     started = time.perf_counter()
     if as_json:
         with engine_failures():
-            result = engine.run(prompt, settings)
+            result = writer.run(prompt, settings)
         click.echo(json.dumps({
             "prompt": prompt,
             "continuation": result.text.strip(),
@@ -166,28 +197,24 @@ def generate(prompt, sentences, seed, temperature, top_p, top_k, repetition_pena
             "copy_guard": engine.copy_guard.describe() if engine.copy_guard else None,
             "flags": result.flags,
             "provenance": result.provenance,
+            "why": result.why,
+            "candidates": [{k: v for k, v in c.items() if k != "sentences"} for c in result.candidates],
         }, ensure_ascii=False))
         return
     click.echo(prompt, nl=False)
     with engine_failures():
-        _, result = stream_to_terminal(engine.stream(prompt, settings))
+        _, result = stream_to_terminal(writer.stream(prompt, settings))
     click.echo()
     if result.trimmed:
         click.echo("(the token cap cut the last sentence, so it was left out)", err=True)
     flag_notice(result)
 
 
-def stream_to_terminal(stream):
-    """Print a stream's pieces as they come (on a terminal), redrawing the draft on a
+def stream_to_terminal(take):
+    """Print a take's pieces as they come (on a terminal), redrawing the draft on a
     Rewind; elsewhere (a pipe) print only the final text, so pipes get clean output."""
     draft = ""
-    while True:
-        try:
-            event = next(stream)
-        except StopIteration as stop:
-            if not sys.stdout.isatty():
-                click.echo(stop.value.text, nl=False)
-            return draft, stop.value
+    for event in take:
         if isinstance(event, eb.Rewind):
             if sys.stdout.isatty():
                 click.echo("\b" * len(draft) + " " * len(draft) + "\b" * len(draft), nl=False)
@@ -198,23 +225,27 @@ def stream_to_terminal(stream):
             draft += event
             if sys.stdout.isatty():
                 click.echo(event, nl=False)
+    if not sys.stdout.isatty():
+        click.echo(take.result.text, nl=False)
+    return draft, take.result
 
 
 @main.command()
 @sampling_options
 @guard_options
 @engine_options
+@takes_option
 def write(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context, copy_limit, no_copy_guard,
-          engine_name, base, adapter):
+          engine_name, base, adapter, takes):
     """Co-write in the terminal: you write a sentence or two, the model adds N (/help for commands)."""
     from batplots.write import WriteSession
 
     settings = make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
                              copy_limit_of(copy_limit, no_copy_guard))
     click.echo("Loading the model...", err=True)
-    engine = open_engine(engine_name, base, adapter)
-    guard_notice(engine, settings)
-    WriteSession(engine, settings).loop(sys.stdin)
+    writer = open_writer(engine_name, base, adapter, takes)
+    guard_notice(writer.engine, settings)
+    WriteSession(writer, settings).loop(sys.stdin)
 
 
 @main.command()
@@ -228,8 +259,9 @@ def write(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_co
 @sampling_options
 @guard_options
 @engine_options
+@takes_option
 def serve(host, port, db_path, allowed_hosts, api_key, no_auth, sentences, seed, temperature, top_p, top_k,
-          repetition_penalty, max_context, copy_limit, no_copy_guard, engine_name, base, adapter):
+          repetition_penalty, max_context, copy_limit, no_copy_guard, engine_name, base, adapter, takes):
     """Serve the co-writing web app (stories saved in SQLite) and print its address."""
     from pathlib import Path
 
@@ -255,7 +287,8 @@ def serve(host, port, db_path, allowed_hosts, api_key, no_auth, sentences, seed,
         return engine
 
     try:
-        app = webapp.create_app(webapp.WebConfig(db_path=db, settings=settings, load_engine=load, security=security))
+        app = webapp.create_app(webapp.WebConfig(db_path=db, settings=settings, load_engine=load, security=security,
+                                                 takes=takes, lore=lore_for(adapter)))
     except (OSError, sqlite3.Error, StoreError) as exc:
         raise click.ClickException(f"cannot open the story database {db}: {exc}") from exc
     webapp.serve(app, host, port, lambda url: click.echo(

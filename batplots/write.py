@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from batplots.engine import Engine, Rewind, Settings, SettingsError
+from batplots.writer import Writer
 from batplots.engine.base import MAX_SEED, MIN_SEED, EngineError
 from batplots.guard import flag_text
 
@@ -58,8 +59,9 @@ def to_markdown(turns: list[Turn], title: str = "A Batman '66 episode", model: s
 class WriteSession:
     """One co-writing session over an engine; `handle` takes one input line."""
 
-    def __init__(self, engine: Engine, settings: Settings, out: TextIO | None = None, err: TextIO | None = None):
-        self.engine = engine
+    def __init__(self, writer: Writer, settings: Settings, out: TextIO | None = None, err: TextIO | None = None):
+        self.writer = writer
+        self.engine = writer.engine
         self.settings = settings.validate()
         self.turns: list[Turn] = []
         self.out = out or sys.stdout
@@ -77,30 +79,27 @@ class WriteSession:
             # A fixed seed would give the same passage again: step it for each retry.
             settings = replace(settings, seed=(settings.seed + self._retries) % (MAX_SEED + 1) + MIN_SEED)
         tty = self.out.isatty()
-        stream = self.engine.stream(story_text(self.turns), settings)
+        take = self.writer.stream(story_text(self.turns), settings)
         draft = ""
         if tty:
             self.out.write("\033[3m")  # the model's passages in italics
-        while True:
-            try:
-                event = next(stream)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            except EngineError as exc:  # a remote server down or slow: the story stays as it was
-                if tty:
-                    self.out.write("\033[0m\n")
-                self.say(f"batplots: the model failed: {exc}. Your story is unchanged; try again.")
-                return
-            if isinstance(event, Rewind):
-                if tty:
-                    self.out.write("\b" * len(draft) + "\033[K" + event.text)
-                draft = event.text
-            else:
-                draft += event
-                if tty:
-                    self.out.write(event)
-                    self.out.flush()
+        try:
+            for event in take:
+                if isinstance(event, Rewind):
+                    if tty:
+                        self.out.write("\b" * len(draft) + "\033[K" + event.text)
+                    draft = event.text
+                else:
+                    draft += event
+                    if tty:
+                        self.out.write(event)
+                        self.out.flush()
+        except EngineError as exc:  # a remote server down or slow: the story stays as it was
+            if tty:
+                self.out.write("\033[0m\n")
+            self.say(f"batplots: the model failed: {exc}. Your story is unchanged; try again.")
+            return
+        result = take.result
         if tty:
             self.out.write("\033[0m\n")
         else:

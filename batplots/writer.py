@@ -54,9 +54,10 @@ WEIGHT_COPY = 3.0  # each sentence the copy guard let through
 CAST_MIN_COUNT = 5
 LORE_FILE = "lore.json"
 POLL_SECONDS = 0.1
-# Once this many takes have finished, the rest get GRACE times the time taken so far,
-# then stop: the slowest take is the longest-winded one, and waiting for it would make
-# a ranked turn cost far more than one sample.
+# Once this many takes have finished, a take that needs more than GRACE times the tokens
+# of the last of them is dropped: the slowest take is the longest-winded one, and
+# waiting for it would make a ranked turn cost far more than one sample. Counted in
+# tokens, not seconds, so that the same seed gives the same passage on any machine.
 FINISH_QUORUM = 2
 GRACE = 1.25
 
@@ -158,12 +159,14 @@ class Writer:
     """Writes passages that follow the story, over any Engine."""
 
     def __init__(self, engine: Engine, guard=None, lore: Lore | None = None, takes: int = DEFAULT_TAKES,
-                 name_bias: float = NAME_BIAS):
+                 name_bias: float = NAME_BIAS, copy_check: SentenceCheck | None = None):
         self.engine = engine
         self.guard = guard if guard is not None else engine.copy_guard
         self.lore = lore or Lore()
         self.takes = takes
         self.name_bias = name_bias
+        # Replaces the guard's check when given (tests script what counts as a copy).
+        self.copy_check = copy_check
 
     # --- what steers one take ------------------------------------------------------
     def guidance(self, story: str) -> Guidance:
@@ -188,7 +191,9 @@ class Writer:
     def sentence_check(self, story: str, settings: Settings, rejected: list | None = None) -> SentenceCheck:
         """The copy guard, then near-miss names, then sprawl; rejections are appended to
         rejected (what was resampled, for the take's notes)."""
-        copy_check = self.guard.sentence_check(settings.copy_limit) if self.guard is not None else None
+        copy_check = self.copy_check
+        if copy_check is None and self.guard is not None:
+            copy_check = self.guard.sentence_check(settings.copy_limit)
         known = nameslib.names(story) | self.lore.cast
         vocabulary = self.lore.vocabulary | nameslib.names(story)
 
@@ -214,10 +219,11 @@ class Writer:
 
     # --- a passage ---------------------------------------------------------------------
     def stream(self, story: str, settings: Settings | None = None, cancel: threading.Event | None = None,
-               takes: int | None = None) -> "Take":
-        """A passage as a Take: iterate it for pieces and Rewinds, then read .result."""
+               takes: int | None = None, tagged: bool = False) -> "Take":
+        """A passage as a Take: iterate it for pieces and Rewinds, then read .result.
+        tagged: every take streams, as (take index, event) pairs (alternatives side by side)."""
         return Take(self, story, (settings or Settings()).validate().with_seed(), cancel,
-                    self.takes if takes is None else takes)
+                    self.takes if takes is None else takes, tagged)
 
     def run(self, story: str, settings: Settings | None = None, cancel: threading.Event | None = None,
             takes: int | None = None) -> Continuation:
@@ -236,10 +242,12 @@ def take_seeds(seed: int, n: int) -> list[int]:
 class Take:
     """One passage in the making: iterate for events (str pieces, Rewind), then `.result`."""
 
-    def __init__(self, writer: Writer, story: str, settings: Settings, cancel: threading.Event | None, takes: int):
+    def __init__(self, writer: Writer, story: str, settings: Settings, cancel: threading.Event | None, takes: int,
+                 tagged: bool = False):
         if not MIN_TAKES <= takes <= MAX_TAKES:
             raise ValueError(f"takes must be from {MIN_TAKES} to {MAX_TAKES}, got {takes}")
         self.writer, self.story, self.settings, self.cancel, self.n = writer, story, settings, cancel, takes
+        self.tagged = tagged
         self.result: Continuation | None = None
 
     def __iter__(self) -> Iterator["str | Rewind"]:
@@ -247,56 +255,66 @@ class Take:
         seeds = take_seeds(self.settings.seed, self.n)
         rejected: list[list[dict]] = [[] for _ in seeds]
         checks = [w.sentence_check(story, self.settings, rejected[i]) for i in range(self.n)]
-        stop = threading.Event()
+        stops = [threading.Event() for _ in seeds]  # one per take: stragglers stop alone
         events: queue.Queue = queue.Queue()
         outcomes: list = [None] * self.n
         guidances = [w.guidance(story) for _ in seeds]
 
         def work(i: int) -> None:
             try:
-                gen = w.engine.stream(story, replace(self.settings, seed=seeds[i]), stop, checks[i], guidances[i])
+                gen = w.engine.stream(story, replace(self.settings, seed=seeds[i]), stops[i], checks[i],
+                                      guidances[i])
                 while True:
                     try:
                         event = next(gen)
                     except StopIteration as done:
                         outcomes[i] = done.value
                         break
-                    if i == 0:
-                        events.put(("event", event))
+                    if i == 0 or self.tagged:
+                        events.put(("event", (i, event)))
             except BaseException as exc:  # noqa: BLE001  (reported below, never lost)
                 outcomes[i] = exc
             finally:
                 events.put(("finished", i))
+
+        def tokens(i: int) -> int:
+            logprobs = guidances[i].logprobs  # one entry per sampled token, every attempt included
+            return len(logprobs) if logprobs is not None else 0
 
         started = time.perf_counter()
         threads = [threading.Thread(target=work, args=(i,), name=f"batplots-take-{i}", daemon=True)
                    for i in range(self.n)]
         for t in threads:
             t.start()
-        finished = 0
+        finished: list[int] = []
         first_piece = None
-        deadline = None
+        limit = None
         try:
-            while finished < self.n:
+            while len(finished) < self.n:
                 if self.cancel is not None and self.cancel.is_set():
-                    stop.set()
-                if deadline is not None and time.perf_counter() > deadline:
-                    stop.set()  # the stragglers end as Cancelled and are not ranked
+                    for stop in stops:
+                        stop.set()
+                if limit is not None:
+                    for i in range(self.n):
+                        if i not in finished and tokens(i) > limit:
+                            stops[i].set()  # ends as Cancelled and is not ranked
                 try:
                     kind, value = events.get(timeout=POLL_SECONDS)
                 except queue.Empty:
                     continue
                 if kind == "finished":
-                    finished += 1
-                    if finished == min(FINISH_QUORUM, self.n) and finished < self.n:
-                        deadline = started + GRACE * (time.perf_counter() - started)
+                    finished.append(value)
+                    if len(finished) == min(FINISH_QUORUM, self.n) and tokens(value):
+                        limit = GRACE * max(tokens(i) for i in finished)
                     continue
-                if first_piece is None and isinstance(value, str) and value:
+                take_index, event = value
+                if first_piece is None and isinstance(event, str) and event:
                     first_piece = time.perf_counter() - started
-                yield value
+                yield value if self.tagged else event
         finally:
-            if finished < self.n:  # closed early (a client went away): stop the other takes
-                stop.set()
+            if len(finished) < self.n:  # closed early (a client went away): stop every take
+                for stop in stops:
+                    stop.set()
             for t in threads:
                 t.join()
         if self.cancel is not None and self.cancel.is_set():
@@ -309,11 +327,12 @@ class Take:
             result.flags = [f for f in result.flags if "kind" not in f]  # flags are copies let through
             parts = score_take(story, result, guidances[i].logprobs, w.lore)
             scored.append({"take": i, "seed": seeds[i], "text": result.text.strip(), **parts,
-                           "resampled": rejected[i]})
+                           "resampled": rejected[i], "sentences": result.sentences, "flags": result.flags,
+                           "stop_reason": result.stop_reason})
         ranked = sorted(scored, key=lambda c: (-c["score"], c["take"]))
         best = ranked[0]
         winner = dict(done)[best["take"]]
-        if best["take"] != 0:
+        if best["take"] != 0 and not self.tagged:
             yield Rewind(winner.text)  # the first take streamed; another one won
         if w.guard is not None:
             winner.provenance = w.guard.provenance(winner.sentences, winner.flags)
@@ -321,6 +340,7 @@ class Take:
             c["chosen"] = c is best
         winner.candidates = ranked
         winner.why = why(best, ranked[1:])
+        winner.settings = self.settings  # the passage's seed (the takes' own are in candidates)
         winner.first_piece_seconds = first_piece
         winner.seconds = time.perf_counter() - started
         self.result = winner

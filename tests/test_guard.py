@@ -356,10 +356,11 @@ def test_write_names_flagged_sentences_and_shows_sources(guard):
     import io
 
     from batplots.write import WriteSession
+    from batplots.writer import Writer
 
     out, err = io.StringIO(), io.StringIO()
-    session = WriteSession(scripted([COPIED] * (MAX_SENTENCE_RETRIES + 1), guard), Settings(sentences=1, seed=3),
-                           out=out, err=err)
+    session = WriteSession(Writer(scripted([COPIED] * (MAX_SENTENCE_RETRIES + 1), guard), takes=1),
+                           Settings(sentences=1, seed=3), out=out, err=err)
     session.handle("/sources")
     assert "No model passage yet." in err.getvalue()
     session.handle("Gotham City sleeps.")
@@ -369,7 +370,7 @@ def test_write_names_flagged_sentences_and_shows_sources(guard):
     assert (f"1. {COPIED}\n   closest in the corpus: shares 12 words with 'The Joker Is Wild': "
             f"{COPIED[:-1]!r} [let through by the guard]") in err.getvalue()
 
-    plain = WriteSession(scripted([ORIGINAL], guardlib.CopyGuard(None, None, "copy guard off")),
+    plain = WriteSession(Writer(scripted([ORIGINAL], guardlib.CopyGuard(None, None, "copy guard off")), takes=1),
                          Settings(sentences=1, seed=3), out=io.StringIO(), err=io.StringIO())
     plain.handle("Gotham City sleeps.")
     plain.handle("/sources")

@@ -251,7 +251,12 @@ def test_alternatives_are_not_saved_until_picked(srv):
     assert len({cand["text"] for cand in cands}) == 3 and all(len(fake_sentences(x["text"])) == 1 for x in cands)
     assert c.get(f"/api/stories/{sid}").json() == story  # nothing saved
     five = c.post(f"/api/stories/{sid}/alternatives", json={"version": story["version"], "n": 5, "seed": 10}).json()
-    assert [x["seed"] for x in five["candidates"]] == [10, 11, 12, 13, 14]
+    # One batch of 5 ranked takes: the seeds the Writer derives from 10, best first.
+    from batplots.writer import take_seeds
+
+    assert sorted(x["seed"] for x in five["candidates"]) == sorted(take_seeds(10, 5))
+    assert five["candidates"][0]["chosen"] and five["why"].startswith("best of 5 takes")
+    assert [x["score"] for x in five["candidates"]] == sorted((x["score"] for x in five["candidates"]), reverse=True)
     pick = cands[1]
     saved = c.post(f"/api/stories/{sid}/turns", json={"text": pick["text"], "author": "model", "seed": pick["seed"],
                                                        "version": story["version"]}).json()

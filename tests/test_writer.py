@@ -177,3 +177,13 @@ def test_a_logit_bias_steers_the_llama_engine(llama):
     steered = "".join(llama.pieces("Batman", Settings(temperature=0, max_new_tokens=6), 1, None,
                                    Guidance(bias={token: 100.0})))
     assert steered == " Robin" * 6 and plain != steered
+
+
+def test_a_long_winded_take_is_dropped_once_two_have_finished():
+    texts = ["Robin nods.", "The Pendulum waits.", "Batman frowns.",
+             "Gordon " + " ".join(["talks"] * 40) + "."]
+    engine = Scripted(script_for(9, texts), delay=0.005)
+    result = Writer(engine, lore=LORE, takes=4).run(STORY, Settings(seed=9, sentences=1, copy_limit=0))
+    assert sorted(c["take"] for c in result.candidates) == [0, 1, 2]  # take 3 ran past 1.25x the quorum's tokens
+    assert result.settings.seed == 9  # the passage's seed; each take's own is in its candidate
+    assert result.text == " The Pendulum waits."

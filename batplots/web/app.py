@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from batplots import store as storelib
 from batplots.engine.base import Engine, SentenceCheck, Settings
+from batplots.writer import Lore
 from batplots.web import export, login
 from batplots.web.generation import StoryClaims
 from batplots.web.openai_api import router as openai_router
@@ -51,7 +52,10 @@ class WebConfig:
     settings: Settings = field(default_factory=Settings)  # server defaults (story settings override)
     engine: Engine | None = None
     load_engine: Callable[[], Engine] | None = None
-    sentence_check: SentenceCheck | None = None  # the copy guard hooks in here
+    sentence_check: SentenceCheck | None = None  # replaces the copy guard's check (tests)
+    # The Writer's ranked takes per passage (serve: writer.DEFAULT_TAKES; 1 = one sample).
+    takes: int = 1
+    lore: Lore | None = None  # the corpus's names (the adapter's lore.json), for the Writer
     security: SecurityConfig = field(default_factory=SecurityConfig)  # loopback, no login, unless serve says
 
 
@@ -103,6 +107,8 @@ def create_app(config: WebConfig) -> FastAPI:
     state.engine_ready_seconds = 0.0 if config.engine is not None else None
     state.loader_thread = None
     state.sentence_check = config.sentence_check
+    state.takes = config.takes
+    state.lore = config.lore
     state.claims = StoryClaims()  # one generation per story at a time
     state.login_limiter = login.LoginLimiter()
 

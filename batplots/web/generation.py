@@ -1,7 +1,7 @@
-"""Running the engine off the event loop, and server-sent events.
+"""Running the Writer off the event loop, and server-sent events.
 
-A generation runs `engine.stream` in its own worker thread (the engine's lock
-queues concurrent ones) and hands its events to the event loop through an
+A generation runs a Writer's take (`Writer.stream`) in its own worker thread (the
+engine's lock queues concurrent ones) and hands its events to the event loop through an
 asyncio queue. Whoever consumes the events sets the cancel event when it stops
 early (a client that went away), which stops the model between two tokens;
 nothing is saved by this module: callers commit a finished Continuation.
@@ -15,7 +15,8 @@ import threading
 import time
 from typing import AsyncIterator
 
-from batplots.engine.base import Cancelled, Continuation, Engine, Rewind, SentenceCheck, Settings
+from batplots.engine.base import Cancelled, Continuation, Rewind, Settings
+from batplots.writer import Writer
 
 # Generations waiting for or holding the model at once; past this, 503 "busy".
 # 16 concurrent writers must all be answered (the llama engine batches 16 at once;
@@ -82,7 +83,7 @@ class Generation:
     _pending = 0
     _pending_lock = threading.Lock()
 
-    def __init__(self, engine: Engine, story: str, settings: Settings, sentence_check: SentenceCheck | None = None):
+    def __init__(self, writer: Writer, story: str, settings: Settings, takes: int | None = None):
         with Generation._pending_lock:
             if Generation._pending >= MAX_PENDING_GENERATIONS:
                 raise Busy(f"the model is busy with {Generation._pending} other requests (at most "
@@ -92,7 +93,7 @@ class Generation:
         self.consumed = False  # someone reads the events (and will save, or cancel)
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
-        self._thread = threading.Thread(target=self._work, args=(engine, story, settings, sentence_check),
+        self._thread = threading.Thread(target=self._work, args=(writer, story, settings, takes),
                                         name="batplots-generation", daemon=True)
         self._thread.start()
 
@@ -105,24 +106,21 @@ class Generation:
         except RuntimeError:
             pass  # the event loop is gone (server shutting down): nobody is listening
 
-    def _work(self, engine, story, settings, sentence_check) -> None:
+    def _work(self, writer, story, settings, takes) -> None:
         try:
-            stream = engine.stream(story, settings, cancel=self.cancel, sentence_check=sentence_check)
+            take = writer.stream(story, settings, cancel=self.cancel, takes=takes)
+            events = iter(take)
             try:
-                while True:
-                    try:
-                        event = next(stream)
-                    except StopIteration as stop:
-                        self._put(("done", stop.value))
-                        return
+                for event in events:
                     if self.cancel.is_set():
                         raise Cancelled()
                     if isinstance(event, Rewind):
                         self._put(("rewind", event.text))
                     elif event:
                         self._put(("piece", event))
+                self._put(("done", take.result))
             finally:
-                stream.close()  # releases the engine's lock at once
+                events.close()  # stops every take and releases the engine at once
         except Cancelled:
             self._put(("cancelled", None))
         except Exception as exc:  # a model failure becomes an error event, never a dead server

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from batplots import store as storelib
 from batplots.engine.base import MAX_SEED, MIN_SEED, Continuation, Engine, EngineError, Settings, SettingsError
+from batplots.writer import Writer
 from batplots.text import split_sentences
 from batplots.web import export
 from batplots.web.generation import SSE_HEADERS, Busy, Claim, ClientGone, Generation, StoryBusy, sse, wants_sse
@@ -54,6 +55,12 @@ def engine_of(request: Request) -> Engine:
     raise ModelUnavailable("the model is still loading; try again in a few seconds (GET /healthz says when it is ready)")
 
 
+def writer_of(request: Request, engine: Engine) -> Writer:
+    """The Writer over the loaded engine, with the server's takes and the corpus's names."""
+    state = request.app.state
+    return Writer(engine, lore=state.lore, takes=state.takes, copy_check=state.sentence_check)
+
+
 def base_settings(request: Request) -> Settings:
     return request.app.state.config.settings
 
@@ -91,6 +98,9 @@ def turn_fields(cont: Continuation, engine: Engine) -> dict:
             "trimmed": cont.trimmed,
             "truncated_story": cont.truncated_story,
             "engine": engine.describe(),
+            # The Writer's ranked takes (text, score and its parts) and why the winner won.
+            "candidates": [{k: v for k, v in c.items() if k not in ("sentences", "flags")} for c in cont.candidates],
+            "why": cont.why,
         },
     }
 
@@ -218,7 +228,7 @@ async def _generate_turn(request: Request, story_id: str, body: ContinueRequest,
 
     streaming = False
     try:
-        gen = claim.generation = Generation(engine, text, settings, request.app.state.sentence_check)
+        gen = claim.generation = Generation(writer_of(request, engine), text, settings)
         if wants_sse(request):
             streaming = True  # the stream releases the claim when it ends
             return StreamingResponse(_sse_stream(gen, save, claim), media_type="text/event-stream",
@@ -306,25 +316,28 @@ async def alternatives(request: Request, story_id: str, body: AlternativesReques
     if not MIN_ALTERNATIVES <= body.n <= MAX_ALTERNATIVES:
         raise SettingsError("n", f"n must be from {MIN_ALTERNATIVES} to {MAX_ALTERNATIVES}, got {body.n}")
     engine, story, text, settings, claim = await _start(request, story_id, body, retry=False)
-    candidates = []
     try:
-        for i in range(body.n):
-            seed = None if settings.seed is None else (settings.seed + i) % (MAX_SEED + 1)
-            gen = claim.generation = Generation(engine, text, dataclasses.replace(settings, seed=seed),
-                                                request.app.state.sentence_check)
-            try:
-                cont = await gen.result(request)
-            except ClientGone:
-                return Response(status_code=499)
-            if cont.text.strip():
-                candidates.append({"text": cont.text.strip(), "sentences": cont.sentences,
-                                   "seed": cont.settings.seed, "settings": cont.settings.to_dict(),
-                                   "flags": cont.flags, "provenance": cont.provenance})
+        # One batch of n takes, ranked (not n runs one after another); the runners-up
+        # are alternatives too.
+        gen = claim.generation = Generation(writer_of(request, engine), text, settings, takes=body.n)
+        try:
+            cont = await gen.result(request)
+        except ClientGone:
+            return Response(status_code=499)
     finally:
         claim.release()
+    candidates, seen = [], set()
+    for c in cont.candidates:
+        if not c["text"] or c["text"] in seen:
+            continue  # distinct texts only
+        seen.add(c["text"])
+        candidates.append({"text": c["text"], "sentences": c["sentences"], "seed": c["seed"],
+                           "settings": dataclasses.replace(cont.settings, seed=c["seed"]).to_dict(),
+                           "flags": c["flags"], "provenance": picked_provenance(request, c["text"], cont.settings),
+                           "score": c["score"], "chosen": c["chosen"]})
     if not candidates:
         raise ModelUnavailable("the model wrote no complete sentence in any candidate; try again")
-    return {"version": story["version"], "candidates": candidates}
+    return {"version": story["version"], "candidates": candidates, "why": cont.why}
 
 
 # --- export -------------------------------------------------------------------------
