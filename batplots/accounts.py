@@ -68,30 +68,33 @@ def check_password(password: str) -> str:
     return password
 
 
+def _no_nul(name):
+    """A name as looked up: NUL matches no user, and PostgreSQL text cannot hold it."""
+    return name.replace("\x00", "\ufffd") if isinstance(name, str) else name
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
 def count_users(store: Store) -> int:
-    conn = store.connect()
-    try:
+    with store.reading() as conn:
         return conn.execute("SELECT COUNT(*) FROM users").fetchone()[0]
-    finally:
-        conn.close()
 
 
 def add_user(store: Store, name: str, password: str) -> dict:
     check_name(name)
     password_hash = _hash(check_password(password))
     with store.transaction() as conn:
-        if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+        store.serialise(conn, "users")  # the name and count checks hold until COMMIT, on every instance
+        if conn.execute("SELECT 1 FROM users WHERE lower(name) = lower(?)", (name,)).fetchone():
             raise Invalid(f"a user named {name!r} exists already (names ignore case); "
                           f"`batplots users passwd {name}` changes the password")
         if conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] >= MAX_USERS:
             raise Invalid(f"there are already {MAX_USERS} users, the most one database holds; remove one first")
-        cur = conn.execute("INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?)",
-                           (name, password_hash, now()))
-        return {"id": cur.lastrowid, "name": name}
+        row = conn.execute("INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
+                           (name, password_hash, now())).fetchone()
+        return {"id": row[0], "name": name}
 
 
 def claim_unowned(store: Store, name: str) -> int:
@@ -102,19 +105,17 @@ def claim_unowned(store: Store, name: str) -> int:
 
 
 def list_users(store: Store) -> list[dict]:
-    conn = store.connect()
-    try:
+    with store.reading() as conn:
         rows = conn.execute("SELECT u.name, u.created_at, "
                             "(SELECT COUNT(*) FROM stories s WHERE s.owner = u.id) AS stories, "
                             "(SELECT COUNT(*) FROM sessions x WHERE x.user_id = u.id AND x.expires_at > ?) AS sessions "
-                            "FROM users u ORDER BY u.name COLLATE NOCASE", (now(),)).fetchall()
+                            "FROM users u ORDER BY lower(u.name), u.name", (now(),)).fetchall()
         return [dict(r) for r in rows]
-    finally:
-        conn.close()
 
 
 def _user_row(conn, name: str):
-    row = conn.execute("SELECT id, name, password_hash FROM users WHERE name = ?", (name,)).fetchone()
+    row = conn.execute("SELECT id, name, password_hash FROM users WHERE lower(name) = lower(?)",
+                       (_no_nul(name),)).fetchone()
     if row is None:
         raise NotFound(f"no user named {name!r} (`batplots users list` shows them)")
     return row
@@ -130,12 +131,9 @@ def remove_user(store: Store, name: str) -> int:
 
 
 def story_count(store: Store, name: str) -> int:
-    conn = store.connect()
-    try:
+    with store.reading() as conn:
         user = _user_row(conn, name)
         return conn.execute("SELECT COUNT(*) FROM stories WHERE owner = ?", (user["id"],)).fetchone()[0]
-    finally:
-        conn.close()
 
 
 def set_password(store: Store, name: str, password: str) -> None:
@@ -149,11 +147,9 @@ def set_password(store: Store, name: str, password: str) -> None:
 
 def verify(store: Store, name: str, password: str) -> dict | None:
     """The user {id, name} if the password is theirs, else None (in about the same time)."""
-    conn = store.connect()
-    try:
-        row = conn.execute("SELECT id, name, password_hash FROM users WHERE name = ?", (name,)).fetchone()
-    finally:
-        conn.close()
+    with store.reading() as conn:
+        row = conn.execute("SELECT id, name, password_hash FROM users WHERE lower(name) = lower(?)",
+                           (_no_nul(name),)).fetchone()
     if not _verify(row["password_hash"] if row else _dummy_hash(), password) or row is None:
         return None
     if _hasher.check_needs_rehash(row["password_hash"]):  # parameters raised since it was set
@@ -178,13 +174,10 @@ def session_user(store: Store, token: str | None) -> dict | None:
     """The user {id, name} of a live session token, else None."""
     if not token or len(token) > 2 * SESSION_TOKEN_BYTES:
         return None
-    conn = store.connect()
-    try:
+    with store.reading() as conn:
         row = conn.execute("SELECT u.id, u.name FROM sessions s JOIN users u ON u.id = s.user_id "
                            "WHERE s.token_hash = ? AND s.expires_at > ?", (_token_hash(token), now())).fetchone()
         return dict(row) if row else None
-    finally:
-        conn.close()
 
 
 def end_session(store: Store, token: str | None) -> None:

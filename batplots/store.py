@@ -1,11 +1,12 @@
-"""Saved stories: SQLite (WAL) behind a small API that enforces every story rule.
+"""Saved stories: a small API that enforces every story rule, over SQLite or PostgreSQL.
 
-Each change runs in one `BEGIN IMMEDIATE` transaction that first checks the
-story's `version` (optimistic locking: two tabs never silently overwrite each
+Each change runs in one transaction that first checks the story's `version`
+(optimistic locking: two tabs, or two app instances, never silently overwrite each
 other), then bumps it. A turn is therefore either fully saved or not at all: a
-server killed mid-generation leaves the story as it was. The schema grows only
-through named, append-only migrations (never edit one that has shipped; add the
-next). Every statement is parameterised.
+server killed mid-generation leaves the story as it was. The engines differ only in
+batplots.storedb (how to connect and lock) and batplots.storeschema (the named,
+append-only migrations); every rule and every statement here is shared, and every
+statement is parameterised.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from __future__ import annotations
 import copy
 import json
 import secrets
-import sqlite3
-import threading
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from batplots import storedb
 from batplots import text as textlib
+from batplots.storedb import MAX_INTEGRITY_PROBLEMS, Unavailable  # noqa: F401  (re-exported)
 from batplots.storerules import (  # noqa: F401  (re-exported: the store's errors and rules)
     MAX_TITLE_CHARS,
     MAX_TURN_CHARS,
@@ -34,77 +34,15 @@ from batplots.storerules import (  # noqa: F401  (re-exported: the store's error
     decode_cursor,
     encode_cursor,
 )
+from batplots.storeschema import MIGRATIONS  # noqa: F401  (read at migrate time: tests shorten it)
 
 # Named limits, quoted by the API's error messages and the README.
 MAX_TURNS = 200  # passages in one story
 MAX_STORIES = 1000  # stories of one owner (a user, or the one local writer)
 DEFAULT_PAGE = 50  # stories per page of the story list
 MAX_PAGE = 200
-# PRAGMA quick_check lists at most this many problems (the first few are quoted).
-MAX_INTEGRITY_PROBLEMS = 10
 DEFAULT_TITLE = "Untitled episode"
 AUTHORS = ("user", "model")
-
-# Append-only: (name, SQL). A database records the names it has applied.
-MIGRATIONS: list[tuple[str, str]] = [
-    ("0001_stories_and_turns", """
-        CREATE TABLE stories (
-            id TEXT PRIMARY KEY,
-            title TEXT NOT NULL,
-            version INTEGER NOT NULL DEFAULT 1,
-            settings TEXT NOT NULL DEFAULT '{}',
-            share_id TEXT NOT NULL UNIQUE,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL
-        );
-        CREATE TABLE turns (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            story_id TEXT NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
-            position INTEGER NOT NULL,
-            author TEXT NOT NULL CHECK (author IN ('user', 'model')),
-            text TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            settings TEXT,
-            seed INTEGER,
-            meta TEXT NOT NULL DEFAULT '{}'
-        );
-        CREATE INDEX turns_by_story ON turns(story_id, position);
-    """),
-    # Undone turns wait here (same ids) until Redo or the next new turn.
-    ("0002_redo_stack", """
-        CREATE TABLE redo_turns (
-            id INTEGER PRIMARY KEY,
-            story_id TEXT NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
-            position INTEGER NOT NULL,
-            author TEXT NOT NULL,
-            text TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            settings TEXT,
-            seed INTEGER,
-            meta TEXT NOT NULL DEFAULT '{}'
-        );
-        CREATE INDEX redo_by_story ON redo_turns(story_id, position);
-    """),
-    # Accounts for a server on a network (batplots.accounts): stories belong to
-    # their author; NULL is the one local writer of a loopback server.
-    ("0003_accounts", """
-        CREATE TABLE users (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-            password_hash TEXT NOT NULL,
-            created_at TEXT NOT NULL
-        );
-        CREATE TABLE sessions (
-            token_hash TEXT PRIMARY KEY,
-            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-            created_at TEXT NOT NULL,
-            expires_at TEXT NOT NULL
-        );
-        CREATE INDEX sessions_by_user ON sessions(user_id);
-        ALTER TABLE stories ADD COLUMN owner INTEGER REFERENCES users(id) ON DELETE CASCADE;
-        CREATE INDEX stories_by_owner ON stories(owner, updated_at, created_at, id);
-    """),
-]
 
 _TURN_COLUMNS = "id, story_id, position, author, text, created_at, settings, seed, meta"
 
@@ -122,18 +60,24 @@ def story_text(turns: list[dict]) -> str:
 
 
 class Store:
-    """The stories in one SQLite file. Thread-safe: every call opens its own connection.
+    """The stories in one SQLite file or PostgreSQL database. Thread-safe: every call
+    takes its own connection (a pooled one on PostgreSQL).
 
     A Store sees the stories of one owner (`for_owner`): None, the local writer of a
     loopback server, by default. Share links read any story."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, target: str | Path):
+        """target: a SQLite file path, or a postgresql://USER@HOST:PORT/DBNAME URL."""
+        self.db = storedb.open_db(target)
+        self.engine = self.db.engine
+        self.path = getattr(self.db, "path", None)  # the SQLite file; None on PostgreSQL
         self.owner: int | None = None
-        self._migrate_lock = threading.Lock()
-        self.check_integrity()
-        self.migrate()
+        try:
+            self.check_integrity()
+            self.migrate()
+        except BaseException:
+            self.db.close()
+            raise
 
     def for_owner(self, owner: int | None) -> "Store":
         """The same database, seen as owner (a user id, or None)."""
@@ -141,78 +85,50 @@ class Store:
         view.owner = owner
         return view
 
-    # --- plumbing -----------------------------------------------------------------
-    def connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA busy_timeout = 30000")
-        return conn
+    def describe(self) -> str:
+        """Where the stories are (a URL without its password, or the file path)."""
+        return self.db.describe()
 
-    @contextmanager
+    def close(self) -> None:
+        """Release the database's connections (the PostgreSQL pool)."""
+        self.db.close()
+
+    # --- plumbing -----------------------------------------------------------------
+    def reading(self):
+        """A read transaction: `with store.reading() as conn: conn.execute(sql, params)`."""
+        return self.db.reading()
+
     def transaction(self):
-        """One write transaction: taken up front (IMMEDIATE) so version checks can't race."""
-        conn = self.connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+        """One write transaction; a change in it checks and bumps the story's version."""
+        return self.db.transaction()
+
+    def serialise(self, conn, name: str) -> None:
+        """Inside a transaction: wait until no other transaction (on any instance) holds
+        `name`; guards limits that count rows."""
+        self.db.serialise(conn, name)
 
     def check_integrity(self) -> None:
-        """PRAGMA quick_check; raises Damaged saying what to do when the file is damaged."""
-        if not self.path.exists():
-            return
-        conn = self.connect()
-        try:
-            rows = conn.execute(f"PRAGMA quick_check({MAX_INTEGRITY_PROBLEMS})").fetchall()
-            problems = [row[0] for row in rows]
-        except sqlite3.DatabaseError as exc:
-            problems = [str(exc)]
-        finally:
-            conn.close()
-        if problems != ["ok"]:
-            raise Damaged(f"the story database {self.path} is damaged (PRAGMA quick_check: {'; '.join(problems[:3])}). "
-                          "Nothing was changed. Stop every program using it, keep a copy of the file, then restore "
-                          f"a backup, or salvage what is readable: sqlite3 {self.path} .recover | sqlite3 recovered.sqlite3")
+        """Raises Damaged saying what to do when a SQLite file is damaged."""
+        self.db.check_integrity()
 
     def migrate(self) -> list[str]:
         """Apply the migrations this database lacks, in order; returns their names."""
-        with self._migrate_lock:
-            conn = self.connect()
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-                applied = {row["name"] for row in conn.execute("SELECT name FROM schema_migrations")}
-                done = []
-                for name, sql in MIGRATIONS:
-                    if name in applied:
-                        continue
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        for statement in sql.split(";"):
-                            if statement.strip():
-                                conn.execute(statement)
-                        conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (name, now()))
-                    except BaseException:
-                        conn.execute("ROLLBACK")
-                        raise
-                    conn.execute("COMMIT")
-                    done.append(name)
-                return done
-            finally:
-                conn.close()
+        return self.db.migrate([(name, sql[self.engine]) for name, sql in MIGRATIONS], now())
+
+    def _owner_is(self, column: str) -> tuple[str, tuple]:
+        """SQL that matches the owner (IS NULL or = ?: both engines index either)."""
+        if self.owner is None:
+            return f"{column} IS NULL", ()
+        return f"{column} = ?", (self.owner,)
 
     # --- reading ------------------------------------------------------------------
-    def _story_row(self, conn, story_id: str) -> sqlite3.Row:
-        if not isinstance(story_id, str):
+    def _story_row(self, conn, story_id: str, lock: bool = False):
+        """The owner's story row; with lock (in a write transaction), held until COMMIT."""
+        if not isinstance(story_id, str) or "\x00" in story_id:  # PostgreSQL text cannot hold NUL
             raise NotFound("no such story")
-        row = conn.execute("SELECT * FROM stories WHERE id = ? AND owner IS ?", (story_id, self.owner)).fetchone()
+        owner_sql, owner_params = self._owner_is("owner")
+        row = conn.execute(f"SELECT * FROM stories WHERE id = ? AND {owner_sql}{self.db.lock_clause if lock else ''}",
+                           (story_id, *owner_params)).fetchone()
         if row is None:
             raise NotFound(f"no story with id {story_id!r}")
         return row
@@ -223,7 +139,7 @@ class Store:
                             (story_id,)).fetchall()
         return [_turn_dict(r) for r in rows]
 
-    def _story(self, conn, row: sqlite3.Row) -> dict:
+    def _story(self, conn, row) -> dict:
         turns = self._turns(conn, row["id"])
         redo = conn.execute("SELECT COUNT(*) FROM redo_turns WHERE story_id = ?", (row["id"],)).fetchone()[0]
         return {
@@ -239,21 +155,17 @@ class Store:
         }
 
     def get(self, story_id: str) -> dict:
-        conn = self.connect()
-        try:
+        with self.reading() as conn:
             return self._story(conn, self._story_row(conn, story_id))
-        finally:
-            conn.close()
 
     def get_by_share(self, share_id: str) -> dict:
-        conn = self.connect()
-        try:
+        if not isinstance(share_id, str) or "\x00" in share_id:
+            raise NotFound("no shared story with that link")
+        with self.reading() as conn:
             row = conn.execute("SELECT * FROM stories WHERE share_id = ?", (share_id,)).fetchone()
             if row is None:
                 raise NotFound("no shared story with that link")
             return self._story(conn, row)
-        finally:
-            conn.close()
 
     def list(self) -> list[dict]:
         """Every story of the owner, newest change first, without its turns."""
@@ -266,19 +178,17 @@ class Store:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise Invalid(f"limit must be a whole number from 1 to {MAX_PAGE}, got {limit!r}")
         after = decode_cursor(cursor) if cursor is not None else None
-        where, params = "s.owner IS ?", [self.owner]
+        where, owner_params = self._owner_is("s.owner")
+        params = list(owner_params)
         if after is not None:
             where += " AND (s.updated_at, s.created_at, s.id) < (?, ?, ?)"
             params += after
-        conn = self.connect()
-        try:
+        with self.reading() as conn:
             rows = conn.execute(
                 "SELECT s.id, s.title, s.version, s.created_at, s.updated_at, "
                 "(SELECT COUNT(*) FROM turns t WHERE t.story_id = s.id) AS turn_count "
                 f"FROM stories s WHERE {where} ORDER BY s.updated_at DESC, s.created_at DESC, s.id DESC LIMIT ?",
                 (*params, limit + 1)).fetchall()
-        finally:
-            conn.close()
         stories = [dict(r) for r in rows[:limit]]
         return stories, (encode_cursor(rows[limit - 1]) if len(rows) > limit else None)
 
@@ -292,8 +202,10 @@ class Store:
         title = DEFAULT_TITLE if title is None else clean_title(title)
         stamp = now()
         story_id = secrets.token_hex(8)
+        owner_sql, owner_params = self._owner_is("owner")
         with self.transaction() as conn:
-            count = conn.execute("SELECT COUNT(*) FROM stories WHERE owner IS ?", (self.owner,)).fetchone()[0]
+            self.serialise(conn, f"stories-of:{self.owner}")  # the count below holds until COMMIT
+            count = conn.execute(f"SELECT COUNT(*) FROM stories WHERE {owner_sql}", owner_params).fetchone()[0]
             if count >= MAX_STORIES:
                 raise Invalid(f"you already have {MAX_STORIES} stories, the most one writer may keep; "
                               "delete some first")
@@ -303,9 +215,9 @@ class Store:
                           self.owner))
             return self._story(conn, self._story_row(conn, story_id))
 
-    def _check(self, conn, story_id: str, version: int) -> sqlite3.Row:
-        """The story's row if version is current; raises NotFound or Conflict."""
-        row = self._story_row(conn, story_id)
+    def _check(self, conn, story_id: str, version: int):
+        """The story's row, locked, if version is current; raises NotFound or Conflict."""
+        row = self._story_row(conn, story_id, lock=True)
         if isinstance(version, bool) or not isinstance(version, int) or version != row["version"]:
             raise Conflict(row["version"])
         return row
@@ -416,7 +328,7 @@ class Store:
             return self._bump(conn, story_id)
 
 
-def _turn_dict(row: sqlite3.Row) -> dict:
+def _turn_dict(row) -> dict:
     return {
         "id": row["id"],
         "position": row["position"],

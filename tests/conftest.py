@@ -67,3 +67,18 @@ def tiny_gpt2_engine():
     from tests import tiny
 
     return TransformersEngine(tiny.trained_gpt2(), tiny.tokenizer(), label="tiny-gpt2")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One throwaway PostgreSQL server (Debian's postgresql package) for the test run."""
+    from tests.pgserver import PgServer
+
+    with PgServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """The URL of a new, empty database on the throwaway server."""
+    return pg_server.create_database()

@@ -1,6 +1,8 @@
-"""The SQLite story store: migrations, versions, undo/redo, limits (real SQLite files)."""
+"""The story store on both engines: migrations, versions, undo/redo, limits.
 
-import sqlite3
+Every test runs against a real SQLite file and a real PostgreSQL server (a throwaway
+one from Debian's postgresql package, tests/pgserver.py)."""
+
 import threading
 
 import pytest
@@ -8,78 +10,99 @@ import pytest
 from batplots import store as storelib
 from batplots.store import Conflict, Invalid, NotFound, Store
 
+ENGINES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=ENGINES)
+def target(request, tmp_path):
+    """Where a test's stories live: a SQLite path, or the URL of a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "stories.sqlite3")
+    return request.getfixturevalue("pg_url")
+
 
 @pytest.fixture
-def store(tmp_path):
-    return Store(tmp_path / "stories.sqlite3")
+def open_store(target):
+    """Store(target), as often as a test likes; every one closed at the end."""
+    opened = []
+
+    def make():
+        opened.append(Store(target))
+        return opened[-1]
+    yield make
+    for s in opened:
+        s.close()
 
 
-def columns(path, table):
-    conn = sqlite3.connect(path)
-    try:
-        return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
-    finally:
-        conn.close()
+@pytest.fixture
+def store(open_store):
+    return open_store()
 
 
-def test_migrating_a_blank_database_gives_the_expected_tables_and_columns(tmp_path):
-    path = tmp_path / "blank.sqlite3"
-    Store(path)
-    assert columns(path, "stories") == ["id", "title", "version", "settings", "share_id", "created_at", "updated_at",
-                                        "owner"]
+def columns(store, table):
+    with store.reading() as conn:
+        if store.engine == "sqlite":
+            return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+        return [row[0] for row in conn.execute("SELECT column_name FROM information_schema.columns "
+                                               "WHERE table_name = ? ORDER BY ordinal_position", (table,))]
+
+
+def tables(store):
+    with store.reading() as conn:
+        if store.engine == "sqlite":
+            return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables "
+                                           "WHERE table_schema = 'public'")}
+
+
+def test_migrating_a_blank_database_gives_the_expected_tables_and_columns(store):
+    assert columns(store, "stories") == ["id", "title", "version", "settings", "share_id", "created_at",
+                                         "updated_at", "owner"]
     expected_turn = ["id", "story_id", "position", "author", "text", "created_at", "settings", "seed", "meta"]
-    assert columns(path, "turns") == expected_turn
-    assert columns(path, "redo_turns") == expected_turn
-    assert columns(path, "users") == ["id", "name", "password_hash", "created_at"]
-    assert columns(path, "sessions") == ["token_hash", "user_id", "created_at", "expires_at"]
-    conn = sqlite3.connect(path)
-    assert [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")] == [
-        name for name, _ in storelib.MIGRATIONS]
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    conn.close()
+    assert columns(store, "turns") == expected_turn
+    assert columns(store, "redo_turns") == expected_turn
+    assert columns(store, "users") == ["id", "name", "password_hash", "created_at"]
+    assert columns(store, "sessions") == ["token_hash", "user_id", "created_at", "expires_at"]
+    with store.reading() as conn:
+        assert [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")] == [
+            name for name, _ in storelib.MIGRATIONS]
+        if store.engine == "sqlite":
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_migrations_apply_once_and_only_the_missing_ones(tmp_path):
-    path = tmp_path / "old.sqlite3"
-    first = Store.__new__(Store)  # a database made by an older release: only the first migration
-    first.path, first.owner = path, None
-    first._migrate_lock = threading.Lock()
+def test_every_migration_has_sql_for_both_engines():
+    for name, sql in storelib.MIGRATIONS:
+        assert set(sql) == {"sqlite", "postgresql"}, name
+
+
+def test_migrations_apply_once_and_only_the_missing_ones(open_store, monkeypatch):
     original = storelib.MIGRATIONS
-    try:
-        storelib.MIGRATIONS = original[:1]
-        assert first.migrate() == [original[0][0]]
-    finally:
-        storelib.MIGRATIONS = original
-    assert "redo_turns" not in {r[0] for r in sqlite3.connect(path).execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    story = Store(path).create("Kept")  # the upgrade adds the rest
-    assert Store(path).migrate() == []
-    assert Store(path).get(story["id"])["title"] == "Kept"
+    monkeypatch.setattr(storelib, "MIGRATIONS", original[:1])  # a database made by an older release
+    first = open_store()
+    assert "redo_turns" not in tables(first) and "stories" in tables(first)
+    assert first.migrate() == []
+    monkeypatch.setattr(storelib, "MIGRATIONS", original)
+    assert first.migrate() == [name for name, _ in original[1:]]  # the upgrade adds the rest
+    story = open_store().create("Kept")
+    assert open_store().migrate() == []
+    assert open_store().get(story["id"])["title"] == "Kept"
 
 
-def test_a_release_2_database_upgrades_to_accounts_and_keeps_its_stories(tmp_path):
+def test_a_release_2_database_upgrades_to_accounts_and_keeps_its_stories(open_store, monkeypatch):
     """0003_accounts adds users, sessions and stories.owner; stories written before it
     have no owner and stay the local writer's."""
-    path = tmp_path / "release2.sqlite3"
-    old = Store.__new__(Store)
-    old.path, old.owner, old._migrate_lock = path, None, threading.Lock()
     original = storelib.MIGRATIONS
-    try:
-        storelib.MIGRATIONS = original[:2]
-        assert old.migrate() == [name for name, _ in original[:2]]
-        conn = sqlite3.connect(path)
+    monkeypatch.setattr(storelib, "MIGRATIONS", original[:2])
+    old = open_store()
+    with old.transaction() as conn:
         conn.execute("INSERT INTO stories (id, title, version, settings, share_id, created_at, updated_at) "
                      "VALUES ('abc', 'Old', 1, '{}', 'share-old', '2026-01-01T00:00:00.000Z', "
                      "'2026-01-01T00:00:00.000Z')")
-        conn.commit()
-        conn.close()
-    finally:
-        storelib.MIGRATIONS = original
-    assert "owner" not in columns(path, "stories")
-    store = Store(path)
-    assert Store(path).migrate() == []
-    assert "owner" in columns(path, "stories") and "users" in {r[0] for r in sqlite3.connect(path).execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "owner" not in columns(old, "stories")
+    monkeypatch.setattr(storelib, "MIGRATIONS", original)
+    store = open_store()
+    assert open_store().migrate() == []
+    assert "owner" in columns(store, "stories") and "users" in tables(store)
     assert store.get("abc")["title"] == "Old"  # the local writer (owner None) still sees it
     assert [s["id"] for s in store.list()] == ["abc"]
     with pytest.raises(NotFound):
@@ -204,14 +227,17 @@ def test_story_text_joins_passages_with_single_spaces():
     assert storelib.story_text([]) == ""
 
 
-def test_concurrent_writers_never_lose_a_change(store):
-    """Many threads race to add at the same version: exactly one wins each round."""
+def test_concurrent_writers_never_lose_a_change(open_store):
+    """Many threads, through two Stores (two app instances), race to add at the same
+    version: exactly one wins each round."""
+    stores = [open_store(), open_store()]
+    store = stores[0]
     sid = store.create()["id"]
     wins, conflicts = [], []
 
     def attempt(i, version):
         try:
-            store.add_turn(sid, version, "user", f"Writer {i}.")
+            stores[i % 2].add_turn(sid, version, "user", f"Writer {i}.")
             wins.append(i)
         except Conflict:
             conflicts.append(i)
@@ -224,7 +250,44 @@ def test_concurrent_writers_never_lose_a_change(store):
         for t in threads:
             t.join(10)
     assert len(wins) == 3 and len(conflicts) == 15
-    assert len(store.get(sid)["turns"]) == 3
+    assert sorted(t["text"] for t in store.get(sid)["turns"]) == sorted(f"Writer {i}." for i in wins)
+    assert store.get(sid)["version"] == 4
+
+
+def test_the_story_limit_holds_when_writers_race(open_store, monkeypatch):
+    monkeypatch.setattr(storelib, "MAX_STORIES", 3)
+    stores = [open_store(), open_store()]
+    made, refused = [], []
+
+    def attempt(i):
+        try:
+            made.append(stores[i % 2].create(f"Race {i}"))
+        except Invalid:
+            refused.append(i)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(made) == 3 and len(refused) == 5
+    assert len(stores[0].list()) == 3
+
+
+def test_a_seed_too_large_for_the_database_is_an_overflow_on_both_engines(store):
+    """The app answers OverflowError with 422 (its backstop); PostgreSQL must not give a 500."""
+    story = store.create()
+    with pytest.raises(OverflowError):
+        store.add_turn(story["id"], 1, "model", "Pow.", seed=2 ** 70)
+    assert store.get(story["id"])["version"] == 1
+
+
+def test_nul_in_an_id_finds_nothing_rather_than_failing(store):
+    story = store.create()
+    with pytest.raises(NotFound):
+        store.get(story["id"] + "\x00")
+    with pytest.raises(NotFound):
+        store.get_by_share(story["share_id"] + "\x00")
 
 
 def test_sql_is_parameterised(store):
@@ -234,3 +297,5 @@ def test_sql_is_parameterised(store):
     assert store.get(story["id"])["turns"][0]["text"] == evil
     with pytest.raises(NotFound):
         store.get("' OR '1'='1")
+    pct = "100% pure %s Batman?"  # the PostgreSQL driver's placeholders are stored as text
+    assert store.update(story["id"], 2, title=pct)["title"] == pct

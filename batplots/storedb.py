@@ -1,0 +1,300 @@
+"""The two database engines behind batplots.store: a SQLite file or a PostgreSQL server.
+
+The store speaks one SQL (with `?` placeholders) to either; a backend opens
+connections, begins read and write transactions, locks for a version check, and
+runs the named migrations. SQLite serialises every write (BEGIN IMMEDIATE), which
+is enough on one machine. PostgreSQL lets writers on several machines run at once,
+so a change locks its story's row (SELECT ... FOR UPDATE) before it checks the
+version, and limits that count rows (stories of an owner, users) take an advisory
+lock: two app instances never both win.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from batplots.storerules import Damaged, Invalid, StoreError
+
+SQLITE_TIMEOUT_S = 30
+# PRAGMA quick_check lists at most this many problems (the first few are quoted).
+MAX_INTEGRITY_PROBLEMS = 10
+PG_SCHEMES = ("postgresql://", "postgres://")
+PG_CONNECT_TIMEOUT_S = 5  # an unreachable server is reported, not waited on
+PG_POOL_MIN = 1
+# Connections per app instance: two instances stay well under PostgreSQL's default
+# max_connections (100); a request waits up to PG_POOL_WAIT_S for a free one.
+PG_POOL_MAX = 16
+PG_POOL_WAIT_S = 10
+MIGRATION_LOCK = "batplots:migrations"
+
+
+class Unavailable(StoreError):
+    """The database server cannot be reached (down, wrong address, refused login)."""
+
+
+def is_url(target) -> bool:
+    return isinstance(target, str) and target.lower().startswith(PG_SCHEMES)
+
+
+def open_db(target: str | Path):
+    """A backend for a SQLite path or a postgresql:// URL; Invalid for anything else."""
+    if is_url(target):
+        return PostgresDB(target)
+    if isinstance(target, str) and "://" in target:
+        scheme = target.split("://", 1)[0]
+        raise Invalid(f"--db {scheme}://... is not supported: give a SQLite file path, or a PostgreSQL URL "
+                      "postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME")
+    return SqliteDB(target)
+
+
+def lock_key(name: str) -> int:
+    """A signed 64-bit advisory lock key for a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _statements(sql: str) -> list[str]:
+    return [s for s in sql.split(";") if s.strip()]
+
+
+class SqliteDB:
+    engine = "sqlite"
+    lock_clause = ""  # BEGIN IMMEDIATE already holds the one write lock
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate_lock = threading.Lock()
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=SQLITE_TIMEOUT_S, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA busy_timeout = {SQLITE_TIMEOUT_S * 1000}")
+        return conn
+
+    @contextmanager
+    def _session(self, begin: str):
+        conn = self.connect()
+        try:
+            conn.execute(begin)
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def reading(self):
+        """A read transaction: one consistent snapshot for the several SELECTs of a story."""
+        return self._session("BEGIN")
+
+    def transaction(self):
+        """One write transaction, taken up front (IMMEDIATE) so version checks can't race."""
+        return self._session("BEGIN IMMEDIATE")
+
+    def serialise(self, conn, name: str) -> None:
+        """Nothing to do: BEGIN IMMEDIATE lets one writer in at a time."""
+
+    def check_integrity(self) -> None:
+        """PRAGMA quick_check; raises Damaged saying what to do when the file is damaged."""
+        if not self.path.exists():
+            return
+        conn = self.connect()
+        try:
+            rows = conn.execute(f"PRAGMA quick_check({MAX_INTEGRITY_PROBLEMS})").fetchall()
+            problems = [row[0] for row in rows]
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+        finally:
+            conn.close()
+        if problems != ["ok"]:
+            raise Damaged(f"the story database {self.path} is damaged (PRAGMA quick_check: {'; '.join(problems[:3])}). "
+                          "Nothing was changed. Stop every program using it, keep a copy of the file, then restore "
+                          f"a backup, or salvage what is readable: sqlite3 {self.path} .recover | sqlite3 recovered.sqlite3")
+
+    def migrate(self, migrations: list[tuple[str, str]], stamp: str) -> list[str]:
+        with self._migrate_lock:
+            conn = self.connect()
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+                applied = {row["name"] for row in conn.execute("SELECT name FROM schema_migrations")}
+                done = []
+                for name, sql in migrations:
+                    if name in applied:
+                        continue
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        for statement in _statements(sql):
+                            conn.execute(statement)
+                        conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (name, stamp))
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+                    done.append(name)
+                return done
+            finally:
+                conn.close()
+
+    def close(self) -> None:
+        """Nothing held: every call opens and closes its own connection."""
+
+
+class Row(tuple):
+    """A result row read like sqlite3.Row: by position, by column name, and dict(row)."""
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+def _row_factory(cursor):
+    index = {col.name: i for i, col in enumerate(cursor.description or ())}
+
+    def make(values):
+        row = Row(values)
+        row._index = index
+        return row
+    return make
+
+
+@functools.lru_cache(maxsize=256)
+def _pg_sql(sql: str) -> str:
+    """The store's `?` placeholders as psycopg's `%s` (no literal `?` appears in its SQL)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PgConn:
+    """A pooled psycopg connection that takes the store's SQL and reports like sqlite3."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def execute(self, sql: str, params=()):
+        import psycopg
+
+        try:
+            return self._conn.execute(_pg_sql(sql), tuple(params))
+        except psycopg.errors.NumericValueOutOfRange as exc:  # as sqlite3 does: the app answers 422
+            raise OverflowError(f"a number is too large for the database ({exc})") from exc
+        except psycopg.DataError as exc:
+            if "NUL" in str(exc):
+                raise Invalid("text contains a NUL character (U+0000), which cannot be stored; remove it") from exc
+            raise
+
+
+def shown_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = conninfo_to_dict(url)
+    except Exception:  # noqa: BLE001  (a malformed URL: show only its scheme)
+        return url.split("://", 1)[0] + "://..."
+    host = info.get("host", "")
+    port = f":{info['port']}" if info.get("port") else ""
+    user = f"{info['user']}@" if info.get("user") else ""
+    return f"postgresql://{user}{host}{port}/{info.get('dbname', '')}"
+
+
+class PostgresDB:
+    engine = "postgresql"
+    lock_clause = " FOR UPDATE"  # the version check holds the story's row until COMMIT
+
+    def __init__(self, url: str):
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+        from psycopg_pool import ConnectionPool
+
+        self.url = url
+        try:
+            conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise Invalid(f"--db {shown_url(url)} is not a valid PostgreSQL URL ({exc}); the form is "
+                          "postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME (a password may also come from "
+                          "PGPASSWORD or ~/.pgpass)") from exc
+        # Connect once directly: an unreachable server is one clear message now, not a
+        # pool retrying in the background.
+        try:
+            psycopg.connect(url, connect_timeout=PG_CONNECT_TIMEOUT_S).close()
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+        self.pool = ConnectionPool(url, min_size=PG_POOL_MIN, max_size=PG_POOL_MAX, timeout=PG_POOL_WAIT_S,
+                                   kwargs={"autocommit": True, "row_factory": _row_factory,
+                                           "connect_timeout": PG_CONNECT_TIMEOUT_S},
+                                   name="batplots-store", open=True)
+
+    def describe(self) -> str:
+        return shown_url(self.url)
+
+    def _unavailable(self, exc: Exception) -> Unavailable:
+        reason = " ".join(str(exc).split()) or exc.__class__.__name__
+        return Unavailable(f"cannot use the PostgreSQL database {shown_url(self.url)}: {reason}. Check the host, "
+                           "port, user and database name in the URL (the password comes from the URL, PGPASSWORD "
+                           "or ~/.pgpass) and that the server is running")
+
+    @contextmanager
+    def _session(self, begin: str):
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self.pool.connection() as conn:
+                conn.execute(begin)
+                yield PgConn(conn)
+                conn.execute("COMMIT")
+            # An exception inside leaves the connection in a transaction: the pool rolls it back.
+        except PoolTimeout as exc:
+            raise Unavailable(f"no database connection came free within {PG_POOL_WAIT_S} s (all {PG_POOL_MAX} "
+                              f"busy, or {shown_url(self.url)} is unreachable); try again") from exc
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def reading(self):
+        """A read-only snapshot: the story, its turns and its redo count agree."""
+        return self._session("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def transaction(self):
+        """A write transaction (READ COMMITTED): changes lock their story row before checking."""
+        return self._session("BEGIN")
+
+    def serialise(self, conn, name: str) -> None:
+        """One transaction at a time past this point for `name`, on every instance."""
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (lock_key(name),))
+
+    def check_integrity(self) -> None:
+        """The server keeps its own files consistent; nothing to check from here."""
+
+    def migrate(self, migrations: list[tuple[str, str]], stamp: str) -> list[str]:
+        # One transaction under an advisory lock: instances starting together migrate once.
+        with self.transaction() as conn:
+            self.serialise(conn, MIGRATION_LOCK)
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            applied = {row["name"] for row in conn.execute("SELECT name FROM schema_migrations")}
+            done = []
+            for name, sql in migrations:
+                if name in applied:
+                    continue
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (name, stamp))
+                done.append(name)
+            return done
+
+    def close(self) -> None:
+        self.pool.close()
