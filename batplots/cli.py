@@ -411,11 +411,14 @@ def corpus_import_text(path, out, raw):
 @click.option("--corpus", type=click.Path(dir_okay=False), default=None,
               help="The training corpus (default: the one the adapter's training.json names).")
 @click.option("--no-base-samples", is_flag=True, help="Skip the bare base model's continuations (keeps its perplexity).")
+@click.option("--stories", type=click.IntRange(0, 100), default=None,
+              help="Scripted stories for the story metrics (default: all 12; 0: none).")
+@click.option("--takes", type=click.IntRange(1, 8), default=None, help="The Writer's takes in the story metrics.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to write the JSON report (default: $BATPLOTS_HOME/eval/eval-ADAPTER-TIME.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the table.")
 def eval_command(engine_name, base, adapter, prompts, samples, sentences, copy_limit, corpus, no_base_samples,
-                 out, as_json):
+                 stories, takes, out, as_json):
     """Measure perplexity, copying from the corpus, sentence counts, variety and speed."""
     from pathlib import Path
 
@@ -424,7 +427,8 @@ def eval_command(engine_name, base, adapter, prompts, samples, sentences, copy_l
 
     opts = ev.EvalOptions(engine=engine_name, base=base, adapter=adapter, prompts=Path(prompts) if prompts else None,
                           samples=samples, sentences=sentences, copy_limit=copy_limit,
-                          corpus=Path(corpus) if corpus else None, base_samples=not no_base_samples)
+                          corpus=Path(corpus) if corpus else None, base_samples=not no_base_samples,
+                          stories=stories, takes=takes)
     step = max(1, samples * 3)
 
     def progress(run, done, total):

@@ -329,6 +329,18 @@ def format_table(report: dict) -> str:
     if targets:
         failed = [name for name, t in targets.items() if not t["pass"]]
         lines.append("targets: " + ("all met" if not failed else "missed: " + ", ".join(failed)))
+    story = report.get("story") or {}
+    if story.get("runs"):
+        from batplots import storyeval
+
+        lines += ["", f"story metrics: {report['prompts']['count']} openings and {story['stories']} scripted stories "
+                      f"(8 turns each); adapter+writer = {story['takes']} ranked takes a passage",
+                  storyeval.format_table(story["runs"])]
+        writer = story["runs"].get("adapter+writer")
+        if writer:
+            missed = [name for name, ok in writer["targets"].items() if not ok]
+            lines.append("story targets (adapter+writer): " + ("all met" if not missed else "missed: "
+                                                                + ", ".join(missed)))
     return "\n".join(lines)
 
 
@@ -361,6 +373,8 @@ class EvalOptions:
     copy_limit: int = DEFAULT_COPY_LIMIT
     corpus: Path | None = None  # None: the corpus the adapter's training.json names
     base_samples: bool = True  # also sample the bare base model
+    stories: int | None = None  # scripted stories for the story metrics (None: all; 0: none)
+    takes: int | None = None  # the Writer's takes in the story metrics (None: writer.DEFAULT_TAKES)
 
 
 def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None = None) -> dict:
@@ -399,15 +413,32 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
         del model
     ppl.update(seq_len=seq_len, split=split)
     samples: dict[str, list[Sample]] = {}
+    from batplots import storyeval
+    from batplots.writer import DEFAULT_TAKES, load_lore
+
+    stories = storyeval.load_stories()[:opts.stories]
+    lore, takes = load_lore(adapter_dir), opts.takes or DEFAULT_TAKES
+    story_runs, story_passages = {}, {}
+
+    def story_run(name, engine, story_settings):
+        if opts.stories != 0:
+            engine.reset_cache()
+            story_runs[name], passages = storyeval.run(name, engine, story_settings, lore, takes, prompts, stories,
+                                                       guard.index, progress)
+            story_passages[name] = storyeval.as_dicts(passages)
+
     if opts.base_samples:
         engine = load_engine(EngineSpec(engine=opts.engine, base=opts.base, adapter="none"))
         samples.update(generate_samples(engine, prompts, opts.samples, {"base": replace(settings, copy_limit=0)},
                                         progress))
+        story_run("base", engine, replace(settings, copy_limit=0))
         del engine
     engine = load_engine(EngineSpec(engine=opts.engine, base=opts.base, adapter=str(adapter_dir)))
     engine.copy_guard = guard
     samples.update(generate_samples(engine, prompts, opts.samples, {
         "adapter": replace(settings, copy_limit=0), "adapter+guard": settings}, progress))
+    story_run("adapter", engine, settings)  # today's passage: the adapter with the copy guard
+    story_run("adapter+writer", engine, settings)
     runs = {name: {**continuation_metrics(s, guard.index, settings.sentences, settings.copy_limit),
                    "copy_limit": 0 if name != "adapter+guard" else settings.copy_limit}
             for name, s in samples.items()}
@@ -431,4 +462,5 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
         "guard_cost": guard_cost,
         "targets": check_targets(runs, guard_cost),
         "continuations": {name: [asdict(x) for x in s] for name, s in samples.items()},
+        "story": {"stories": len(stories), "takes": takes, "runs": story_runs, "passages": story_passages},
     }

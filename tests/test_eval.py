@@ -158,7 +158,7 @@ def tiny_setup(tmp_path):
 def test_eval_command_runs_end_to_end_and_is_reproducible(tiny_setup, tmp_path):
     base, adapter, prompts = tiny_setup
     args = ["eval", "--base", str(base), "--adapter", str(adapter), "--prompts", str(prompts), "--samples", "2",
-            "-n", "1"]
+            "-n", "1", "--stories", "1", "--takes", "2"]
     runner = CliRunner()
     out = runner.invoke(main, args + ["--out", str(tmp_path / "r1.json")])
     assert out.exit_code == 0, out.output
@@ -172,6 +172,13 @@ def test_eval_command_runs_end_to_end_and_is_reproducible(tiny_setup, tmp_path):
         assert [c["seed"] for c in report["continuations"][name]] == [1966, 1967, 2966, 2967]
     assert report["runs"]["adapter+guard"]["copy_limit"] == 8 and report["runs"]["adapter"]["copy_limit"] == 0
     assert report["targets"]["exact_n_rate"]["at_least"] == 0.98
+    story = report["story"]
+    assert set(story["runs"]) == {"base", "adapter", "adapter+writer"} and story["takes"] == 2
+    for name, run in story["runs"].items():  # 2 openings + 1 scripted story of 4 model turns
+        assert run["passages"] == 6 and len(story["passages"][name]) == 6
+        assert {p["kind"] for p in story["passages"][name]} == {"opening", "story"}
+    assert story["runs"]["adapter+writer"]["takes"] == 2 and "villain_named >= 50%" in story["runs"]["base"]["targets"]
+    assert "story metrics: 2 openings and 1 scripted stories" in out.stdout and "naming the villain" in out.stdout
     again = json.loads(runner.invoke(main, args + ["--json", "--out", str(tmp_path / "r2.json")]).stdout)
     for name in ev.RUNS:
         assert [c["text"] for c in again["continuations"][name]] == [c["text"] for c in report["continuations"][name]]
