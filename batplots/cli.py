@@ -13,7 +13,8 @@ import click
 
 from batplots.engine import EngineError, EngineSpec, Settings, SettingsError
 from batplots.engine import base as eb
-from batplots.cli_accounts import security_options, serve_security, users
+from batplots.cli_accounts import db_shown, db_target, security_options, serve_security, users
+from batplots.cli_corpus import corpus_group, scrape
 from batplots.model import ModelError
 from batplots.store import StoreError
 
@@ -253,8 +254,9 @@ def write(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_co
               help="Address to listen on (another than loopback, e.g. 0.0.0.0, needs accounts: batplots users add).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="Port to listen on (0 picks a free one).")
-@click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
-              help="SQLite file for the stories; default: stories.sqlite3 under $BATPLOTS_HOME (~/.cache/batplots).")
+@click.option("--db", "db_path", default=None, metavar="PATH|URL",
+              help="SQLite file for the stories, or a PostgreSQL URL postgresql://USER@HOST:PORT/DBNAME (several "
+                   "app instances share one); default: stories.sqlite3 under $BATPLOTS_HOME (~/.cache/batplots).")
 @security_options
 @sampling_options
 @guard_options
@@ -269,7 +271,7 @@ def serve(host, port, db_path, allowed_hosts, api_key, no_auth, sentences, seed,
 
     settings = make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
                              copy_limit_of(copy_limit, no_copy_guard))
-    db = Path(db_path) if db_path else webapp.default_db_path()
+    db = db_target(db_path)
     security = serve_security(host, allowed_hosts, api_key, no_auth, db)
 
     spec = engine_spec(engine_name, base, adapter)  # here: load() runs in another thread
@@ -290,111 +292,9 @@ def serve(host, port, db_path, allowed_hosts, api_key, no_auth, sentences, seed,
         app = webapp.create_app(webapp.WebConfig(db_path=db, settings=settings, load_engine=load, security=security,
                                                  takes=takes, lore=lore_for(adapter)))
     except (OSError, sqlite3.Error, StoreError) as exc:
-        raise click.ClickException(f"cannot open the story database {db}: {exc}") from exc
+        raise click.ClickException(f"cannot open the story database {db_shown(db)}: {exc}") from exc
     webapp.serve(app, host, port, lambda url: click.echo(
-        f"batplots: serving on {url} (stories in {db}; the model loads in the background; Ctrl+C stops)"))
-
-
-# ---------------------------------------------------------------- building the corpus: scrape, corpus stats/import-text
-
-from batplots import scrape as scraping  # noqa: E402  (light: httpx and mwparserfromhell, no model)
-
-
-@main.command()
-@click.option("--wiki", default=scraping.DEFAULT_WIKI, show_default=True,
-              help="The MediaWiki site; its Action API is {wiki}/api.php.")
-@click.option("--list-page", default=scraping.DEFAULT_LIST_PAGE, show_default=True,
-              help="The page whose links name the episode pages, in order.")
-@click.option("--out", type=click.Path(dir_okay=False), default="episodes.jsonl", show_default=True,
-              help="JSONL output: one record per episode.")
-@click.option("--text", "text_out", type=click.Path(dir_okay=False), default=None,
-              help="Also write the plots as plain text, a blank line between episodes.")
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
-              help="Response cache directory [default: $BATPLOTS_HOME/scrape-cache/HOST].")
-@click.option("--delay", type=click.FloatRange(0, scraping.MAX_DELAY),
-              default=scraping.DEFAULT_DELAY, show_default=True, help="Seconds between requests.")
-@click.option("--offline", is_flag=True, help="Build the outputs from the cache alone; send no request.")
-@click.option("--section", "sections", multiple=True, metavar="HEADING",
-              help="Heading of the plot section, repeatable in order of preference [default: Plot, Synopsis, Summary].")
-@click.option("--contact", default=None, metavar="EMAIL_OR_URL",
-              help="Put in the User-Agent so the wiki's admins can reach you.")
-@click.option("--retries", type=click.IntRange(0, scraping.MAX_RETRIES),
-              default=scraping.DEFAULT_RETRIES, show_default=True,
-              help="Retries per request on timeouts, 429 and 5xx answers.")
-@click.option("--backoff", type=click.FloatRange(0, scraping.MAX_BACKOFF),
-              default=scraping.DEFAULT_BACKOFF, show_default=True,
-              help="First retry wait in seconds, doubled each retry (Retry-After wins).")
-@click.option("--timeout", type=click.FloatRange(0.1, scraping.MAX_TIMEOUT),
-              default=scraping.DEFAULT_TIMEOUT, show_default=True, help="Seconds to wait for an answer.")
-def scrape(wiki, list_page, out, text_out, cache_dir, delay, offline, sections, contact, retries, backoff, timeout):
-    """Build the corpus: episode plots from the wiki into JSONL (and plain text), politely and resumably."""
-    client = None if offline else scraping.WikiClient(wiki, delay=delay, timeout=timeout, retries=retries,
-                                                      backoff=backoff, contact=contact)
-    try:
-        scraper = scraping.Scraper(wiki=wiki, list_page=list_page, cache_dir=cache_dir, offline=offline,
-                                   sections=tuple(sections) or scraping.DEFAULT_SECTIONS, client=client)
-        try:
-            result = scraper.run()
-        except scraping.ScrapeError as exc:
-            raise click.ClickException(str(exc)) from exc
-    finally:
-        if client is not None:
-            client.close()
-    if result.episodes:
-        scraping.write_outputs(result, out, text_out)
-    click.echo(scraping.summary(result, out if result.episodes else None, text_out if result.episodes else None))
-    if not result.episodes:
-        raise click.ClickException(f"no episode written, so {out} was left as it was")
-    if result.failed:
-        sys.exit(1)
-
-
-@main.group("corpus")
-def corpus_group():
-    """Inspect and convert corpora (JSONL from `scrape`, or plain text)."""
-
-
-@corpus_group.command("stats")
-@click.argument("path", type=click.Path())
-@click.option("--tokenizer", default=None, metavar="DIR|none",
-              help="Count tokens with this tokenizer; default: the embedded base model's; 'none': no token counts.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def corpus_stats(path, tokenizer, as_json):
-    """Episodes, words, tokens, per-season counts and the shortest/longest episode of PATH."""
-    from batplots import corpus as c
-
-    try:
-        episodes = c.read_corpus(path)
-        tok = c.load_tokenizer(tokenizer)
-    except c.CorpusError as exc:
-        raise click.ClickException(str(exc)) from exc
-    count = (lambda text: len(tok(text, add_special_tokens=False)["input_ids"])) if tok is not None else None
-    stats = c.compute_stats(episodes, count)
-    if as_json:
-        click.echo(json.dumps({"path": str(path), **stats}, ensure_ascii=False))
-    else:
-        click.echo(f"{path}\n{c.format_stats(stats)}")
-
-
-@corpus_group.command("import-text")
-@click.argument("path", type=click.Path())
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The JSONL file to write.")
-@click.option("--raw", is_flag=True, help="Keep each plot's text as it is (no markup/quote clean-up).")
-def corpus_import_text(path, out, raw):
-    """Wrap a plain text corpus into episode JSONL, splitting it into episodes where it can."""
-    from batplots import corpus as c
-
-    try:
-        episodes = c.read_corpus(path)
-    except c.CorpusError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if not raw:
-        for ep in episodes:
-            ep.plot = c.clean_plot(ep.plot)
-        episodes = [ep for ep in episodes if ep.plot]
-    c.write_jsonl(out, episodes)
-    words = sum(len(ep.plot.split()) for ep in episodes)
-    click.echo(f"imported {len(episodes)} episodes ({words:,} words) from {path} to {out}")
+        f"batplots: serving on {url} (stories in {db_shown(db)}; the model loads in the background; Ctrl+C stops)"))
 
 
 # ---------------------------------------------------------------- honesty: batplots eval
@@ -554,6 +454,9 @@ def doctor(adapter, check, as_json):
 
 
 main.add_command(users)  # batplots users add|list|remove|passwd (batplots/cli_accounts.py)
+main.add_command(cli_db.db)  # batplots db migrate|copy (batplots/cli_db.py)
+main.add_command(scrape)  # batplots scrape (batplots/cli_corpus.py)
+main.add_command(corpus_group)  # batplots corpus stats|import-text
 
 if __name__ == "__main__":
     main()
