@@ -20,6 +20,7 @@ MAX_TURN_CHARS = 2000  # one user turn, as in the web app
 MAX_TURNS = 200  # one story
 
 HELP = """Write a sentence or two and press Enter; the model adds its sentences.
+An empty Enter lets the model go on alone.
 Commands:
   /retry            a new sample of the model's last passage
   /undo             remove the last passage (yours or the model's)
@@ -118,7 +119,15 @@ class WriteSession:
     def handle(self, line: str) -> None:
         """Act on one line of input: a command or a user passage."""
         line = line.strip()
-        if not line:
+        if not line:  # an empty Enter lets the model go on, as an empty box does on the page
+            if not self.turns:
+                self.say("The story is empty: write its first sentence or two, then press Enter.")
+                return
+            if len(self.turns) + 1 > MAX_TURNS:
+                self.say(f"This story has reached {MAX_TURNS} passages; /save it and start a new one.")
+                return
+            self._retries = 0
+            self._generate()
             return
         if line.startswith("/"):
             self._command(line)

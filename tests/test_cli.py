@@ -144,3 +144,13 @@ def test_write_settings_commands_and_errors(runner, tiny_dir):
 def test_write_rejects_overlong_passage(runner, tiny_dir):
     result = run_write(runner, tiny_dir, ["x" * 2001, "/show"])
     assert "limit is 2000" in result.output and not model_lines(result.output)
+
+
+def test_write_empty_enter_lets_the_model_go_on(runner, tiny_dir, tmp_path):
+    out = tmp_path / "s.md"
+    result = run_write(runner, tiny_dir, ["", "Batman and Robin slide down the Batpoles.", "", f"/save {out}"])
+    assert result.exit_code == 0, result.output
+    assert "The story is empty" in result.output  # the first empty Enter: nothing to go on from
+    assert len(model_lines(result.stdout)) == 2  # one after the passage, one more for the empty Enter
+    blocks = [line.split(":**")[0] for line in out.read_text().splitlines() if line.startswith("**")]
+    assert blocks == ["**You", "**Model", "**Model"]
