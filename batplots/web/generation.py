@@ -83,7 +83,8 @@ class Generation:
     _pending = 0
     _pending_lock = threading.Lock()
 
-    def __init__(self, writer: Writer, story: str, settings: Settings, takes: int | None = None):
+    def __init__(self, writer: Writer, story: str, settings: Settings, takes: int | None = None,
+                 tagged: bool = False):
         with Generation._pending_lock:
             if Generation._pending >= MAX_PENDING_GENERATIONS:
                 raise Busy(f"the model is busy with {Generation._pending} other requests (at most "
@@ -93,7 +94,7 @@ class Generation:
         self.consumed = False  # someone reads the events (and will save, or cancel)
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
-        self._thread = threading.Thread(target=self._work, args=(writer, story, settings, takes),
+        self._thread = threading.Thread(target=self._work, args=(writer, story, settings, takes, tagged),
                                         name="batplots-generation", daemon=True)
         self._thread.start()
 
@@ -106,18 +107,20 @@ class Generation:
         except RuntimeError:
             pass  # the event loop is gone (server shutting down): nobody is listening
 
-    def _work(self, writer, story, settings, takes) -> None:
+    def _work(self, writer, story, settings, takes, tagged) -> None:
         try:
-            take = writer.stream(story, settings, cancel=self.cancel, takes=takes)
+            take = writer.stream(story, settings, cancel=self.cancel, takes=takes, tagged=tagged)
             events = iter(take)
             try:
-                for event in events:
+                for item in events:
                     if self.cancel.is_set():
                         raise Cancelled()
+                    # tagged: every take streams, as (take index, event); values become (index, text)
+                    index, event = item if tagged else (None, item)
                     if isinstance(event, Rewind):
-                        self._put(("rewind", event.text))
+                        self._put(("rewind", event.text if index is None else (index, event.text)))
                     elif event:
-                        self._put(("piece", event))
+                        self._put(("piece", event if index is None else (index, event)))
                 self._put(("done", take.result))
             finally:
                 events.close()  # stops every take and releases the engine at once
@@ -131,7 +134,8 @@ class Generation:
 
     async def events(self, request=None) -> AsyncIterator[tuple[str, object]]:
         """Yield (kind, value): ("piece", str), ("rewind", str), then one of ("done",
-        Continuation), ("error", Exception), ("cancelled", None).
+        Continuation), ("error", Exception), ("cancelled", None). A tagged generation's
+        piece and rewind values are (take index, str).
 
         With request given, polls for a disconnect (for responses that are not
         streaming, where nothing else notices) and raises ClientGone. Leaving early

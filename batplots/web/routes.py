@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from batplots import store as storelib
+from batplots.storerules import clean_text
 from batplots.engine.base import MAX_SEED, MIN_SEED, Continuation, Engine, EngineError, Settings, SettingsError
 from batplots.writer import Writer
 from batplots.text import split_sentences
@@ -169,7 +170,8 @@ def delete_story(request: Request, story_id: str, version: int = Query(descripti
 
 
 # --- turns --------------------------------------------------------------------------
-@router.post("/stories/{story_id}/turns", summary="Add a passage (yours, or a picked alternative)")
+@router.post("/stories/{story_id}/turns", summary="Add a passage (yours, or a picked alternative with the passage "
+                                                 "you typed before it)")
 def add_turn(request: Request, story_id: str, body: NewTurn) -> dict:
     store = store_of(request)
     fields = {}
@@ -181,9 +183,19 @@ def add_turn(request: Request, story_id: str, body: NewTurn) -> dict:
         settings = generation_settings(request, story, {"seed": seed} if seed is not None else {}, fresh_seed=True)
         fields = {"settings": settings.to_dict(), "seed": seed,
                   "meta": {"flags": [], "picked": True, "provenance": picked_provenance(request, body.text, settings)}}
-    elif body.seed is not None:
-        raise storelib.Invalid("seed is only for passages by the model (a picked alternative)")
-    return store.add_turn(story_id, body.version, body.author, body.text, **fields)
+    elif body.seed is not None or body.user_text is not None:
+        raise storelib.Invalid("seed is only for a picked alternative (author \"model\"), and so is user_text")
+    if body.user_text is None:
+        return store.add_turn(story_id, body.version, body.author, body.text, **fields)
+    # The writer's passage and the take they picked are saved together: check both
+    # (text, room for two passages) before the first is written.
+    user_text, text = clean_text(body.user_text, "user_text"), clean_text(body.text)
+    story = store.check_can_add(story_id, body.version)
+    if len(story["turns"]) + 2 > storelib.MAX_TURNS:
+        raise storelib.Invalid(f"the story has {len(story['turns'])} passages; your passage and the take would "
+                               f"make it more than {storelib.MAX_TURNS}: start a new story to go on")
+    story = store.add_turn(story_id, body.version, "user", user_text)
+    return store.add_turn(story_id, story["version"], "model", text, **fields)
 
 
 @router.patch("/stories/{story_id}/turns/{turn_id}", summary="Edit a passage in place")
@@ -202,14 +214,17 @@ def redo(request: Request, story_id: str, body: Versioned) -> dict:
 
 
 # --- generation ---------------------------------------------------------------------
-async def _start(request: Request, story_id: str, body: ContinueRequest, retry: bool):
+async def _start(request: Request, story_id: str, body: ContinueRequest, retry: bool, typed: str | None = None):
     """Check everything a generation needs before the slow part and claim the story
     (one generation per story at a time); returns (engine, story, text, settings, claim).
+    typed: a passage the writer has not saved yet, continued as if it were (Alternatives).
     The caller releases the claim."""
     engine = engine_of(request)
     store = store_of(request)
     story = await run_in_threadpool(store.check_can_add, story_id, body.version, retry)
     turns = story["turns"][:-1] if retry else story["turns"]
+    if typed is not None:
+        turns = turns + [{"text": clean_text(typed)}]
     text = storelib.story_text(turns)
     if not text:
         raise storelib.Invalid("the story is empty; write its first sentences, then press Continue")
@@ -311,33 +326,68 @@ async def retry(request: Request, story_id: str, body: ContinueRequest):
     return await _generate_turn(request, story_id, body, retry=True)
 
 
-@router.post("/stories/{story_id}/alternatives", summary="Candidate continuations to pick from (not saved)")
-async def alternatives(request: Request, story_id: str, body: AlternativesRequest) -> dict:
+@router.post("/stories/{story_id}/alternatives",
+             summary="Takes to pick from, decoded together in one batch and ranked (nothing is saved; with Accept: "
+                     "text/event-stream every take streams as it is written)")
+async def alternatives(request: Request, story_id: str, body: AlternativesRequest):
     if not MIN_ALTERNATIVES <= body.n <= MAX_ALTERNATIVES:
         raise SettingsError("n", f"n must be from {MIN_ALTERNATIVES} to {MAX_ALTERNATIVES}, got {body.n}")
-    engine, story, text, settings, claim = await _start(request, story_id, body, retry=False)
+    engine, story, text, settings, claim = await _start(request, story_id, body, retry=False, typed=body.text)
+    streaming = False
     try:
         # One batch of n takes, ranked (not n runs one after another); the runners-up
         # are alternatives too.
-        gen = claim.generation = Generation(writer_of(request, engine), text, settings, takes=body.n)
+        gen = claim.generation = Generation(writer_of(request, engine), text, settings, takes=body.n,
+                                            tagged=wants_sse(request))
+        if wants_sse(request):
+            streaming = True  # the stream releases the claim when it ends
+            return StreamingResponse(_alternatives_stream(request, gen, story["version"], claim),
+                                     media_type="text/event-stream", headers=SSE_HEADERS)
         try:
             cont = await gen.result(request)
         except ClientGone:
             return Response(status_code=499)
     finally:
-        claim.release()
+        if not streaming:
+            claim.release()
+    return alternatives_body(request, cont, story["version"])
+
+
+def alternatives_body(request: Request, cont: Continuation, version: int) -> dict:
+    """The distinct takes of a ranked batch, best first; raises when none has a sentence."""
     candidates, seen = [], set()
     for c in cont.candidates:
         if not c["text"] or c["text"] in seen:
             continue  # distinct texts only
         seen.add(c["text"])
-        candidates.append({"text": c["text"], "sentences": c["sentences"], "seed": c["seed"],
+        candidates.append({"take": c["take"], "text": c["text"], "sentences": c["sentences"], "seed": c["seed"],
                            "settings": dataclasses.replace(cont.settings, seed=c["seed"]).to_dict(),
                            "flags": c["flags"], "provenance": picked_provenance(request, c["text"], cont.settings),
                            "score": c["score"], "chosen": c["chosen"]})
     if not candidates:
         raise ModelUnavailable("the model wrote no complete sentence in any candidate; try again")
-    return {"version": story["version"], "candidates": candidates, "why": cont.why}
+    return {"version": version, "candidates": candidates, "why": cont.why}
+
+
+async def _alternatives_stream(request: Request, gen: Generation, version: int, claim: Claim):
+    """piece/rewind {take, text} for every take as it is written, then done {version,
+    candidates, why} or error {message}. A client that goes away (Stop) cancels every take."""
+    try:
+        async for kind, value in gen.events():
+            if kind in ("piece", "rewind"):
+                take, text = value
+                yield sse(kind, {"take": take, "text": text})
+            elif kind == "done":
+                try:
+                    yield sse("done", alternatives_body(request, value, version))
+                except ModelUnavailable as exc:
+                    yield sse("error", error_body(exc))
+            elif kind == "error":
+                yield sse("error", {"message": f"the model failed: {value}", "status": 500})
+            elif kind == "cancelled":
+                yield sse("error", {"message": "the generation was cancelled", "status": 499})
+    finally:
+        claim.release()
 
 
 # --- export -------------------------------------------------------------------------

@@ -52,8 +52,10 @@ class NewTurn(Strict):
     text: str
     version: int
     author: Literal["user", "model"] = "user"
-    # For a picked alternative: the seed it was sampled with.
+    # For a picked alternative: the seed it was sampled with, and the writer's passage
+    # typed before Alternatives (saved first, in the same request, never alone).
     seed: int | None = None
+    user_text: str | None = None
 
 
 class EditTurn(Strict):
@@ -75,6 +77,8 @@ class ContinueRequest(Strict):
 
 class AlternativesRequest(ContinueRequest):
     n: int = DEFAULT_ALTERNATIVES
+    # The writer's passage still in the box: the takes continue it, nothing is saved.
+    text: str | None = None
 
 
 def default_story_settings(base: Settings) -> dict:
