@@ -14,6 +14,7 @@ import click
 from batplots.engine import EngineError, EngineSpec, Settings, SettingsError
 from batplots.engine import base as eb
 from batplots.cli_accounts import db_shown, db_target, security_options, serve_security, users
+from batplots.cli_db import db as db_group
 from batplots.cli_corpus import corpus_group, scrape
 from batplots.model import ModelError
 from batplots.store import StoreError
@@ -264,9 +265,7 @@ def write(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_co
 @takes_option
 def serve(host, port, db_path, allowed_hosts, api_key, no_auth, sentences, seed, temperature, top_p, top_k,
           repetition_penalty, max_context, copy_limit, no_copy_guard, engine_name, base, adapter, takes):
-    """Serve the co-writing web app (stories saved in SQLite) and print its address."""
-    from pathlib import Path
-
+    """Serve the co-writing web app (stories saved in SQLite or PostgreSQL) and print its address."""
     from batplots.web import app as webapp
 
     settings = make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
@@ -454,7 +453,7 @@ def doctor(adapter, check, as_json):
 
 
 main.add_command(users)  # batplots users add|list|remove|passwd (batplots/cli_accounts.py)
-main.add_command(cli_db.db)  # batplots db migrate|copy (batplots/cli_db.py)
+main.add_command(db_group)  # batplots db migrate|copy (batplots/cli_db.py)
 main.add_command(scrape)  # batplots scrape (batplots/cli_corpus.py)
 main.add_command(corpus_group)  # batplots corpus stats|import-text
 

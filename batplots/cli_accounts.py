@@ -10,27 +10,36 @@ from pathlib import Path
 
 import click
 
-from batplots import accounts
+from batplots import accounts, storedb
 from batplots.store import Store, StoreError
 
 
-def _db_path(db_path: str | None) -> Path:
+def db_target(db: str | None) -> str | Path:
+    """--db as the store takes it: a postgresql:// URL, or a SQLite path (default: serve's)."""
     from batplots.web.app import default_db_path
 
-    return Path(db_path) if db_path else default_db_path()
+    if not db:
+        return default_db_path()
+    return db if "://" in db else Path(db)  # any other URL: the store says what it takes
+
+
+def db_shown(target: str | Path) -> str:
+    """--db for messages: a URL without its password."""
+    return storedb.shown_url(target) if storedb.is_url(target) else str(target)
 
 
 def db_option(func):
-    return click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
-                        help="SQLite file of the stories and users; default: the one `batplots serve` uses.")(func)
+    return click.option("--db", "db_path", default=None, metavar="PATH|URL",
+                        help="SQLite file or postgresql:// URL of the stories and users; default: the SQLite file "
+                             "`batplots serve` uses.")(func)
 
 
 def open_store(db_path: str | None) -> Store:
-    path = _db_path(db_path)
+    target = db_target(db_path)
     try:
-        return Store(path)
+        return Store(target)
     except (OSError, sqlite3.Error, StoreError) as exc:
-        raise click.ClickException(f"cannot open the story database {path}: {exc}") from exc
+        raise click.ClickException(f"cannot open the story database {db_shown(target)}: {exc}") from exc
 
 
 def read_password(from_stdin: bool) -> str:
@@ -66,7 +75,7 @@ def users_add(name, db_path, password_stdin, claim_unowned):
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     extra = f"; {claimed} stories without an owner are now theirs" if claim_unowned else ""
-    click.echo(f"added user {user['name']} to {store.path}{extra}")
+    click.echo(f"added user {user['name']} to {store.describe()}{extra}")
 
 
 @users.command("list")
@@ -130,7 +139,13 @@ def security_options(func):
     return func
 
 
-def _user_count(db: Path) -> int:
+def _user_count(db: str | Path) -> int:
+    if storedb.is_url(db):  # opening it migrates it, as serve is about to
+        store = open_store(db)
+        try:
+            return accounts.count_users(store)
+        finally:
+            store.close()
     if not db.exists():
         return 0
     conn = sqlite3.connect(db)
@@ -142,13 +157,13 @@ def _user_count(db: Path) -> int:
         conn.close()
 
 
-def serve_security(host: str, allowed_hosts: tuple[str, ...], api_key: str | None, no_auth: bool, db: Path):
+def serve_security(host: str, allowed_hosts: tuple[str, ...], api_key: str | None, no_auth: bool, db: str | Path):
     """The SecurityConfig for `batplots serve`, its notes printed; refuses unsafe setups."""
     from batplots.web.security import SecurityError, serving_config
 
     try:
         config, notes = serving_config(host, allowed_hosts, api_key, no_auth, _user_count(db),
-                                       f"batplots users add NAME --db {db}")
+                                       f"batplots users add NAME --db {db_shown(db)}")
     except SecurityError as exc:
         raise click.ClickException(str(exc)) from exc
     for note in notes:

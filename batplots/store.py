@@ -74,7 +74,7 @@ class Store:
         self.owner: int | None = None
         try:
             self.check_integrity()
-            self.migrate()
+            self.applied = self.migrate()  # the migrations this open applied (`batplots db migrate` lists them)
         except BaseException:
             self.db.close()
             raise

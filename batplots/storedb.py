@@ -42,10 +42,10 @@ def is_url(target) -> bool:
 
 
 def open_db(target: str | Path):
-    """A backend for a SQLite path or a postgresql:// URL; Invalid for anything else."""
+    """A backend for a SQLite path or a postgresql:// URL; Invalid for any other URL."""
     if is_url(target):
         return PostgresDB(target)
-    if isinstance(target, str) and "://" in target:
+    if "://" in str(target):
         scheme = target.split("://", 1)[0]
         raise Invalid(f"--db {scheme}://... is not supported: give a SQLite file path, or a PostgreSQL URL "
                       "postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME")
@@ -147,6 +147,9 @@ class SqliteDB:
             finally:
                 conn.close()
 
+    def reset_ids(self) -> None:
+        """Nothing to do: SQLite's AUTOINCREMENT follows the largest id inserted."""
+
     def close(self) -> None:
         """Nothing held: every call opens and closes its own connection."""
 
@@ -225,7 +228,8 @@ class PostgresDB:
         try:
             conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
-            raise Invalid(f"--db {shown_url(url)} is not a valid PostgreSQL URL ({exc}); the form is "
+            reason = " ".join(str(exc).split()).replace(url, shown_url(url))  # never echo a password
+            raise Invalid(f"this is not a valid PostgreSQL URL ({reason}); the form is "
                           "postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME (a password may also come from "
                           "PGPASSWORD or ~/.pgpass)") from exc
         # Connect once directly: an unreachable server is one clear message now, not a
@@ -244,9 +248,9 @@ class PostgresDB:
 
     def _unavailable(self, exc: Exception) -> Unavailable:
         reason = " ".join(str(exc).split()) or exc.__class__.__name__
-        return Unavailable(f"cannot use the PostgreSQL database {shown_url(self.url)}: {reason}. Check the host, "
-                           "port, user and database name in the URL (the password comes from the URL, PGPASSWORD "
-                           "or ~/.pgpass) and that the server is running")
+        return Unavailable(f"PostgreSQL refused or is unreachable ({reason}); check that the server runs and the "
+                           "host, port, user and database name in the URL (the password comes from the URL, "
+                           "PGPASSWORD or ~/.pgpass)")
 
     @contextmanager
     def _session(self, begin: str):
@@ -295,6 +299,15 @@ class PostgresDB:
                 conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (name, stamp))
                 done.append(name)
             return done
+
+    def reset_ids(self) -> None:
+        """After rows came in with their ids (db copy): new ids start above every copied one
+        (undone turns keep theirs, so redo_turns counts too)."""
+        with self.transaction() as conn:
+            conn.execute("SELECT setval(pg_get_serial_sequence('turns', 'id'), GREATEST(1, "
+                         "(SELECT COALESCE(MAX(id), 0) FROM turns), (SELECT COALESCE(MAX(id), 0) FROM redo_turns)))")
+            conn.execute("SELECT setval(pg_get_serial_sequence('users', 'id'), "
+                         "GREATEST(1, (SELECT COALESCE(MAX(id), 0) FROM users)))")
 
     def close(self) -> None:
         self.pool.close()

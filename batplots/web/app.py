@@ -48,7 +48,7 @@ class WebConfig:
     """What the app needs. Give `engine` (tests) or `load_engine` (called once, in a
     background thread at start-up)."""
 
-    db_path: Path
+    db_path: Path | str  # a SQLite file, or a postgresql:// URL
     settings: Settings = field(default_factory=Settings)  # server defaults (story settings override)
     engine: Engine | None = None
     load_engine: Callable[[], Engine] | None = None
@@ -88,6 +88,7 @@ async def lifespan(app: FastAPI):
         app.state.engine_loading_since = time.monotonic()
         app.state.loader_thread = _load_in_background(app, config.load_engine)
     yield
+    app.state.store.close()  # the PostgreSQL pool's connections
 
 
 def create_app(config: WebConfig) -> FastAPI:
