@@ -27,10 +27,14 @@ $(TEST_STAMP): $(STAMP)
 install: $(STAMP)
 install-test: $(TEST_STAMP) system-test-deps
 
-# Debian's Chromium drives the browser tests (Playwright never downloads a browser).
+# Debian's Chromium drives the browser tests (Playwright never downloads a browser);
+# Debian's PostgreSQL server programs run the PostgreSQL store tests (tests/pgserver.py
+# starts a throwaway server; the package's own cluster is not used).
 system-test-deps:
-	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium"; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	  [ -z "$$missing" ] || { $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; }
 
 run: install
 	$(BIN)/batplots serve --host $(HOST) --port $(PORT)
