@@ -207,6 +207,26 @@ def _decode(path: Path, data: bytes) -> str:
                           f"{offset + exc.start}; save it as UTF-8") from None
 
 
+# A plain-text corpus has no titles: an episode is named by its opening words and its
+# villain (the one the plot names first), which a fan recognises, not by a number.
+TITLE_WORDS = 8
+VILLAINS = ("Joker", "Penguin", "Riddler", "Catwoman", "Mr. Freeze", "Mad Hatter", "King Tut", "Egghead", "Bookworm",
+            "False Face", "Shame", "Zelda", "Ma Parker", "Archer", "Black Widow", "Siren", "Minstrel", "Sandman",
+            "Puzzler", "Clock King", "Louie the Lilac", "Marsha", "Olga", "Lord Ffogg", "Nora Clavicle", "Chandell",
+            "Mr. Zodiac", "Dr. Cassandra", "Minerva", "Lola Lasagne", "Colonel Gumm", "Lord Marmaduke Ffogg")
+
+
+def plain_title(plot: str) -> str:
+    """A title for an episode of a plain-text corpus: its opening words, and its villain."""
+    words = plot.split()
+    opening = " ".join(words[:TITLE_WORDS]).rstrip(",;:") + ("…" if len(words) > TITLE_WORDS else "")
+    found = [(plot.find(v), v) for v in VILLAINS if re.search(rf"\b{re.escape(v)}\b", plot)]
+    if not found:
+        return f"“{opening}”"
+    villain = min(found)[1]
+    return f"“{opening}” ({villain})"
+
+
 def read_corpus(path: str | os.PathLike) -> list[Episode]:
     """Read a corpus file: JSONL (one object with a 'plot' per line; also a JSON array)
     or plain text (split with split_text_into_episodes). Raises CorpusError."""
@@ -225,8 +245,7 @@ def read_corpus(path: str | os.PathLike) -> list[Episode]:
     if path.suffix.lower() in JSON_SUFFIXES or stripped[0] in "{[":
         episodes = _read_json(path, text)
     else:
-        episodes = [Episode(title=f"{path.stem} #{i}", plot=plot)
-                    for i, plot in enumerate(split_text_into_episodes(text), 1)]
+        episodes = [Episode(title=plain_title(plot), plot=plot) for plot in split_text_into_episodes(text)]
     if not episodes:
         raise CorpusError(f"{path} holds no episodes; a corpus needs at least one episode plot")
     return episodes

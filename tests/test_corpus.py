@@ -99,7 +99,9 @@ def test_shared_corpus_splits_into_sensible_episodes(shared_corpus):
     assert all(ep.plot[-1] in ".!?…\")" for ep in episodes)  # every episode ends on a sentence
     openers = sum(ep.plot.startswith(("Picking up from", "The story begins")) for ep in episodes)
     assert openers == 4
-    assert [ep.title for ep in episodes[:2]] == ["batman66 #1", "batman66 #2"]
+    # Titles a fan recognises (the opening words and the villain), never "batman66 #1".
+    assert episodes[2].title == "“Awaiting release from prison, the Penguin, the \"pompous…” (Penguin)"
+    assert episodes[6].title.endswith("(Mr. Freeze)") and all("#" not in ep.title for ep in episodes)
 
 
 # ---------------------------------------------------------------- read_corpus

@@ -4,6 +4,8 @@ SQLite file and the scripted fake generator."""
 import html
 import threading
 
+from markdown_it import MarkdownIt
+
 from batplots import store as storelib
 from tests.fakegen import FakeEngine, fake_sentences
 from tests.webserver import WAIT_S, assert_error, make_server, new_story, sse_events, srv, wait_until  # noqa: F401
@@ -291,18 +293,23 @@ def test_export_and_share_mark_authorship_and_escape_html(srv):
     md = c.get(f"/api/stories/{story['id']}/export?format=md")
     assert md.status_code == 200 and md.headers["content-type"].startswith("text/markdown")
     assert 'filename="b-bold-b-title.md"' in md.headers["content-disposition"]
-    assert "<script>" not in md.text and "<img" not in md.text and "&lt;script&gt;" in md.text
-    assert "\\*bold\\*" in md.text and "\\[link\\]" in md.text
-    assert "**You:** Robin types" in md.text and f"**Batplots:** *{model_text}*" in md.text
-    assert md.text.startswith("# &lt;b&gt;Bold&lt;/b&gt; title")
+    # Markdown is escaped for Markdown (a backslash), not HTML: a renderer shows the text as written.
+    assert "\\<script\\>" in md.text and "&amp;" not in md.text
+    rendered = MarkdownIt("commonmark").render(md.text)  # a real CommonMark renderer: no tag, the text as typed
+    assert "<script" not in rendered and "<img" not in rendered and "<b>" not in rendered
+    assert html.escape(evil, quote=False) in rendered.replace("&quot;", '"')
+    assert "\\*bold\\*" in md.text and "\\[link\\]" in md.text and "\\& " in md.text
+    assert "**You:** Robin types" in md.text and f"**Model:** *{model_text}*" in md.text
+    assert md.text.startswith("# \\<b\\>Bold\\</b\\> title")
     txt = c.get(f"/api/stories/{story['id']}/export?format=txt")
     assert txt.headers["content-type"].startswith("text/plain")
-    assert f"[You] {evil}" in txt.text and f"[Batplots] {model_text}" in txt.text
+    assert f"[You] {evil}" in txt.text and f"[Model] {model_text}" in txt.text
     page = c.get(f"/s/{story['share_id']}")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<script" not in page.text and "<img" not in page.text
     assert "&lt;script&gt;alert(&quot;pow&quot;)&lt;/script&gt;" in page.text
-    assert html.escape(model_text) in page.text and 'class="passage model"' in page.text
+    assert f'<div class="turn model"><span class="visually-hidden">Model: </span><p>{html.escape(model_text)}</p>' \
+        in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
 
 

@@ -114,7 +114,7 @@ def test_a_passage_cannot_forge_authorship_in_the_text_export(srv):
     assert f"{TXT_INDENT}[Batplots] The model confesses everything." in txt
     assert f"{TXT_INDENT}[Batplots] Again." in txt
     md = c.get(f"/api/stories/{sid}/export?format=md").text
-    assert md.count("**You:**") == 1 and "**Batplots:**" not in md.replace("**Batplots** (and", "")
+    assert md.count("**You:**") == 1 and "**Model:**" not in md.replace("**Model** (and", "")
 
 
 def test_a_second_continue_on_a_generating_story_is_409_at_once(make_server):

@@ -1,8 +1,9 @@
 """Stories as Markdown, plain text and the read-only share page.
 
-Pure functions of a story dict. Authorship is marked in every form, and user
-text is escaped for each: HTML is entity-escaped in the page and in Markdown
-(where a renderer would otherwise run raw HTML), so no script ever runs.
+Pure functions of a story dict. Authorship is marked in every form (author_label:
+what happened to a passage), and user text is escaped for each: HTML is
+entity-escaped in the page, Markdown markup (raw HTML included) backslash-escaped in
+Markdown, so no script ever runs and the text reads as written.
 """
 
 from __future__ import annotations
@@ -12,21 +13,75 @@ import re
 
 from batplots.text import strip_controls
 
-AUTHOR_LABELS = {"user": "You", "model": "Batplots"}
-# Inline markup only: every passage follows a label, so it never starts a line.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]~])")
+MODEL_NAME = "Model"  # one name for the model: page, exports, share page and terminal
+AUTHOR_LABELS = {"user": "You", "model": MODEL_NAME}
+EDITED_MODEL_LABEL = f"{MODEL_NAME}, edited by you"
+# An edited model passage is still credited to the model while a run of this many of
+# its words is left; with none left the writer rewrote it and it is theirs.
+KEPT_RUN_WORDS = 3
+_WORD_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+# Markdown escapes (CommonMark lets a backslash escape any ASCII punctuation): inline
+# markup and raw HTML anywhere, block markup where a line starts.
+_MD_INLINE = re.compile(r"([\\`*_\[\]~<>&|])")
+_MD_LINE_START = re.compile(r"^(\s*)([#+\-=>])", re.MULTILINE)
+_MD_ORDERED = re.compile(r"^(\s*\d+)([.)])", re.MULTILINE)  # "1." starts a list: escape the dot
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 # In the plain-text export a passage's later lines are indented by this, so only a
 # real label starts a line with "[": a passage cannot forge another's authorship.
 TXT_INDENT = "    "
 
 
+def _words(text: str) -> list[str]:
+    return _WORD_RE.findall(text.lower())
+
+
+def model_original(turn: dict) -> str | None:
+    """The model's own text of a turn before any edit (its chosen take, or the
+    sentences its provenance describes), or None when the turn kept neither."""
+    meta = turn.get("meta") or {}
+    for cand in meta.get("candidates") or []:
+        if cand.get("chosen") and cand.get("text"):
+            return cand["text"]
+    prov = meta.get("provenance") or []
+    return " ".join(p["text"] for p in prov) if prov else None
+
+
+def author_label(turn: dict) -> str:
+    """Who wrote a passage: "You", "Model", or "Model, edited by you"; a model passage
+    rewritten with nothing of the model's text left is the writer's ("You")."""
+    if turn["author"] != "model":
+        return AUTHOR_LABELS["user"]
+    if not turn.get("edited"):
+        return MODEL_NAME
+    original = model_original(turn)
+    if original is None:
+        return EDITED_MODEL_LABEL  # unknown: say the model wrote it, and it was edited
+    ours, now = _words(original), _words(turn["text"])
+    n = min(KEPT_RUN_WORDS, len(ours), len(now))  # a passage cut short keeps a shorter run
+    if n == 0:
+        return AUTHOR_LABELS["user"]
+    runs = {tuple(ours[i:i + n]) for i in range(len(ours) - n + 1)}
+    kept = any(tuple(now[i:i + n]) in runs for i in range(len(now) - n + 1))
+    return EDITED_MODEL_LABEL if kept else AUTHOR_LABELS["user"]
+
+
+def credited_to_model(turn: dict) -> bool:
+    return author_label(turn) != AUTHOR_LABELS["user"]
+
+
+def paragraphs(text: str) -> list[str]:
+    """A passage's paragraphs: a blank line starts a new one; single line breaks are kept
+    inside a paragraph."""
+    return [p.strip() for p in _PARAGRAPH_BREAK.split(strip_controls(text)) if p.strip()]
+
+
 def md_escape(text: str) -> str:
-    """Text that Markdown shows literally: HTML entities for <, > and &, and a
-    backslash before each character Markdown would treat as markup (control
-    characters, which older databases may hold, are dropped)."""
-    escaped = strip_controls(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", escaped)
+    """Text that Markdown shows literally: a backslash before each character Markdown
+    (or the raw HTML it allows) would treat as markup, and before block markup at the
+    start of a line; control characters, which older databases may hold, are dropped."""
+    escaped = _MD_INLINE.sub(r"\\\1", strip_controls(text))
+    return _MD_ORDERED.sub(r"\1\\\2", _MD_LINE_START.sub(r"\1\\\2", escaped))
 
 
 def slug(title: str) -> str:
@@ -36,15 +91,16 @@ def slug(title: str) -> str:
 
 def to_markdown(story: dict) -> str:
     lines = [f"# {md_escape(story['title'])}", "",
-             "_Co-written with batplots. Passages marked **Batplots** (and set in italics) are the model's; "
+             f"_Co-written with batplots. Passages marked **{MODEL_NAME}** (and set in italics) are the model's; "
              "passages marked **You** are the writer's._", ""]
     for turn in story["turns"]:
-        label = AUTHOR_LABELS[turn["author"]]
-        body = " ".join(md_escape(line) for line in turn["text"].splitlines() if line.strip())
-        if turn["author"] == "model":
-            body = f"*{body}*"
-        edited = " (edited)" if turn.get("edited") else ""
-        lines += [f"**{label}{edited}:** {body}", ""]
+        label = author_label(turn)
+        italic = credited_to_model(turn)
+        for i, para in enumerate(paragraphs(turn["text"])):
+            body = " ".join(md_escape(line.strip()) for line in para.splitlines() if line.strip())
+            if italic:
+                body = f"*{body}*"
+            lines += [f"**{label}:** {body}" if i == 0 else body, ""]
     return "\n".join(lines)
 
 
@@ -58,10 +114,9 @@ def txt_passage(text: str) -> str:
 def to_text(story: dict) -> str:
     title = strip_controls(story["title"])
     lines = [title, "=" * len(title), "",
-             "Co-written with batplots. [You] marks the writer's passages, [Batplots] the model's.", ""]
+             f"Co-written with batplots. [You] marks the writer's passages, [{MODEL_NAME}] the model's.", ""]
     for turn in story["turns"]:
-        edited = " (edited)" if turn.get("edited") else ""
-        lines += [f"[{AUTHOR_LABELS[turn['author']]}{edited}] {txt_passage(turn['text'])}", ""]
+        lines += [f"[{author_label(turn)}] {txt_passage(turn['text'])}", ""]
     return "\n".join(lines)
 
 
@@ -70,11 +125,11 @@ def share_page(story: dict) -> str:
     esc = html.escape
     passages = []
     for turn in story["turns"]:
-        who = AUTHOR_LABELS[turn["author"]]
-        passages.append(
-            f'<span class="passage {turn["author"]}"><span class="visually-hidden">{who}: </span>'
-            f'{esc(turn["text"])}</span>')
-    body = " ".join(passages) if passages else '<em>This story has no passages yet.</em>'
+        who = author_label(turn)
+        paras = "".join(f"<p>{esc(p)}</p>" for p in paragraphs(turn["text"]))
+        kind = "model" if credited_to_model(turn) else "user"
+        passages.append(f'<div class="turn {kind}"><span class="visually-hidden">{esc(who)}: </span>{paras}</div>')
+    body = "".join(passages) if passages else '<p><em>This story has no passages yet.</em></p>'
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -91,9 +146,9 @@ def share_page(story: dict) -> str:
 </header>
 <main class="panel share-panel">
   <h1 class="story-title">{esc(story['title'])}</h1>
-  <p class="legend"><span class="passage user">Upright text</span> is the writer's;
-  <span class="passage model">italic text with a bat-mark</span> is the model's.</p>
-  <article class="story" aria-label="The story">{body}</article>
+  <p class="legend">A paragraph after a bat-mark <span class="bat-mark" aria-hidden="true"></span> is the
+  model's; the others are the writer's.</p>
+  <article class="story plain" aria-label="The story">{body}</article>
   <p class="share-foot"><a href="/">Write your own episode</a></p>
 </main>
 </body>
