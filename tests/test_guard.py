@@ -332,21 +332,23 @@ def test_page_shows_provenance_on_hover_and_tap_and_marks_copies(guard, tmp_path
         page.set_default_timeout(STEP_MS)
         watch = PageWatch(page, srv.url)
         page.goto(srv.url)
-        expect(page.locator("#model-status")).to_contain_text("copy guard on (2 episodes)")
+        expect(page.locator("#model-status")).to_contain_text("repeat the training episodes are rewritten")
+        page.click("#model-details summary")  # the technical detail is a click away
+        expect(page.locator("#model-detail")).to_contain_text("copy guard on (2 episodes indexed)")
         page.locator("#story-list button").first.click()
         sentence = page.locator("#story .passage.model .sentence")
         expect(sentence).to_have_text(COPIED_8)
         expect(sentence).to_have_class(re.compile(r"\bcopied\b"))
         title = sentence.get_attribute("title")
-        assert "copy guard let this through: 8 words" in title and "Closest in the corpus: The Joker Is Wild" in title
-        page.locator("#story .passage.model .prov-btn").click()
-        expect(page.locator("#status")).to_contain_text("Sentence 1: The copy guard let this through")
+        assert "copy guard let this through: 8 words" in title and "Closest episode: The Joker Is Wild" in title
+        page.locator("#story .prov-btn").click()  # a popover beside the passage, not the status line
+        expect(page.locator("#story .prov-pop li")).to_have_text([re.compile("^The copy guard let this through")])
         expect(page.locator(".passage-editor")).to_have_count(0)  # the button does not open the editor
         page.click(".settings summary")
         expect(page.locator("#set-copy-limit")).to_have_value("8")
         page.fill("#set-copy-limit", "12")
-        page.click("#settings-form button[type=submit]")
-        expect(page.locator("#status")).to_contain_text("Settings saved")
+        page.keyboard.press("Tab")  # a change takes effect at once
+        expect(page.locator("#settings-state")).to_contain_text("Saved")
         assert client.get(f"/api/stories/{story['id']}").json()["settings"]["copy_limit"] == 12
         watch.check()
         browser.close()

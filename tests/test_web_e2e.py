@@ -122,12 +122,13 @@ def test_co_writing_in_the_browser(browser, tmp_path):
         page.keyboard.press("Control+Enter")
         expect(page.locator("#story .passage.user .passage-text").first).to_have_text("Chief O'Hara lifts the red Bat-phone.")
         expect(page.locator("#story .passage.user.edited")).to_have_count(1)
+        expect(page.locator("#story .passage.user").first).to_be_focused()  # back where the edit began
 
-        # Settings per story: one sentence a turn; Ctrl+Enter in the box continues.
+        # Settings per story take effect when changed: one sentence a turn; Ctrl+Enter in the box continues.
         page.click(".settings summary")
         page.select_option("#set-sentences", "1")
-        page.click("#settings-form button[type=submit]")
-        expect(page.locator("#status")).to_have_text("Settings saved for this story.")
+        expect(page.locator("#settings-state")).to_contain_text("Saved: Continue adds 1 sentence")
+        expect(page.locator("#uses-settings")).to_contain_text("Continue adds 1 sentence")
         page.fill("#next-text", "Batman and Robin slide down the Batpoles.")
         page.locator("#next-text").press("Control+Enter")
         expect(model_passages(page)).to_have_count(2)
@@ -137,7 +138,8 @@ def test_co_writing_in_the_browser(browser, tmp_path):
         page.click("#alternatives-btn")
         cards = page.locator(".alt-card")
         expect(cards).to_have_count(3)
-        second = cards.nth(1).locator("p").inner_text()
+        expect(cards.get_by_role("button")).to_have_count(3)
+        second = cards.nth(1).locator(".alt-text").inner_text()
         cards.nth(1).get_by_role("button").click()
         expect(page.locator("#alternatives")).to_be_hidden()
         expect(model_passages(page)).to_have_count(3)
@@ -157,8 +159,8 @@ def test_co_writing_in_the_browser(browser, tmp_path):
         with page.expect_download() as download:
             page.click("#export-md")
         markdown = Path(download.value.path()).read_text()
-        assert "**You:** Commissioner" not in markdown and "**You (edited):** Chief O'Hara" in markdown
-        assert markdown.count("**Batplots:**") == 3 and "&lt;b&gt;Joker&lt;/b&gt;" in markdown
+        assert "**You:** Commissioner" not in markdown and "**You:** Chief O'Hara" in markdown
+        assert markdown.count("**Model:**") == 3 and "\\<b\\>Joker\\</b\\>" in markdown
 
         # The share link opens a read-only page with the same story.
         share_url = page.locator("#share-link").input_value()
@@ -167,7 +169,7 @@ def test_co_writing_in_the_browser(browser, tmp_path):
         reader_watch = PageWatch(reader, srv.url)
         reader.goto(share_url)
         expect(reader.locator(".story-title")).to_have_text("The <b>Joker</b>'s Jest")
-        expect(reader.locator(".story .passage.model")).to_have_count(3)
+        expect(reader.locator(".story .turn.model")).to_have_count(3)
         assert reader.locator("textarea, button").count() == 0
         reader_watch.check()
 
@@ -256,7 +258,7 @@ def test_a_stale_tab_is_told_and_shown_the_latest_version(browser, tmp_path):
         page.locator("#story .passage.user .passage-text").first.click()
         page.locator(".passage-editor textarea").fill("   ")
         page.get_by_role("button", name="Save passage").click()
-        expect(page.locator("#status")).to_contain_text("text is empty")
+        expect(page.locator(".passage-editor [role=alert]")).to_contain_text("text is empty")  # beside the editor
         expect(page.locator(".passage-editor textarea")).to_have_value("   ")
         page.keyboard.press("Escape")
         expect(page.locator(".passage-editor")).to_have_count(0)
@@ -278,7 +280,7 @@ def test_stop_cancels_the_generation_and_adds_nothing(browser, tmp_path):
         page.click("#continue-btn")
         expect(page.locator("#story .passage.draft")).to_have_text(re.compile(r"\w"))
         page.click("#stop-btn")
-        expect(page.locator("#status")).to_have_text("Stopped. Nothing was added.")
+        expect(page.locator("#status")).to_have_text("Stopped. Your passage was added; the model added nothing.")
         expect(page.locator("#story .passage.draft")).to_have_count(0)
         expect(page.locator("#stop-btn")).to_be_hidden()
         story = api.get("/api/stories").json()[0]

@@ -57,6 +57,9 @@ class WebConfig:
     takes: int = 1
     lore: Lore | None = None  # the corpus's names (the adapter's lore.json), for the Writer
     security: SecurityConfig = field(default_factory=SecurityConfig)  # loopback, no login, unless serve says
+    # The address readers reach this server by (serve --public-url, e.g. behind a proxy):
+    # share links start with it; without it the page uses the address it was opened by.
+    public_url: str | None = None
 
 
 def default_db_path() -> Path:

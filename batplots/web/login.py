@@ -168,4 +168,5 @@ async def log_out(request: Request):
 def session_info(request: Request) -> dict:
     user = current_user(request)
     security = request.app.state.config.security
-    return {"user": user["name"] if user else None, "accounts": security.accounts, "warning": security.warning}
+    return {"user": user["name"] if user else None, "accounts": security.accounts, "warning": security.warning,
+            "public_url": request.app.state.config.public_url}

@@ -4,7 +4,7 @@
 
 const MAX_TURN_CHARS = 2000;
 const HEALTH_POLL_MS = 1500;
-const ALT_LABELS = ["POW!", "ZAP!", "BIFF!", "WHAM!", "ZOWIE!"];
+const MARKS_KEY = "batplots:marks";
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -13,6 +13,9 @@ const el = {
   renameForm: $("rename-form"), renameInput: $("rename-input"), renameCancel: $("rename-cancel"),
   story: $("story"), retry: $("retry-btn"), undo: $("undo-btn"), redo: $("redo-btn"), alts: $("alternatives-btn"),
   altSection: $("alternatives"), altGrid: $("alternatives-grid"), altClose: $("alternatives-close"),
+  altHeading: $("alternatives-heading"), altWhy: $("alternatives-why"), modelDetail: $("model-detail"),
+  modelDetails: $("model-details"), uses: $("uses-settings"), settingsState: $("settings-state"),
+  marks: $("marks-toggle"),
   writeForm: $("write-form"), text: $("next-text"), charCount: $("char-count"), cont: $("continue-btn"),
   stop: $("stop-btn"), status: $("status"), settingsForm: $("settings-form"), setSentences: $("set-sentences"),
   setTemperature: $("set-temperature"), setTopP: $("set-top-p"), setCopyLimit: $("set-copy-limit"),
@@ -22,7 +25,10 @@ const el = {
   shareLink: $("share-link"), copyShare: $("copy-share"), openShare: $("open-share"),
 };
 
-const state = { story: null, busy: false, ready: false, abort: null };
+// stopped: what Stop means for the action running (what was kept); publicUrl: the
+// server's --public-url for share links (else this page's own address).
+const state = { story: null, busy: false, ready: false, abort: null, stopped: null, publicUrl: null,
+                settingsSave: null, settingsPending: false };
 
 // --- status line ----------------------------------------------------------------------
 function say(message, kind = "info") {
@@ -31,7 +37,7 @@ function say(message, kind = "info") {
 }
 
 async function handleError(err) {
-  if (err.name === "AbortError") { say("Stopped. Nothing was added."); return; }
+  if (err.name === "AbortError") { hideAlternatives(); say(state.stopped || "Stopped. The model added nothing."); return; }
   if (err instanceof ApiError && err.status === 401) {  // the session ended (logged out elsewhere, expired)
     location.assign("/login?next=" + encodeURIComponent(location.pathname + location.hash));
     return;
@@ -42,6 +48,7 @@ async function handleError(err) {
     return;
   }
   if (err instanceof ApiError && err.status === 409) {
+    hideAlternatives();
     say("This story changed in another tab or window, so the latest version is shown now. " +
         "Anything you typed is still in the box.", "error");
     if (state.story) await openStory(state.story.id, { keepStatus: true });
@@ -69,10 +76,13 @@ async function pollHealth() {
   if (health.status === "ready") {
     state.ready = true;
     const m = health.model || {};
-    el.modelStatus.dataset.state = "ready";
-    el.modelStatus.textContent = "Model ready: " + [m.model || m.engine, m.adapter ? `+ ${m.adapter}` : ""].join(" ").trim()
-      + guardStatus(health.copy_guard) + (health.notice ? ` · ${health.notice}` : "");
-    if (health.notice) el.modelStatus.dataset.state = "warning";
+    // Plain words here; the engine, adapter and copy guard are a click away (Details).
+    el.modelStatus.dataset.state = health.notice ? "warning" : "ready";
+    el.modelStatus.textContent = "Model ready. " + guardPlain(health.copy_guard)
+      + (health.notice ? ` ${health.notice}` : "");
+    el.modelDetail.textContent = [m.engine && `engine: ${m.engine}`, m.model && `model: ${m.model}`,
+      m.adapter && `fine-tuned adapter: ${m.adapter}`, guardDetail(health.copy_guard)].filter(Boolean).join(" · ");
+    el.modelDetails.hidden = !el.modelDetail.textContent;
   } else if (health.status === "error") {
     el.modelStatus.dataset.state = "error";
     el.modelStatus.textContent = "The model failed to load: " + health.error;
@@ -128,6 +138,8 @@ async function showAccount() {
   el.logoutForm.hidden = !info.user;
   el.signedInAs.textContent = info.user ? `Signed in as ${info.user}` : "";
   el.accountBar.hidden = !info.user && !info.warning;
+  state.publicUrl = info.public_url || null;
+  if (state.story) showShareLink(state.story);
 }
 
 async function openStory(id, { keepStatus = false } = {}) {
@@ -148,50 +160,35 @@ async function newStory(title) {
 }
 
 // --- rendering ------------------------------------------------------------------------
-function passageSpan(turn) {
-  const span = document.createElement("span");
-  span.className = `passage ${turn.author}` + (turn.edited ? " edited" : "");
-  span.dataset.turnId = turn.id;
-  span.tabIndex = 0;
-  span.title = "Click or press Enter to edit this passage";
-  const who = document.createElement("span");
-  who.className = "visually-hidden";
-  who.textContent = turn.author === "model" ? "Model: " : "You: ";
-  const text = document.createElement("span");
-  text.className = "passage-text";
-  const sentences = turn.author === "model" ? provenanceSpans(turn) : null;  // provenance.js
-  if (sentences) text.append(...sentences); else text.textContent = turn.text;
-  span.append(who, text);
-  const why = turn.author === "model" ? provenanceButton(turn, say) : null;
-  if (why) span.append(why);
-  span.addEventListener("click", () => editPassage(turn));
-  span.addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); editPassage(turn); }
-  });
-  return span;
-}
-
 function render(story) {
   state.story = story;
   el.title.textContent = story.title;
   document.title = `${story.title} · Batplots`;
-  const nodes = [];
-  story.turns.forEach((turn, i) => {
-    if (i > 0) nodes.push(document.createTextNode(" "));
-    nodes.push(passageSpan(turn));
-  });
-  el.story.replaceChildren(...nodes);
-  el.setSentences.value = String(story.settings.sentences);
-  el.setTemperature.value = String(story.settings.temperature);
-  el.setTopP.value = String(story.settings.top_p);
-  el.setCopyLimit.value = String(story.settings.copy_limit ?? 8);
+  el.story.replaceChildren(...story.turns.map(turnNode));  // story.js: a paragraph block per passage
+  setRoving(null);  // the story's one tab stop: its last passage
+  const st = story.settings;
+  el.setSentences.value = String(st.sentences);
+  el.setTemperature.value = String(st.temperature);
+  el.setTopP.value = String(st.top_p);
+  el.setCopyLimit.value = String(st.copy_limit ?? 8);
+  el.uses.textContent = `Continue adds ${usesText(st)}.`;
   const base = `/api/stories/${encodeURIComponent(story.id)}/export`;
   el.exportMd.href = `${base}?format=md`;
   el.exportTxt.href = `${base}?format=txt`;
-  const share = `${location.origin}/s/${story.share_id}`;
+  showShareLink(story);
+  updateButtons();
+}
+
+function usesText(st) {
+  return `${st.sentences} sentence${st.sentences === 1 ? "" : "s"} (wildness ${st.temperature}, ` +
+    `word choice ${st.top_p}, copy guard ${st.copy_limit ? st.copy_limit + " words" : "off"})`;
+}
+
+// From the server's --public-url when it has one, else the address this page was opened by.
+function showShareLink(story) {
+  const share = `${(state.publicUrl || location.origin).replace(/\/+$/, "")}/s/${story.share_id}`;
   el.shareLink.value = share;
   el.openShare.href = share;
-  updateButtons();
 }
 
 function updateButtons() {
@@ -199,6 +196,7 @@ function updateButtons() {
   const turns = s ? s.turns : [];
   const last = turns[turns.length - 1];
   const idle = !state.busy && !!s;
+  const focused = document.activeElement;
   el.cont.disabled = !idle || !state.ready;
   el.retry.disabled = !idle || !state.ready || !last || last.author !== "model";
   el.alts.disabled = !idle || !state.ready || (turns.length === 0 && !el.text.value.trim());
@@ -206,6 +204,17 @@ function updateButtons() {
   el.redo.disabled = !idle || !s || !s.redo_count;
   el.renameBtn.disabled = el.deleteBtn.disabled = !idle;
   el.stop.hidden = !state.abort;
+  // A control that just disabled or hid itself must not drop focus to the page: Stop
+  // while the model writes, else the writing box.
+  if (focused && focused !== document.body && (focused.disabled || focused.hidden)) {
+    (state.abort ? el.stop : el.text).focus();
+  }
+}
+
+function checkTyped(typed) {
+  if (typed.length > MAX_TURN_CHARS) {
+    throw new Error(`Your passage has ${typed.length} characters; at most ${MAX_TURN_CHARS} fit in one turn.`);
+  }
 }
 
 function updateCount() {
@@ -214,44 +223,50 @@ function updateCount() {
   el.charCount.classList.toggle("over", n > MAX_TURN_CHARS);
 }
 
-// Streams a model passage into a draft span at the end of the story; resolves with the saved story.
+// Streams a model passage into a draft at the end of the story; resolves with the saved story.
 async function generate(action) {
   const s = state.story;
-  const draft = document.createElement("span");
-  draft.className = "passage model draft";
-  draft.setAttribute("aria-label", "The model is writing");
+  const draft = document.createElement("div");
+  draft.className = "turn model";
+  const draftText = document.createElement("div");
+  draftText.className = "passage model draft";
+  draftText.setAttribute("aria-label", "The model is writing");
+  draft.append(draftText);
   if (action === "retry") {
-    const lastSpan = el.story.lastElementChild;
-    if (lastSpan) lastSpan.classList.add("replacing");
+    const lastTurn = el.story.lastElementChild;
+    if (lastTurn) lastTurn.classList.add("replacing");
   }
-  if (s.turns.length) el.story.append(document.createTextNode(" "));
   el.story.append(draft);
+  startFollowing(draft);
   let text = "";
   let saved = null;
   let failure = null;
   state.abort = new AbortController();
   updateButtons();
-  say("The model is writing…", "busy");
+  say("The model is writing… (Escape stops)", "busy");
   try {
     await streamEvents(`/api/stories/${encodeURIComponent(s.id)}/${action}`, { version: s.version }, (event, data) => {
-      if (event === "piece") { text += data.text; draft.textContent = text.trimStart(); }
-      else if (event === "rewind") { text = data.text; draft.textContent = text.trimStart(); }
+      if (event === "piece") { text += data.text; draftText.textContent = text.trimStart(); keepInView(); }
+      else if (event === "rewind") { text = data.text; draftText.textContent = text.trimStart(); keepInView(); }
       else if (event === "done") saved = data.story;
       else if (event === "error") failure = new ApiError(data.status || 500, data.message, data);
     }, state.abort.signal);
   } finally {
     state.abort = null;
+    stopFollowing();
   }
   if (failure) throw failure;
-  if (!saved) throw new Error("The connection ended before the model finished; nothing was added.");
+  if (!saved) throw new Error("The connection ended before the model finished; the model added nothing.");
   return saved;
 }
 
 async function withBusy(fn) {
   if (state.busy) return;
   state.busy = true;
+  state.stopped = null;
   updateButtons();
   try {
+    if (state.settingsSave) await state.settingsSave;  // a settings change applies before the next turn
     await fn();
   } catch (err) {
     if (state.story) {
@@ -262,161 +277,52 @@ async function withBusy(fn) {
   } finally {
     state.busy = false;
     updateButtons();
+    if (state.settingsPending) saveSettings();
   }
 }
 
 async function continueStory() {
+  hideAlternatives();
   await withBusy(async () => {
     const typed = el.text.value;
-    if (typed.length > MAX_TURN_CHARS) {
-      throw new Error(`Your passage has ${typed.length} characters; at most ${MAX_TURN_CHARS} fit in one turn.`);
-    }
+    checkTyped(typed);
+    state.stopped = "Stopped. The model added nothing.";
     if (typed.trim()) {
       render(await api("POST", `/api/stories/${encodeURIComponent(state.story.id)}/turns`,
                        { text: typed, version: state.story.version }));
       el.text.value = "";  // saved: only now is it safe to clear the box
       updateCount();
+      state.stopped = "Stopped. Your passage was added; the model added nothing.";
     } else if (!state.story.turns.length) {
       throw new Error("The story is empty: write its first sentence or two, then press Continue.");
     }
     render(await generate("continue"));
     say("Your turn!");
-    await refreshList();
+    refreshList().catch(handleError);  // the drawer catches up; the pen is back at once
   });
   el.text.focus();
 }
 
 async function retry() {
+  hideAlternatives();
   await withBusy(async () => {
+    state.stopped = "Stopped. The model's last passage is unchanged.";
     render(await generate("retry"));
     say("Here is another take.");
   });
   el.text.focus();
 }
 
-async function simple(action, message) {
+// Undo and Redo: focus stays on the button pressed while it can be pressed again,
+// else goes to the writing box.
+async function simple(action, message, button) {
+  hideAlternatives();
   await withBusy(async () => {
     render(await api("POST", `/api/stories/${encodeURIComponent(state.story.id)}/${action}`, { version: state.story.version }));
     say(message);
-    await refreshList();
+    refreshList().catch(handleError);
   });
-}
-
-// --- alternatives ---------------------------------------------------------------------
-async function alternatives() {
-  await withBusy(async () => {
-    const typed = el.text.value;
-    if (typed.trim()) {
-      render(await api("POST", `/api/stories/${encodeURIComponent(state.story.id)}/turns`,
-                       { text: typed, version: state.story.version }));
-      el.text.value = "";
-      updateCount();
-    }
-    say("The model is writing three takes…", "busy");
-    const res = await api("POST", `/api/stories/${encodeURIComponent(state.story.id)}/alternatives`,
-                          { version: state.story.version, n: 3 });
-    showAlternatives(res.candidates);
-    say("Pick the continuation you like best, or keep none.");
-  });
-}
-
-function showAlternatives(candidates) {
-  el.altGrid.replaceChildren();
-  candidates.forEach((cand, i) => {
-    const card = document.createElement("div");
-    card.className = "alt-card";
-    const h = document.createElement("h4");
-    h.textContent = ALT_LABELS[i % ALT_LABELS.length];
-    const p = document.createElement("p");
-    p.textContent = cand.text;
-    const pick = document.createElement("button");
-    pick.type = "button";
-    pick.className = "btn btn-small btn-red";
-    pick.textContent = `Use take ${i + 1}`;
-    pick.setAttribute("aria-label", `Use take ${i + 1}: ${cand.text.slice(0, 60)}`);
-    pick.addEventListener("click", () => pickAlternative(cand));
-    card.append(h, p, pick);
-    el.altGrid.append(card);
-  });
-  el.altSection.hidden = false;
-  const first = el.altGrid.querySelector("button");
-  if (first) first.focus();
-}
-
-function hideAlternatives() {
-  el.altSection.hidden = true;
-  el.altGrid.replaceChildren();
-}
-
-async function pickAlternative(cand) {
-  await withBusy(async () => {
-    render(await api("POST", `/api/stories/${encodeURIComponent(state.story.id)}/turns`,
-                     { text: cand.text, author: "model", seed: cand.seed, version: state.story.version }));
-    hideAlternatives();
-    say("Added. Your turn!");
-    await refreshList();
-  });
-  el.text.focus();
-}
-
-// --- editing a passage in place -------------------------------------------------------
-function editPassage(turn) {
-  if (state.busy) return;
-  const span = el.story.querySelector(`[data-turn-id="${turn.id}"]`);
-  if (!span) return;
-  const box = document.createElement("span");
-  box.className = "passage-editor";
-  const id = `edit-${turn.id}`;
-  const label = document.createElement("label");
-  label.htmlFor = id;
-  label.textContent = turn.author === "model" ? "Edit the model's passage" : "Edit your passage";
-  const area = document.createElement("textarea");
-  area.id = id;
-  area.value = turn.text;
-  area.maxLength = MAX_TURN_CHARS;
-  const row = document.createElement("span");
-  row.className = "row";
-  const save = document.createElement("button");
-  save.type = "button"; save.className = "btn btn-small btn-blue"; save.textContent = "Save passage";
-  const cancel = document.createElement("button");
-  cancel.type = "button"; cancel.className = "btn btn-small"; cancel.textContent = "Cancel";
-  row.append(save, cancel);
-  box.append(label, area, row);
-  span.replaceWith(box);
-  area.focus();
-
-  const close = () => { render(state.story); const back = el.story.querySelector(`[data-turn-id="${turn.id}"]`); if (back) back.focus(); };
-  // Errors keep the editor open with the edited text: nothing typed is lost.
-  const commit = async () => {
-    if (state.busy) return;
-    state.busy = true;
-    updateButtons();
-    try {
-      render(await api("PATCH", `/api/stories/${encodeURIComponent(state.story.id)}/turns/${turn.id}`,
-                       { text: area.value, version: state.story.version }));
-      say("Passage saved.");
-      const back = el.story.querySelector(`[data-turn-id="${turn.id}"]`);
-      if (back) back.focus();
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 409) {
-        state.story = await api("GET", `/api/stories/${encodeURIComponent(state.story.id)}`);
-        say("This story changed in another tab or window. Your edit is still here: save again to apply it " +
-            "to the latest version, or cancel.", "error");
-      } else {
-        say(err.message || String(err), "error");
-      }
-      area.focus();
-    } finally {
-      state.busy = false;
-      updateButtons();
-    }
-  };
-  save.addEventListener("click", commit);
-  cancel.addEventListener("click", close);
-  area.addEventListener("keydown", (ev) => {
-    if (ev.key === "Escape") { ev.preventDefault(); close(); }
-    else if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); ev.stopPropagation(); commit(); }
-  });
+  (button.disabled ? el.text : button).focus();
 }
 
 // --- wiring ---------------------------------------------------------------------------
@@ -427,10 +333,13 @@ el.text.addEventListener("keydown", (ev) => {
 el.text.addEventListener("input", () => { updateCount(); updateButtons(); });
 el.stop.addEventListener("click", () => { if (state.abort) state.abort.abort(); });
 el.retry.addEventListener("click", retry);
-el.undo.addEventListener("click", () => simple("undo", "Removed the last passage (Redo brings it back)."));
-el.redo.addEventListener("click", () => simple("redo", "Brought it back."));
+el.undo.addEventListener("click", () => simple("undo", "Removed the last passage (Redo brings it back).", el.undo));
+el.redo.addEventListener("click", () => simple("redo", "Brought it back.", el.redo));
 el.alts.addEventListener("click", alternatives);
-el.altClose.addEventListener("click", () => { hideAlternatives(); say("Kept none."); el.text.focus(); });
+el.altClose.addEventListener("click", keepNone);
+el.story.addEventListener("keydown", onStoryKey);
+el.story.addEventListener("click", onStoryClick);
+el.story.addEventListener("focusin", (ev) => { if (storyItems().includes(ev.target)) setRoving(ev.target); });
 
 el.newForm.addEventListener("submit", (ev) => {
   ev.preventDefault();
@@ -470,19 +379,48 @@ el.deleteBtn.addEventListener("click", () => {
   });
 });
 
-el.settingsForm.addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  withBusy(async () => {
-    const settings = {
-      sentences: Number(el.setSentences.value),
-      temperature: Number(el.setTemperature.value),
-      top_p: Number(el.setTopP.value),
-      copy_limit: Number(el.setCopyLimit.value),
-    };
-    render(await api("PATCH", `/api/stories/${encodeURIComponent(state.story.id)}`,
-                     { settings, version: state.story.version }));
-    say("Settings saved for this story.");
-  });
+// Settings take effect when changed: saved with the story at once (or, while the model
+// writes, as soon as it is done); Continue shows what it uses.
+async function saveSettings() {
+  if (!state.story) return;
+  if (state.busy) { state.settingsPending = true; el.settingsState.textContent = "Saving when the model is done…"; return; }
+  state.settingsPending = false;
+  const settings = {
+    sentences: Number(el.setSentences.value),
+    temperature: Number(el.setTemperature.value),
+    top_p: Number(el.setTopP.value),
+    copy_limit: Number(el.setCopyLimit.value),
+  };
+  const job = (async () => {
+    try {
+      render(await api("PATCH", `/api/stories/${encodeURIComponent(state.story.id)}`,
+                       { settings, version: state.story.version }));
+      el.settingsState.textContent = `Saved: Continue adds ${usesText(state.story.settings)}.`;
+      el.settingsState.dataset.kind = "info";
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) { await handleError(err); return; }
+      el.settingsState.textContent = `Not saved: ${err.message}. This story still uses ${usesText(state.story.settings)}.`;
+      el.settingsState.dataset.kind = "error";
+    }
+  })();
+  state.settingsSave = job;
+  await job;
+  if (state.settingsSave === job) state.settingsSave = null;
+}
+
+for (const input of [el.setSentences, el.setTemperature, el.setTopP, el.setCopyLimit]) {
+  input.addEventListener("change", saveSettings);
+}
+el.settingsForm.addEventListener("submit", (ev) => { ev.preventDefault(); saveSettings(); });
+
+// The model's passages marked (italics, tint, bat-mark) or plain, as the reader likes.
+function applyMarks(on) {
+  el.story.classList.toggle("plain", !on);
+  el.marks.checked = on;
+}
+el.marks.addEventListener("change", () => {
+  applyMarks(el.marks.checked);
+  try { localStorage.setItem(MARKS_KEY, el.marks.checked ? "on" : "off"); } catch (e) { /* private mode */ }
 });
 
 el.copyShare.addEventListener("click", async () => {
@@ -502,10 +440,18 @@ document.addEventListener("keydown", (ev) => {
     ev.preventDefault();
     continueStory();
   }
+  // Escape stops the model, or closes Alternatives (an editor or popover handles its own first).
+  if (ev.key === "Escape" && !ev.defaultPrevented) {
+    if (state.abort) { ev.preventDefault(); state.abort.abort(); }
+    else if (!el.altSection.hidden) { ev.preventDefault(); keepNone(); }
+  }
 });
 
 async function start() {
   updateCount();
+  let marks = "on";
+  try { marks = localStorage.getItem(MARKS_KEY) || "on"; } catch (e) { /* private mode */ }
+  applyMarks(marks !== "off");
   pollHealth();
   showAccount().catch(handleError);
   try {

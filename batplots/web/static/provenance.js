@@ -1,15 +1,16 @@
-// Batplots page: where each model sentence comes closest to the training corpus
-// (loaded before app.js; plain script). A model turn's meta.provenance holds, per
-// sentence, its longest span shared with the corpus, the episode and whether the
-// copy guard had to let a copy through ("flagged"). All text goes in via textContent.
+// Batplots page: where each model sentence comes closest to the training corpus, and
+// why the Writer chose this take (loaded before app.js; plain script). A model turn's
+// meta.provenance holds, per sentence, its longest span shared with the corpus, the
+// episode and whether the copy guard had to let a copy through ("flagged"); meta.why
+// says what the winning take had over the others. All text goes in via textContent.
 "use strict";
 
 function provenanceLine(p) {
-  if (!p.episode) return "Nothing in the corpus shares even two words in a row with this sentence.";
+  if (!p.episode) return "Nothing in the training episodes shares even two words in a row with this sentence.";
   const head = p.flagged
-    ? `The copy guard let this through: ${p.words} words in a row come from the corpus. `
+    ? `The copy guard let this through: ${p.words} words in a row come from the training episodes. `
     : "";
-  return `${head}Closest in the corpus: ${p.episode} (${p.words} words in common: “${p.passage}”)`;
+  return `${head}Closest episode: ${p.episode} (${p.words} words in common: “${p.passage}”)`;
 }
 
 function turnProvenance(turn) {
@@ -36,27 +37,62 @@ function provenanceSpans(turn) {
   return nodes;
 }
 
-// A small button after a model passage (tap on a phone, where there is no hover):
-// show(message, kind) puts every sentence's provenance in the status line.
-function provenanceButton(turn, show) {
+// A button beside a model passage and the popover it opens there: each sentence's
+// closest episode, and why this take won. [] when there is nothing to show.
+function provenanceParts(turn) {
   const prov = turnProvenance(turn);
-  if (!prov) return null;
-  const copied = prov.some((p) => p.flagged);
+  const why = turn.edited ? null : (turn.meta && turn.meta.why) || null;
+  if (!prov && !why) return [];
+  const copied = !!prov && prov.some((p) => p.flagged);
+  const pop = document.createElement("div");
+  pop.className = "prov-pop";
+  pop.id = `prov-${turn.id}`;
+  pop.hidden = true;
+  pop.setAttribute("role", "note");
+  const heading = document.createElement("p");
+  heading.className = "prov-heading";
+  heading.textContent = "Where this passage comes from";
+  pop.append(heading);
+  if (prov) {
+    const list = document.createElement("ol");
+    for (const p of prov) {
+      const li = document.createElement("li");
+      li.textContent = provenanceLine(p);
+      if (p.flagged) li.className = "copied";
+      list.append(li);
+    }
+    pop.append(list);
+  }
+  if (why && why !== "the only take") {
+    const w = document.createElement("p");
+    w.className = "prov-why";
+    w.textContent = `Why this take: ${why}.`;
+    pop.append(w);
+  }
   const b = document.createElement("button");
   b.type = "button";
   b.className = "prov-btn" + (copied ? " copied" : "");
+  b.tabIndex = -1;  // the story's roving tab stop reaches it with the arrow keys
   b.textContent = copied ? "!" : "i";
-  b.setAttribute("aria-label", copied ? "A sentence here copies the corpus: where from?"
-                                      : "Where these sentences come closest to the corpus");
-  b.addEventListener("click", (ev) => {
-    ev.stopPropagation();  // a click on the passage itself opens the editor
-    show(prov.map((p, i) => `Sentence ${i + 1}: ${provenanceLine(p)}`).join(" "), copied ? "error" : "info");
+  b.setAttribute("aria-label", copied ? "A sentence here copies a training episode: where from?"
+                                      : "Where this passage comes from");
+  b.setAttribute("aria-expanded", "false");
+  b.setAttribute("aria-controls", pop.id);
+  const toggle = (open) => { pop.hidden = !open; b.setAttribute("aria-expanded", String(open)); };
+  b.addEventListener("click", () => toggle(pop.hidden));
+  b.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape" && !pop.hidden) { ev.preventDefault(); toggle(false); }
   });
-  b.addEventListener("keydown", (ev) => ev.stopPropagation());
-  return b;
+  return [b, pop];
 }
 
-function guardStatus(guard) {
+// The header's plain words, and the technical detail for a click on "Details".
+function guardPlain(guard) {
   if (!guard) return "";
-  return guard.active ? ` · copy guard on (${guard.episodes} episodes)` : ` · ${guard.note}`;
+  return guard.active ? "Sentences that repeat the training episodes are rewritten." : guard.note;
+}
+
+function guardDetail(guard) {
+  if (!guard) return "";
+  return guard.active ? `copy guard on (${guard.episodes} episodes indexed)` : `copy guard: ${guard.note}`;
 }
