@@ -99,8 +99,10 @@ class PgServer:
         return self.url(name)
 
     def stop(self) -> None:
-        if self.port:
+        """Stop the server (at once: nothing in it is kept) and delete it; again is a no-op."""
+        if self.port and self.root.exists():
             self._run(self.bin / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop", timeout=STOP_TIMEOUT_S)
+        self.port = 0
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "PgServer":

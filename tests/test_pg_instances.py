@@ -102,3 +102,18 @@ def test_an_instance_killed_mid_generation_leaves_the_story_as_it_was(shared):
         # Nothing is left locked: the other instance goes on from the same version.
         moved = cb.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]})
         assert moved.status_code == 200 and moved.json()["version"] == story["version"] + 1
+
+
+def test_a_database_server_that_goes_away_is_a_503_saying_so():
+    from batplots.web import WebConfig, create_app
+    from tests.fakegen import FakeEngine
+    from tests.pgserver import PgServer
+    from tests.webserver import LiveServer
+
+    with PgServer() as pg:
+        app = create_app(WebConfig(db_path=pg.create_database(), engine=FakeEngine()))
+        with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=WAIT_S) as c:
+            story = new_story(c)
+            pg.stop()
+            r = c.get(f"/api/stories/{story['id']}")
+            assert r.status_code == 503 and "PostgreSQL refused or is unreachable" in r.json()["detail"]

@@ -306,6 +306,8 @@ def error_response(exc: Exception) -> tuple[int, dict]:
         return 404, {"detail": str(exc)}
     if isinstance(exc, storelib.Invalid):
         return 422, {"detail": str(exc)}
+    if isinstance(exc, storelib.Unavailable):  # the PostgreSQL server is down or every connection busy
+        return 503, {"detail": str(exc)}
     if isinstance(exc, SettingsError):
         return 422, {"detail": str(exc), "field": exc.field}
     if isinstance(exc, (ModelUnavailable, Busy)):
