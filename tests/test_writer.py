@@ -187,3 +187,19 @@ def test_a_long_winded_take_is_dropped_once_two_have_finished():
     assert sorted(c["take"] for c in result.candidates) == [0, 1, 2]  # take 3 ran past 1.25x the quorum's tokens
     assert result.settings.seed == 9  # the passage's seed; each take's own is in its candidate
     assert result.text == " The Pendulum waits."
+
+
+def test_a_passage_of_two_sentences_ranks_the_first_and_writes_on_from_the_winner():
+    # take 0 and take 1 race for the first sentence; the third seed writes the second one.
+    texts = ["Robin yawns at the clock.", "The Pendulum swings again.", "Batman follows him to the tower."]
+    engine = Scripted(script_for(21, texts))
+    take = Writer(engine, lore=LORE, takes=2).stream(STORY, Settings(seed=21, sentences=2, copy_limit=0))
+    events = list(take)
+    result = take.result
+    assert result.text == " The Pendulum swings again. Batman follows him to the tower."
+    assert result.sentences == ["The Pendulum swings again.", "Batman follows him to the tower."]
+    assert consume(_replay(events, result))[0] == result.text  # the client's draft ends as the passage
+    assert [c["text"] for c in result.candidates] == ["The Pendulum swings again.", "Robin yawns at the clock."]
+    assert result.why.startswith("first sentence: best of 2 takes") and "then 1 more written on from it" in result.why
+    whole = Writer(engine, lore=LORE, takes=2, staged=False).run(STORY, Settings(seed=21, sentences=2, copy_limit=0))
+    assert len(whole.candidates) == 2 and not whole.why.startswith("first sentence")

@@ -175,6 +175,26 @@ class Guidance:
     # When a list: each sampled token's log-probability under the model (before bias,
     # penalty and temperature) is appended, for ranking takes.
     logprobs: list[float] | None = None
+    # Sentence-ending tokens (engine.sentence_end_tokens) get a bias that grows by
+    # end_slope per token once a call has sampled end_after tokens: the small model
+    # sprawls into 40-80 word sentences, and each call of pieces() is one sentence.
+    end_tokens: frozenset[int] = frozenset()
+    end_after: int = 0
+    end_slope: float = 0.0
+
+    def end_bias(self, produced: int) -> float:
+        """The bias on sentence ends after `produced` tokens of this call."""
+        if not self.end_tokens or not self.end_slope or produced < self.end_after:
+            return 0.0
+        return self.end_slope * (produced - self.end_after + 1)
+
+
+def is_sentence_end(piece: str) -> bool:
+    """A token's text that ends a sentence and holds nothing else: ".", "!", '?"', " ."."""
+    body = piece.strip()
+    last = body.rstrip(textlib.CLOSING_QUOTES)[-1:]
+    return bool(last) and last in textlib.TERMINALS and all(
+        c in textlib.TERMINALS or c in textlib.CLOSING_QUOTES for c in body)
 
 
 # Vets one finished sentence: returns None to accept it, or a dict describing why it
@@ -220,6 +240,11 @@ class Engine(ABC):
     def describe(self) -> dict:
         """What is loaded, for /healthz, --json and model cards."""
         return {"engine": self.name}
+
+    def sentence_end_tokens(self) -> frozenset[int]:
+        """Tokens that are only a sentence's end (".", "!\"", "?"...); backends that can
+        list their vocabulary override this (the Writer nudges long sentences to end)."""
+        return frozenset()
 
     def reset_cache(self) -> None:
         """Forget cached prompts (KV caches), so that the next continuation depends only

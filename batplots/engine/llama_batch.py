@@ -54,6 +54,10 @@ class Request:
     # When a list: each sampled token's log-probability under the raw logits is appended
     # (before the token is sent, so the consumer sees it with the token).
     logprobs: list[float] | None = None
+    # Sentence ends and the bias on them after k tokens (Guidance.end_bias); None: none.
+    end_tokens: np.ndarray | None = None
+    end_set: frozenset = frozenset()
+    end_bias: object = None  # Callable[[int], float]
     closed: bool = False  # the consumer went away: drop at the next step
     # scheduler-private
     slot: int = -1
@@ -298,9 +302,18 @@ class Scheduler:
             req.next_token = None
             if req.closed:
                 continue
-            token = req.sampler.sample(self.ctx, logits_at[id(req)])  # also accepts it into the penalty window
+            index = logits_at[id(req)]
+            bias = req.end_bias(req.produced) if req.end_bias is not None else 0.0
+            raw_lse = self._logsumexp(index) if (bias and req.logprobs is not None) else None
+            if bias:  # nudge a long sentence to end: the sampler reads this row next
+                self._row(index)[req.end_tokens] += bias
+            token = req.sampler.sample(self.ctx, index)  # also accepts it into the penalty window
             if req.logprobs is not None:
-                req.logprobs.append(self._logprob(logits_at[id(req)], token))
+                if raw_lse is None:
+                    req.logprobs.append(self._logprob(index, token))
+                else:  # under the model's own logits, before the nudge
+                    raw = float(self._row(index)[token]) - (bias if token in req.end_set else 0.0)
+                    req.logprobs.append(raw - raw_lse)
             req.produced += 1
             req.out.put(("token", token))
             if req.produced >= req.max_new:
@@ -310,12 +323,18 @@ class Scheduler:
                 req.next_token = token
         self.sample_seconds += time.perf_counter() - sampled
 
+    def _row(self, index: int) -> np.ndarray:
+        """The logits of batch entry index, in llama.cpp's own buffer (writable)."""
+        return np.ctypeslib.as_array(self._llama_cpp.llama_get_logits_ith(self.ctx.ctx, index), shape=(self.n_vocab,))
+
+    def _logsumexp(self, index: int) -> float:
+        row = self._row(index)
+        top = float(row.max())
+        return top + math.log(float(np.exp(row - top).sum()))
+
     def _logprob(self, index: int, token: int) -> float:
         """log p(token) from the logits row of batch entry index (~0.1 ms for 49k entries)."""
-        row = np.ctypeslib.as_array(self._llama_cpp.llama_get_logits_ith(self.ctx.ctx, index),
-                                    shape=(self.n_vocab,))
-        top = float(row.max())
-        return float(row[token]) - top - math.log(float(np.exp(row - top).sum()))
+        return float(self._row(index)[token]) - self._logsumexp(index)
 
     def _fail(self, work: list[Request], exc: Exception) -> None:
         error = exc if isinstance(exc, EngineError) else EngineError(f"llama.cpp failed: {exc}")

@@ -35,7 +35,7 @@ from typing import Iterator
 import numpy as np
 
 from batplots.engine import cpu
-from batplots.engine.base import MAX_CONTEXT, Cancelled, Engine, EngineError, Guidance, Settings
+from batplots.engine.base import MAX_CONTEXT, Cancelled, Engine, EngineError, Guidance, Settings, is_sentence_end
 from batplots.engine.llama_batch import Request, Scheduler
 
 # The repetition penalty's look-back, as in transformers_engine.REPETITION_WINDOW
@@ -131,6 +131,8 @@ class LlamaEngine(Engine):
         self._banned = [t for t in range(self.n_vocab)
                         if llama_cpp.llama_vocab_is_eog(self._vocab, t) or llama_cpp.llama_vocab_is_control(self._vocab, t)]
         self._pieces: dict[int, bytes] = {}
+        self._banned_set = frozenset(self._banned)
+        self._sentence_ends: frozenset[int] | None = None
         self.scheduler = Scheduler(self._ctx, self.n_ctx, n_slots, N_BATCH, owner=self)
         # Admits n_slots generations at once (Engine.stream holds it for a whole
         # continuation); they are batched together rather than serialised.
@@ -201,6 +203,13 @@ class LlamaEngine(Engine):
     def reset_cache(self) -> None:
         self.scheduler.reset()
 
+    def sentence_end_tokens(self) -> frozenset[int]:
+        if self._sentence_ends is None:
+            self._sentence_ends = frozenset(
+                t for t in range(self.n_vocab) if t not in self._banned_set
+                and is_sentence_end(self.piece(t).decode("utf-8", "replace")))
+        return self._sentence_ends
+
     def cached_tokens(self, slot: int = 0) -> list[int]:
         """The tokens whose keys and values a slot holds now."""
         return self.scheduler.cached_tokens(slot)
@@ -244,6 +253,10 @@ class LlamaEngine(Engine):
                 sampler.accept(token)
         req = Request(ids=ids, max_new=settings.max_new_tokens, sampler=sampler, cancel=cancel,
                       logprobs=guidance.logprobs if guidance is not None else None)
+        if guidance is not None and guidance.end_tokens and guidance.end_slope:
+            req.end_set = guidance.end_tokens
+            req.end_tokens = np.fromiter(sorted(guidance.end_tokens), dtype=np.int64)
+            req.end_bias = guidance.end_bias
         try:
             self.scheduler.submit(req)  # from here on the scheduler owns the sampler
         except BaseException:

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import torch
 
-from batplots.engine.base import Cancelled, Engine, Guidance, Settings
+from batplots.engine.base import Cancelled, Engine, Guidance, Settings, is_sentence_end
 
 # The repetition penalty looks at this many most recent tokens, so that a long
 # story's names (Batman, Robin, Gotham) are not penalised forever.
@@ -41,6 +41,14 @@ class TransformersEngine(Engine):
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def sentence_end_tokens(self) -> frozenset[int]:
+        if getattr(self, "_sentence_ends", None) is None:
+            banned = set(self._banned)
+            self._sentence_ends = frozenset(
+                t for t in range(len(self.tokenizer)) if t not in banned
+                and is_sentence_end(self.tokenizer.decode([t], clean_up_tokenization_spaces=False)))
+        return self._sentence_ends
 
     def reset_cache(self) -> None:
         with self.lock:
@@ -100,8 +108,13 @@ class TransformersEngine(Engine):
                         keep = len(context) - len(generated)
                         context = [t for t in context[:max(keep, 0)] if t not in guidance.unpenalised] + \
                             context[max(keep, 0):]
-                    token = sample(logits, context, settings, rng, self._banned,
-                                   guidance.bias if guidance is not None else None)
+                    bias = guidance.bias if guidance is not None else None
+                    nudge = guidance.end_bias(len(generated)) if guidance is not None else 0.0
+                    if nudge:  # nudge a long sentence to end (Guidance.end_bias)
+                        bias = dict(bias or {})
+                        for t in guidance.end_tokens:
+                            bias[t] = bias.get(t, 0.0) + nudge
+                    token = sample(logits, context, settings, rng, self._banned, bias)
                     if guidance is not None and guidance.logprobs is not None:
                         guidance.logprobs.append(float(torch.log_softmax(logits.float(), dim=-1)[token]))
                     generated.append(token)

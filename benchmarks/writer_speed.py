@@ -1,0 +1,59 @@
+"""A ranked turn of k takes against a single sample, side by side, on the real model.
+
+For each opening (and each scripted story's opening turn), a single sample
+(the engine with the copy guard, as before the Writer) and a Writer turn of k
+takes run back to back with the same seed, in alternating order, so both see
+the same machine load. Prints the ratio of total wall time and the median of the
+per-pair ratios.
+
+    .venv/bin/python benchmarks/writer_speed.py [--takes 4] [--prompts 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+from batplots import evaluate, storyeval
+from batplots.engine import EngineSpec, Settings, load_engine
+from batplots.model import default_adapter
+from batplots.writer import DEFAULT_TAKES, Writer, load_lore
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--takes", type=int, default=DEFAULT_TAKES)
+    parser.add_argument("--prompts", type=int, default=20)
+    args = parser.parse_args(argv)
+    engine = load_engine(EngineSpec())
+    writer = Writer(engine, lore=load_lore(default_adapter()), takes=args.takes)
+    prompts = (evaluate.load_prompts() + [s["turns"][0] for s in storyeval.load_stories()])[:args.prompts]
+    engine.run(prompts[0], Settings(seed=0, sentences=1))  # warm-up
+    single, ranked, ratios = [], [], []
+    for i, prompt in enumerate(prompts):
+        settings = Settings(seed=1000 + i)
+        times = {}
+        order = ("single", "ranked") if i % 2 == 0 else ("ranked", "single")
+        for kind in order:
+            engine.reset_cache()
+            t = time.perf_counter()
+            if kind == "single":
+                engine.run(prompt, settings)
+            else:
+                writer.run(prompt, settings)
+            times[kind] = time.perf_counter() - t
+        single.append(times["single"])
+        ranked.append(times["ranked"])
+        ratios.append(times["ranked"] / times["single"])
+        print(f"{i:2d} single {times['single']:.2f} s  ranked({args.takes}) {times['ranked']:.2f} s  "
+              f"ratio {ratios[-1]:.2f}", flush=True)
+    print(f"\n{len(prompts)} turns, {args.takes} takes: single {sum(single):.1f} s, ranked {sum(ranked):.1f} s; "
+          f"total ratio {sum(ranked) / sum(single):.2f}x, median per-turn ratio {statistics.median(ratios):.2f}x, "
+          f"median single {statistics.median(single):.2f} s, median ranked {statistics.median(ranked):.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
