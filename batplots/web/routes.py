@@ -389,6 +389,7 @@ async def _alternatives_stream(request: Request, gen: Generation, version: int, 
             elif kind == "cancelled":
                 yield sse("error", {"message": "the generation was cancelled", "status": 499})
     finally:
+        gen.cancel.set()  # at once: the inner event generator is only closed when collected
         claim.release()
 
 

@@ -5,6 +5,8 @@
 const MAX_TURN_CHARS = 2000;
 const HEALTH_POLL_MS = 1500;
 const MARKS_KEY = "batplots:marks";
+// The settings' plain names (the API's errors name the technical ones).
+const SETTING_NAMES = { sentences: "Sentences", temperature: "Wildness", top_p: "Word choice", copy_limit: "Copy guard" };
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -399,7 +401,9 @@ async function saveSettings() {
       el.settingsState.dataset.kind = "info";
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) { await handleError(err); return; }
-      el.settingsState.textContent = `Not saved: ${err.message}. This story still uses ${usesText(state.story.settings)}.`;
+      const field = SETTING_NAMES[(err.body || {}).field];
+      el.settingsState.textContent = `Not saved: ${field ? field + ": " : ""}${err.message}. ` +
+        `This story still uses ${usesText(state.story.settings)}.`;
       el.settingsState.dataset.kind = "error";
     }
   })();
