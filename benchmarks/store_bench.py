@@ -187,7 +187,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                           "sqlite": sqlite3.sqlite_version},
+                           "sqlite": sqlite3.sqlite_version,
+                           "load_average_at_start": os.getloadavg()},  # a shared machine: how busy it was
                "clients": CLIENTS, "ops_per_client": OPS_PER_CLIENT, "pace_s": PACE_S}
     with tempfile.TemporaryDirectory() as tmp, PgServer(fast=False) as pg:
         import psycopg
@@ -208,6 +209,9 @@ def main() -> None:
                                for op in results["runs"][0][engine]}
         results["two_instances_postgresql"] = two_instances(pg.create_database("race"))
 
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+    print(f"load average (1, 5, 15 min) at start {results['machine']['load_average_at_start']}, "
+          f"at end {results['machine']['load_average_at_end']}")
     print(f"store operations, {CLIENTS} concurrent clients, {OPS_PER_CLIENT} each, median of {args.runs} run(s) (ms; "
           f"{results['machine']['cpus']} CPUs, SQLite {results['machine']['sqlite']}, "
           f"PostgreSQL {results['machine']['postgresql']})")
