@@ -117,3 +117,28 @@ def test_a_database_server_that_goes_away_is_a_503_saying_so():
             pg.stop()
             r = c.get(f"/api/stories/{story['id']}")
             assert r.status_code == 503 and "PostgreSQL refused or is unreachable" in r.json()["detail"]
+
+
+def test_the_api_maps_store_errors_the_same_on_postgresql(pg_server):
+    """404, 409 and 422 (limits, bad text, out-of-range numbers) as on SQLite."""
+    from batplots.store import MAX_TURN_CHARS
+    from batplots.web import WebConfig, create_app
+    from tests.fakegen import FakeEngine
+    from tests.webserver import LiveServer, assert_error
+
+    app = create_app(WebConfig(db_path=pg_server.create_database("api"), engine=FakeEngine()))
+    with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=WAIT_S) as c:
+        story = new_story(c)
+        sid, version = story["id"], story["version"]
+        assert_error(c.get("/api/stories/nope"), 404, "no story with id")
+        assert_error(c.post(f"/api/stories/{sid}/turns", json={"text": "Pow.", "version": version - 1}), 409,
+                     "stale")
+        assert_error(c.post(f"/api/stories/{sid}/turns", json={"text": "x" * (MAX_TURN_CHARS + 1),
+                                                               "version": version}), 422, str(MAX_TURN_CHARS))
+        assert_error(c.post(f"/api/stories/{sid}/turns", json={"text": "Bat\x00man.", "version": version}), 422,
+                     "control character")
+        assert_error(c.post(f"/api/stories/{sid}/turns", json={"text": "Pow.", "version": version, "seed": 2 ** 70,
+                                                               "author": "model"}), 422, "seed must be from")
+        assert_error(c.post(f"/api/stories/{sid}/turns", json={"text": "Pow.", "version": 2 ** 70}), 409, "stale")
+        assert c.get("/s/abc%00def").status_code == 404
+        assert c.get(f"/api/stories/{sid}").json() == story  # none of these changed it

@@ -55,6 +55,7 @@ def stop(proc):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+    proc.stdout.close()
 
 
 class RoundRobinProxy(ThreadingHTTPServer):
@@ -126,6 +127,7 @@ def test_the_scaling_out_recipe_two_instances_one_postgresql_a_llama_cpp_server_
             assert stale.status_code == 409 and stale.json()["version"] == moved["version"]
         assert set(proxy.served) == {url for _, url in instances}  # both instances answered
         proxy.shutdown()
+        proxy.server_close()
         proxy.client.close()
     finally:
         for proc, _ in instances:

@@ -299,3 +299,33 @@ def test_sql_is_parameterised(store):
         store.get("' OR '1'='1")
     pct = "100% pure %s Batman?"  # the PostgreSQL driver's placeholders are stored as text
     assert store.update(story["id"], 2, title=pct)["title"] == pct
+
+
+def test_accounts_on_both_engines(store, monkeypatch):
+    from batplots import accounts
+
+    monkeypatch.setattr(accounts, "MAX_USERS", 2)
+    local = store.create("Written on loopback")
+    alice = accounts.add_user(store, "Alice", "alice-secret-1")
+    with pytest.raises(Invalid, match="exists already"):
+        accounts.add_user(store, "ALICE", "other-secret-2")  # names ignore case, on both engines
+    bob = accounts.add_user(store, "bob", "bob-secret-22")
+    assert bob["id"] != alice["id"]
+    with pytest.raises(Invalid, match="already 2 users"):
+        accounts.add_user(store, "carol", "carol-secret-3")
+    assert accounts.verify(store, "alice", "alice-secret-1") == {"id": alice["id"], "name": "Alice"}
+    assert accounts.verify(store, "alice", "wrong-password") is None
+    assert accounts.verify(store, "nobody\x00", "alice-secret-1") is None
+    token = accounts.start_session(store, alice["id"])
+    assert accounts.session_user(store, token) == {"id": alice["id"], "name": "Alice"}
+    assert accounts.claim_unowned(store, "alice") == 1
+    assert [s["id"] for s in store.for_owner(alice["id"]).list()] == [local["id"]] and store.list() == []
+    assert [(u["name"], u["stories"], u["sessions"]) for u in accounts.list_users(store)] == [
+        ("Alice", 1, 1), ("bob", 0, 0)]
+    accounts.set_password(store, "alice", "new-secret-99")
+    assert accounts.session_user(store, token) is None
+    assert accounts.remove_user(store, "alice") == 1
+    with pytest.raises(NotFound):
+        store.for_owner(alice["id"]).get(local["id"])
+    with pytest.raises(NotFound, match="no user named"):
+        accounts.story_count(store, "alice")
