@@ -30,6 +30,13 @@ PG_POOL_MIN = 1
 # max_connections (100); a request waits up to PG_POOL_WAIT_S for a free one.
 PG_POOL_MAX = 16
 PG_POOL_WAIT_S = 10
+# A change waits at most this long for its story's row (then 503, try again), and the
+# server ends a session left idle inside a transaction (a hung instance) after
+# PG_IDLE_IN_TRANSACTION_S, so its locks cannot block a story for good.
+PG_LOCK_TIMEOUT_S = 10
+PG_IDLE_IN_TRANSACTION_S = 60
+PG_OPTIONS = (f"-c lock_timeout={PG_LOCK_TIMEOUT_S * 1000} "
+              f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_S * 1000}")
 MIGRATION_LOCK = "batplots:migrations"
 
 
@@ -240,7 +247,7 @@ class PostgresDB:
             raise self._unavailable(exc) from exc
         self.pool = ConnectionPool(url, min_size=PG_POOL_MIN, max_size=PG_POOL_MAX, timeout=PG_POOL_WAIT_S,
                                    kwargs={"autocommit": True, "row_factory": _row_factory,
-                                           "connect_timeout": PG_CONNECT_TIMEOUT_S},
+                                           "connect_timeout": PG_CONNECT_TIMEOUT_S, "options": PG_OPTIONS},
                                    name="batplots-store", open=True)
 
     def describe(self) -> str:

@@ -329,3 +329,15 @@ def test_accounts_on_both_engines(store, monkeypatch):
         store.for_owner(alice["id"]).get(local["id"])
     with pytest.raises(NotFound, match="no user named"):
         accounts.story_count(store, "alice")
+
+
+def test_postgresql_sessions_cannot_hold_a_story_locked_for_good(pg_url):
+    from batplots import storedb
+
+    store = Store(pg_url)
+    try:
+        with store.reading() as conn:
+            assert conn.execute("SHOW lock_timeout").fetchone()[0] == f"{storedb.PG_LOCK_TIMEOUT_S}s"
+            assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == "1min"
+    finally:
+        store.close()
