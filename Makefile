@@ -12,7 +12,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install install-test system-test-deps serve write clean
+.PHONY: run test install install-test system-test-deps test-js-deps serve write clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ $(TEST_STAMP): $(STAMP)
 	touch $@
 
 install: $(STAMP)
-install-test: $(TEST_STAMP) system-test-deps
+install-test: $(TEST_STAMP) system-test-deps test-js-deps
 
 # Debian's Chromium drives the browser tests (Playwright never downloads a browser);
 # Debian's PostgreSQL server programs run the PostgreSQL store tests (tests/pgserver.py
@@ -35,6 +35,16 @@ system-test-deps:
 	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	  [ -z "$$missing" ] || { $(SUDO) apt-get update && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; }
+
+# axe-core for the browser tests' accessibility checks: from the npm registry, pinned
+# by tests/js/package-lock.json, into tests/js/node_modules (git-ignored; never a CDN).
+JS_STAMP := tests/js/node_modules/.installed
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm; }
+	cd tests/js && npm ci --no-audit --no-fund
+	touch $@
+test-js-deps: $(JS_STAMP)
 
 run: install
 	$(BIN)/batplots serve --host $(HOST) --port $(PORT)

@@ -30,7 +30,7 @@ const el = {
 // stopped: what Stop means for the action running (what was kept); publicUrl: the
 // server's --public-url for share links (else this page's own address).
 const state = { story: null, busy: false, ready: false, abort: null, stopped: null, publicUrl: null,
-                settingsSave: null, settingsPending: false };
+                settingsSave: null, settingsPending: false, toStop: false };
 
 // --- status line ----------------------------------------------------------------------
 function say(message, kind = "info") {
@@ -210,6 +210,7 @@ function updateButtons() {
   // while the model writes, else the writing box.
   if (focused && focused !== document.body && (focused.disabled || focused.hidden)) {
     (state.abort ? el.stop : el.text).focus();
+    state.toStop = state.busy && !state.abort;  // Stop once it shows (generate)
   }
 }
 
@@ -245,6 +246,7 @@ async function generate(action) {
   let failure = null;
   state.abort = new AbortController();
   updateButtons();
+  if (state.toStop) { el.stop.focus(); state.toStop = false; }
   say("The model is writing… (Escape stops)", "busy");
   try {
     await streamEvents(`/api/stories/${encodeURIComponent(s.id)}/${action}`, { version: s.version }, (event, data) => {

@@ -51,7 +51,7 @@ function provenanceParts(turn) {
   pop.setAttribute("role", "note");
   const heading = document.createElement("p");
   heading.className = "prov-heading";
-  heading.textContent = "Where this passage comes from";
+  heading.textContent = prov ? "Where this passage comes from" : "About this passage";
   pop.append(heading);
   if (prov) {
     const list = document.createElement("ol");

@@ -84,7 +84,8 @@ function storyItems() {
 
 function setRoving(target) {
   const items = storyItems();
-  const current = items.includes(target) ? target : items[items.length - 1];
+  const passages = items.filter((item) => item.classList.contains("passage"));
+  const current = items.includes(target) ? target : passages[passages.length - 1];  // default: the last passage
   for (const item of items) item.tabIndex = item === current ? 0 : -1;
 }
 
