@@ -273,6 +273,8 @@ class PostgresDB:
         except PoolTimeout as exc:
             raise Unavailable(f"no database connection came free within {PG_POOL_WAIT_S} s (all {PG_POOL_MAX} "
                               f"busy, or {shown_url(self.url)} is unreachable); try again") from exc
+        except psycopg.errors.LockNotAvailable as exc:
+            raise Unavailable(f"another change held the story for over {PG_LOCK_TIMEOUT_S} s; try again") from exc
         except psycopg.OperationalError as exc:
             raise self._unavailable(exc) from exc
 

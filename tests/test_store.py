@@ -341,3 +341,22 @@ def test_postgresql_sessions_cannot_hold_a_story_locked_for_good(pg_url):
             assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == "1min"
     finally:
         store.close()
+
+
+def test_a_story_locked_too_long_by_another_session_is_unavailable_not_a_hang(pg_url, monkeypatch):
+    import psycopg
+
+    from batplots import storedb
+
+    monkeypatch.setattr(storedb, "PG_LOCK_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(storedb, "PG_OPTIONS", "-c lock_timeout=200")
+    store = Store(pg_url)
+    try:
+        story = store.create()
+        with psycopg.connect(pg_url) as other:  # a transaction that holds the row and does not finish
+            other.execute("SELECT 1 FROM stories WHERE id = %s FOR UPDATE", (story["id"],))
+            with pytest.raises(storelib.Unavailable, match="another change held the story"):
+                store.add_turn(story["id"], 1, "user", "Waiting.")
+        assert store.add_turn(story["id"], 1, "user", "Free again.")["version"] == 2
+    finally:
+        store.close()
