@@ -258,16 +258,24 @@ def write(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_co
 @click.option("--db", "db_path", default=None, metavar="PATH|URL",
               help="SQLite file for the stories, or a PostgreSQL URL postgresql://USER@HOST:PORT/DBNAME (several "
                    "app instances share one); default: stories.sqlite3 under $BATPLOTS_HOME (~/.cache/batplots).")
+@click.option("--public-url", default=None, metavar="URL",
+              help="The address readers reach this server by (e.g. behind a proxy), for share links; default: the "
+                   "address the page was opened by.")
 @security_options
 @sampling_options
 @guard_options
 @engine_options
 @takes_option
-def serve(host, port, db_path, allowed_hosts, api_key, no_auth, sentences, seed, temperature, top_p, top_k,
-          repetition_penalty, max_context, copy_limit, no_copy_guard, engine_name, base, adapter, takes):
+def serve(host, port, db_path, public_url, allowed_hosts, api_key, no_auth, sentences, seed, temperature, top_p,
+          top_k, repetition_penalty, max_context, copy_limit, no_copy_guard, engine_name, base, adapter, takes):
     """Serve the co-writing web app (stories saved in SQLite or PostgreSQL) and print its address."""
     from batplots.web import app as webapp
 
+    if public_url is not None:
+        try:
+            public_url = webapp.check_public_url(public_url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--public-url") from exc
     settings = make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
                              copy_limit_of(copy_limit, no_copy_guard))
     db = db_target(db_path)
@@ -289,7 +297,7 @@ def serve(host, port, db_path, allowed_hosts, api_key, no_auth, sentences, seed,
 
     try:
         app = webapp.create_app(webapp.WebConfig(db_path=db, settings=settings, load_engine=load, security=security,
-                                                 takes=takes, lore=lore_for(adapter)))
+                                                 takes=takes, lore=lore_for(adapter), public_url=public_url))
     except (OSError, sqlite3.Error, StoreError) as exc:
         raise click.ClickException(f"cannot open the story database {db_shown(db)}: {exc}") from exc
     webapp.serve(app, host, port, lambda url: click.echo(

@@ -154,3 +154,13 @@ def test_write_empty_enter_lets_the_model_go_on(runner, tiny_dir, tmp_path):
     assert len(model_lines(result.stdout)) == 2  # one after the passage, one more for the empty Enter
     blocks = [line.split(":**")[0] for line in out.read_text().splitlines() if line.startswith("**")]
     assert blocks == ["**You", "**Model", "**Model"]
+
+
+def test_serve_refuses_a_bad_public_url_before_starting(runner):
+    from batplots.web.app import check_public_url
+
+    for bad, says in [("bats.example.org", "http:// or https://"), ("ftp://x.org", "http:// or https://"),
+                      ("https://x.org/?a=1", "no ?query")]:
+        result = runner.invoke(main, ["serve", "--public-url", bad, "--port", "0"])
+        assert result.exit_code == 2 and says in result.output, result.output
+    assert check_public_url(" https://bats.example.org/app/ ") == "https://bats.example.org/app"

@@ -62,6 +62,19 @@ class WebConfig:
     public_url: str | None = None
 
 
+def check_public_url(url: str) -> str:
+    """A --public-url as share links use it (no trailing slash); ValueError says what is wrong."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--public-url must be an http:// or https:// address with a host name, "
+                         f"e.g. https://bats.example.org, got {url!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"--public-url must have no ?query or #fragment (share links add /s/ID), got {url!r}")
+    return url.strip().rstrip("/")
+
+
 def default_db_path() -> Path:
     from batplots.model import home
 
