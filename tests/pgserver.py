@@ -1,8 +1,9 @@
 """A throwaway PostgreSQL server from Debian's `postgresql` package, for tests and benchmarks.
 
 initdb and pg_ctl run in a fresh temporary directory; the server listens on
-127.0.0.1 (a free port) and on a Unix socket in that directory, trusts local
-logins, and is stopped and deleted at the end. initdb and postgres refuse to run
+127.0.0.1 (a free port) and on a Unix socket in that directory; logins over TCP
+need the superuser's password (SCRAM, as a real server would), and the server is
+stopped and deleted at the end. initdb and postgres refuse to run
 as root (CI runs as root), so there they run as an unprivileged user (`postgres`
 when the package made one, else `nobody`) that owns the directory.
 """
@@ -20,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 SUPERUSER = "batplots"
+PASSWORD = "throwaway-Pa55word"  # a server that lives for one test run, on 127.0.0.1 only
 START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 30
 MAX_CONNECTIONS = 200
@@ -67,8 +69,14 @@ class PgServer:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.root)
 
     def start(self) -> "PgServer":
-        init = self._run(self.bin / "initdb", "-D", self.data, "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
-                         "--locale=C", "--no-sync", timeout=START_TIMEOUT_S * 2)
+        pwfile = self.root / "pwfile"
+        pwfile.write_text(PASSWORD + "\n")
+        if self.user is not None:
+            entry = pwd.getpwnam(self.user)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        init = self._run(self.bin / "initdb", "-D", self.data, "-U", SUPERUSER, "--pwfile", pwfile,
+                         "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync",
+                         timeout=START_TIMEOUT_S * 2)
         if init.returncode:
             raise RuntimeError(f"initdb failed: {init.stderr.strip() or init.stdout.strip()}")
         options = ["-c listen_addresses=127.0.0.1", f"-c unix_socket_directories={self.root}",
@@ -85,8 +93,9 @@ class PgServer:
         log = (self.root / "server.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"PostgreSQL did not start: {started.stderr.strip()}\n{log}")
 
-    def url(self, dbname: str = "postgres") -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+    def url(self, dbname: str = "postgres", password: str | None = PASSWORD) -> str:
+        secret = f":{password}" if password is not None else ""
+        return f"postgresql://{SUPERUSER}{secret}@127.0.0.1:{self.port}/{dbname}"
 
     def create_database(self, prefix: str = "t") -> str:
         """A new empty database; returns its URL."""

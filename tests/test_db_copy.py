@@ -187,3 +187,23 @@ def _closed_port() -> int:
     from tests.pgserver import free_port
 
     return free_port()  # bound and released: nothing listens there
+
+
+def test_the_password_comes_from_the_url_or_pgpassword_and_is_never_printed(pg_server, monkeypatch):
+    from tests.pgserver import PASSWORD
+
+    db = pg_server.create_database("pw")
+    bare = pg_server.url(db.rsplit("/", 1)[1], password=None)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", "/nonexistent")  # no ~/.pgpass either
+    with pytest.raises(Unavailable, match="password"):
+        Store(bare)
+    wrong = pg_server.url(db.rsplit("/", 1)[1], password="not-the-Pa55word")
+    refused = run("db", "migrate", "--db", wrong)
+    assert refused.exit_code == 1 and "password authentication failed" in refused.output
+    assert "not-the-Pa55word" not in refused.output
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    ok = run("db", "migrate", "--db", bare)
+    assert ok.exit_code == 0 and "applied 0001_stories_and_turns" in ok.output
+    from_url = run("db", "migrate", "--db", db)
+    assert from_url.exit_code == 0 and "up to date" in from_url.output and PASSWORD not in from_url.output
