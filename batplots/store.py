@@ -45,6 +45,9 @@ DEFAULT_TITLE = "Untitled episode"
 AUTHORS = ("user", "model")
 
 _TURN_COLUMNS = "id, story_id, position, author, text, created_at, settings, seed, meta"
+# Named, never *: a later migration's new column must not change what a statement
+# PostgreSQL has already prepared returns.
+_STORY_COLUMNS = "id, title, version, settings, share_id, created_at, updated_at, owner"
 
 
 def now() -> str:
@@ -127,8 +130,8 @@ class Store:
         if not isinstance(story_id, str) or "\x00" in story_id:  # PostgreSQL text cannot hold NUL
             raise NotFound("no such story")
         owner_sql, owner_params = self._owner_is("owner")
-        row = conn.execute(f"SELECT * FROM stories WHERE id = ? AND {owner_sql}{self.db.lock_clause if lock else ''}",
-                           (story_id, *owner_params)).fetchone()
+        row = conn.execute(f"SELECT {_STORY_COLUMNS} FROM stories WHERE id = ? AND {owner_sql}"
+                           f"{self.db.lock_clause if lock else ''}", (story_id, *owner_params)).fetchone()
         if row is None:
             raise NotFound(f"no story with id {story_id!r}")
         return row
@@ -162,7 +165,7 @@ class Store:
         if not isinstance(share_id, str) or "\x00" in share_id:
             raise NotFound("no shared story with that link")
         with self.reading() as conn:
-            row = conn.execute("SELECT * FROM stories WHERE share_id = ?", (share_id,)).fetchone()
+            row = conn.execute(f"SELECT {_STORY_COLUMNS} FROM stories WHERE share_id = ?", (share_id,)).fetchone()
             if row is None:
                 raise NotFound("no shared story with that link")
             return self._story(conn, row)
