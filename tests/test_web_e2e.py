@@ -1,6 +1,8 @@
 """The page end to end in real headless Chromium (Debian's, driven by Playwright).
 
-Set BATPLOTS_SCREENSHOT_DIR=docs/screenshots to refresh the README's screenshots.
+The README's screenshots show the real model's text: docs/screenshots.py takes them from a
+running `batplots serve`. test_screenshots_desktop_and_phone checks the same views render with
+the scripted stand-in (BATPLOTS_SCREENSHOT_DIR keeps its pictures).
 """
 
 import os
@@ -198,8 +200,8 @@ def test_co_writing_in_the_browser(browser, tmp_path):
 
 
 def test_screenshots_desktop_and_phone(browser, tmp_path, screenshot_dir):
-    """The README's screenshots: a story in progress with three alternatives on offer
-    (text by the scripted stand-in generator), at desktop and phone width."""
+    """The README's views (docs/screenshots.py takes them on the real model): a story in progress
+    with three alternatives on offer, at desktop and phone width, with the scripted stand-in."""
     app = create_app(WebConfig(db_path=tmp_path / "shots.sqlite3", engine=FakeEngine()))
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
         story = api.post("/api/stories", json={"title": "The Joker's Last Laugh"}).json()

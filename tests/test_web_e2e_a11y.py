@@ -184,13 +184,15 @@ def test_paragraphs_authorship_marks_provenance_target_and_share_links(browser, 
     page.reload()
     expect(page.locator("#story .passage.user .visually-hidden")).to_have_text(["You: ", "You: "])
     # Marks are optional, and the choice is remembered.
-    api.post(f"/api/stories/{sid}/continue", json={"version": latest["version"] + 1})
+    assert api.post(f"/api/stories/{sid}/continue", json={"version": latest["version"] + 1}).status_code == 200
     page.reload()
+    expect(page.locator("#story .passage.model")).to_have_count(1)
     italic = "getComputedStyle(document.querySelector('#story .passage.model')).fontStyle"
     assert page.evaluate(italic) == "italic"
     page.uncheck("#marks-toggle")
     assert page.evaluate(italic) == "normal"
     page.reload()
+    expect(page.locator("#story .passage.model")).to_have_count(1)
     expect(page.locator("#marks-toggle")).not_to_be_checked()
     assert page.evaluate(italic) == "normal"
     watch.check()

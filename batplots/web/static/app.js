@@ -82,7 +82,7 @@ async function pollHealth() {
     el.modelStatus.dataset.state = health.notice ? "warning" : "ready";
     el.modelStatus.textContent = "Model ready. " + guardPlain(health.copy_guard)
       + (health.notice ? ` ${health.notice}` : "");
-    el.modelDetail.textContent = [m.engine && `engine: ${m.engine}`, m.model && `model: ${m.model}`,
+    el.modelDetail.textContent = [m.engine && `engine: ${m.engine}`, (m.model || m.base) && `model: ${m.model || m.base}`,
       m.adapter && `fine-tuned adapter: ${m.adapter}`, guardDetail(health.copy_guard)].filter(Boolean).join(" · ");
     el.modelDetails.hidden = !el.modelDetail.textContent;
   } else if (health.status === "error") {
