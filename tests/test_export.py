@@ -21,7 +21,8 @@ def test_authorship_says_what_happened_to_a_passage():
               "meta": {"provenance": [{"text": "Robin waits by the door."}]}}
     assert export.author_label(picked) == "Model, edited by you"
     # Nothing kept to compare with: credited to the model, marked edited.
-    assert export.author_label({"author": "model", "text": "New.", "edited": True, "meta": {}}) == "Model, edited by you"
+    unknown = {"author": "model", "text": "New.", "edited": True, "meta": {}}
+    assert export.author_label(unknown) == "Model, edited by you"
 
 
 def test_markdown_keeps_paragraphs_and_escapes_markdown_not_html():

@@ -144,7 +144,8 @@ def test_the_shared_corpus_is_indexed_and_finds_a_real_span(shared_corpus):
     plot = read_corpus(shared_corpus)[3].plot
     sample = " ".join(plot.split()[40:60])  # 20 words from inside one episode
     match = index.longest(words(sample))
-    assert match.length == len(words(sample)) and index.titles[index.episode_at(match.corpus_pos)] == read_corpus(shared_corpus)[3].title
+    assert match.length == len(words(sample))
+    assert index.titles[index.episode_at(match.corpus_pos)] == read_corpus(shared_corpus)[3].title
 
 
 def test_load_index_cleans_plots_as_training_does(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakegen import fake_sentences
-from tests.test_web_e2e import DESKTOP, PHONE, STEP_MS, browser, expect, model_passages  # noqa: F401
+from tests.test_web_e2e import PHONE, STEP_MS, browser, expect, model_passages  # noqa: F401
 from tests.test_web_e2e_flow import open_page, served, wait_js  # noqa: F401
 from tests.webserver import new_story
 
@@ -32,7 +32,8 @@ def story_with_turns(api, passages):
     story = new_story(api, text=None)
     for i in range(passages):
         if i % 2:
-            story = api.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"], "seed": i}).json()
+            story = api.post(f"/api/stories/{story['id']}/continue",
+                             json={"version": story["version"], "seed": i}).json()
         else:
             story = api.post(f"/api/stories/{story['id']}/turns",
                              json={"text": f"Robin counts to {i}.", "version": story["version"]}).json()
@@ -135,7 +136,8 @@ def test_axe_finds_no_serious_violations(browser, served):
     assert axe_violations(page) == []
     page.locator("#story .passage.user").first.click()  # the editor, and a conflict shown beside it
     latest = api.get(f"/api/stories/{sid}").json()
-    api.patch(f"/api/stories/{sid}/turns/{latest['turns'][0]['id']}", json={"text": "Elsewhere.", "version": latest["version"]})
+    api.patch(f"/api/stories/{sid}/turns/{latest['turns'][0]['id']}",
+              json={"text": "Elsewhere.", "version": latest["version"]})
     page.get_by_role("button", name="Save passage").click()
     expect(page.locator(".conflict")).to_be_visible()
     assert axe_violations(page) == []

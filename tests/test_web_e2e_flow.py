@@ -188,7 +188,8 @@ def test_settings_take_effect_when_changed(browser, served):
     # A value the model cannot use is refused beside the settings, saying what is allowed and what is in use.
     page.fill("#set-temperature", "5")
     page.keyboard.press("Tab")
-    expect(page.locator("#settings-state")).to_contain_text("Not saved: Wildness: temperature must be from 0.0 to 2.0, got 5.0")
+    expect(page.locator("#settings-state")).to_contain_text(
+        "Not saved: Wildness: temperature must be from 0.0 to 2.0, got 5.0")
     expect(page.locator("#settings-state")).to_contain_text("still uses 1 sentence (wildness 0.8")
     assert api.get(f"/api/stories/{sid}").json()["settings"]["temperature"] == 0.8
     watch.check(expected=["status of 422"])
