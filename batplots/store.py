@@ -48,6 +48,12 @@ _TURN_COLUMNS = "id, story_id, position, author, text, created_at, settings, see
 # Named, never *: a later migration's new column must not change what a statement
 # PostgreSQL has already prepared returns.
 _STORY_COLUMNS = "id, title, version, settings, share_id, created_at, updated_at, owner"
+_LOAD_STORY = (
+    "SELECT s.id, s.title, s.version, s.settings, s.share_id, s.created_at, s.updated_at, "
+    "(SELECT COUNT(*) FROM redo_turns r WHERE r.story_id = s.id) AS redo_count, "
+    "t.id AS turn_id, t.position, t.author, t.text, t.created_at AS turn_created_at, t.settings AS turn_settings, "
+    "t.seed, t.meta "
+    "FROM stories s LEFT JOIN turns t ON t.story_id = s.id WHERE {where} ORDER BY t.position")
 
 
 def now() -> str:
@@ -136,39 +142,47 @@ class Store:
             raise NotFound(f"no story with id {story_id!r}")
         return row
 
-    def _turns(self, conn, story_id: str, table: str = "turns") -> list[dict]:
-        assert table in ("turns", "redo_turns")  # never user input: the SQL names a fixed table
-        rows = conn.execute(f"SELECT {_TURN_COLUMNS} FROM {table} WHERE story_id = ? ORDER BY position",
-                            (story_id,)).fetchall()
-        return [_turn_dict(r) for r in rows]
-
-    def _story(self, conn, row) -> dict:
-        turns = self._turns(conn, row["id"])
-        redo = conn.execute("SELECT COUNT(*) FROM redo_turns WHERE story_id = ?", (row["id"],)).fetchone()[0]
+    def _load(self, conn, where: str, params: tuple) -> dict | None:
+        """The story matching `where` (SQL on s, from this module), with its turns and redo
+        count, in ONE statement: consistent without a transaction, one round trip."""
+        rows = conn.execute(_LOAD_STORY.format(where=where), params).fetchall()
+        if not rows:
+            return None
+        first = rows[0]
         return {
-            "id": row["id"],
-            "title": row["title"],
-            "version": row["version"],
-            "settings": json.loads(row["settings"]),
-            "share_id": row["share_id"],
-            "created_at": row["created_at"],
-            "updated_at": row["updated_at"],
-            "turns": [_public_turn(t) for t in turns],
-            "redo_count": redo,
+            "id": first["id"],
+            "title": first["title"],
+            "version": first["version"],
+            "settings": json.loads(first["settings"]),
+            "share_id": first["share_id"],
+            "created_at": first["created_at"],
+            "updated_at": first["updated_at"],
+            "turns": [_public_turn(_turn_dict(r)) for r in rows if r["turn_id"] is not None],
+            "redo_count": first["redo_count"],
         }
 
+    def _saved(self, conn, story_id: str) -> dict:
+        """The story as the transaction now has it (the result of a change)."""
+        return self._load(conn, "s.id = ?", (story_id,))
+
     def get(self, story_id: str) -> dict:
-        with self.reading() as conn:
-            return self._story(conn, self._story_row(conn, story_id))
+        if not isinstance(story_id, str) or "\x00" in story_id:  # PostgreSQL text cannot hold NUL
+            raise NotFound("no such story")
+        owner_sql, owner_params = self._owner_is("s.owner")
+        with self.db.single() as conn:
+            story = self._load(conn, f"s.id = ? AND {owner_sql}", (story_id, *owner_params))
+        if story is None:
+            raise NotFound(f"no story with id {story_id!r}")
+        return story
 
     def get_by_share(self, share_id: str) -> dict:
         if not isinstance(share_id, str) or "\x00" in share_id:
             raise NotFound("no shared story with that link")
-        with self.reading() as conn:
-            row = conn.execute(f"SELECT {_STORY_COLUMNS} FROM stories WHERE share_id = ?", (share_id,)).fetchone()
-            if row is None:
-                raise NotFound("no shared story with that link")
-            return self._story(conn, row)
+        with self.db.single() as conn:
+            story = self._load(conn, "s.share_id = ?", (share_id,))
+        if story is None:
+            raise NotFound("no shared story with that link")
+        return story
 
     def list(self) -> list[dict]:
         """Every story of the owner, newest change first, without its turns."""
@@ -186,7 +200,7 @@ class Store:
         if after is not None:
             where += " AND (s.updated_at, s.created_at, s.id) < (?, ?, ?)"
             params += after
-        with self.reading() as conn:
+        with self.db.single() as conn:
             rows = conn.execute(
                 "SELECT s.id, s.title, s.version, s.created_at, s.updated_at, "
                 "(SELECT COUNT(*) FROM turns t WHERE t.story_id = s.id) AS turn_count "
@@ -216,7 +230,7 @@ class Store:
                          "VALUES (?, ?, 1, ?, ?, ?, ?, ?)",
                          (story_id, title, json.dumps(settings or {}), secrets.token_urlsafe(18), stamp, stamp,
                           self.owner))
-            return self._story(conn, self._story_row(conn, story_id))
+            return self._saved(conn, story_id)
 
     def _check(self, conn, story_id: str, version: int):
         """The story's row, locked, if version is current; raises NotFound or Conflict."""
@@ -228,7 +242,7 @@ class Store:
     def _bump(self, conn, story_id: str) -> dict:
         """Finish a change inside its transaction: new version, and the story as saved."""
         conn.execute("UPDATE stories SET version = version + 1, updated_at = ? WHERE id = ?", (now(), story_id))
-        return self._story(conn, self._story_row(conn, story_id))
+        return self._saved(conn, story_id)
 
     def update(self, story_id: str, version: int, title: str | None = None, settings: dict | None = None) -> dict:
         """Rename and/or replace the story's settings (already validated by the caller)."""
@@ -332,13 +346,14 @@ class Store:
 
 
 def _turn_dict(row) -> dict:
+    """A turn from a _LOAD_STORY row."""
     return {
-        "id": row["id"],
+        "id": row["turn_id"],
         "position": row["position"],
         "author": row["author"],
         "text": row["text"],
-        "created_at": row["created_at"],
-        "settings": json.loads(row["settings"]) if row["settings"] is not None else None,
+        "created_at": row["turn_created_at"],
+        "settings": json.loads(row["turn_settings"]) if row["turn_settings"] is not None else None,
         "seed": row["seed"],
         "meta": json.loads(row["meta"]),
     }

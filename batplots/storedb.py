@@ -102,8 +102,17 @@ class SqliteDB:
             conn.close()
 
     def reading(self):
-        """A read transaction: one consistent snapshot for the several SELECTs of a story."""
+        """A read transaction: one consistent snapshot for several SELECTs."""
         return self._session("BEGIN")
+
+    @contextmanager
+    def single(self):
+        """A connection for one statement on its own (autocommit: atomic by itself)."""
+        conn = self.connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
 
     def transaction(self):
         """One write transaction, taken up front (IMMEDIATE) so version checks can't race."""
@@ -260,12 +269,15 @@ class PostgresDB:
                            "PGPASSWORD or ~/.pgpass)")
 
     @contextmanager
-    def _session(self, begin: str):
+    def _session(self, begin: str | None):
         import psycopg
         from psycopg_pool import PoolTimeout
 
         try:
             with self.pool.connection() as conn:
+                if begin is None:  # autocommit: each statement its own transaction
+                    yield PgConn(conn)
+                    return
                 conn.execute(begin)
                 yield PgConn(conn)
                 conn.execute("COMMIT")
@@ -279,8 +291,12 @@ class PostgresDB:
             raise self._unavailable(exc) from exc
 
     def reading(self):
-        """A read-only snapshot: the story, its turns and its redo count agree."""
+        """A read-only snapshot: several SELECTs agree."""
         return self._session("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def single(self):
+        """A pooled connection for one statement on its own (atomic by itself)."""
+        return self._session(None)
 
     def transaction(self):
         """A write transaction (READ COMMITTED): changes lock their story row before checking."""
