@@ -77,7 +77,8 @@ def test_login_sets_a_safe_cookie_and_logout_ends_the_session(net):
     assert "Secure" in log_in(net, "alice", **{"X-Forwarded-Proto": "https"}).headers["set-cookie"]
     net.client.cookies.clear()
     with httpx.Client(base_url=net.url, timeout=WAIT_S, cookies={SESSION_COOKIE: token}) as alice:
-        assert alice.get("/api/session").json() == {"user": "alice", "accounts": True, "warning": None}
+        assert alice.get("/api/session").json() == {"user": "alice", "accounts": True, "warning": None,
+                                                    "public_url": None}
         assert alice.get("/", headers={"Accept": "text/html"}).status_code == 200
         assert alice.get("/login").status_code == 303  # already signed in
         out = alice.post("/logout")
@@ -184,5 +185,5 @@ def test_v1_on_a_network_address_takes_the_key_not_a_session(make_server):
 def test_no_auth_warning_reaches_the_page(make_server):
     srv = make_server(security=SecurityConfig(allowed_hosts=None, v1_open=False, warning="--no-auth: no login here"))
     assert srv.client.get("/api/session").json() == {"user": None, "accounts": False,
-                                                       "warning": "--no-auth: no login here"}
+                                                       "warning": "--no-auth: no login here", "public_url": None}
     assert srv.client.post("/login", data={"name": "x", "password": "y"}).status_code == 404
