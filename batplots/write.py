@@ -51,9 +51,10 @@ def to_markdown(turns: list[Turn], title: str = "A Batman '66 episode", model: s
     lines = [f"# {title}", ""]
     if model:
         lines += [f"*Co-written with batplots ({model}).*", ""]
-    for turn in turns:
-        who = "You" if turn.author == "user" else "Model"
-        lines += [f"**{who}:** {turn.text}", ""]
+    from batplots.web.export import AUTHOR_LABELS, md_escape  # here: the web package loads FastAPI
+
+    for turn in turns:  # escaped for Markdown as the web app's export is
+        lines += [f"**{AUTHOR_LABELS[turn.author]}:** {md_escape(turn.text)}", ""]
     return "\n".join(lines)
 
 

@@ -164,3 +164,10 @@ def test_serve_refuses_a_bad_public_url_before_starting(runner):
         result = runner.invoke(main, ["serve", "--public-url", bad, "--port", "0"])
         assert result.exit_code == 2 and says in result.output, result.output
     assert check_public_url(" https://bats.example.org/app/ ") == "https://bats.example.org/app"
+
+
+def test_write_saves_markdown_escaped_for_markdown():
+    from batplots.write import Turn, to_markdown
+
+    md = to_markdown([Turn("user", "Batman & Robin *sneak* <in>."), Turn("model", "The Joker laughs.")])
+    assert "**You:** Batman \\& Robin \\*sneak\\* \\<in\\>." in md and "**Model:** The Joker laughs." in md
