@@ -42,6 +42,7 @@ function editPassage(turn) {
   conflict.className = "conflict";
   conflict.hidden = true;
   const conflictText = document.createElement("p");
+  conflictText.setAttribute("role", "alert");  // read out at once, beside the editor
   const theirsBox = document.createElement("blockquote");
   theirsBox.className = "theirs";
   const conflictRow = document.createElement("div");
