@@ -31,10 +31,10 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
+from batplots.benchstats import BENCH_SENTENCES, _round, percentile, summary  # noqa: F401  (bench.percentile)
 from batplots.engine.base import Engine, Settings
 
 LONG_STORY_TOKENS = 600
-BENCH_SENTENCES = 2
 RAW_DECODE_TOKENS = 64
 FORMAT_TEXT_TOKENS = 400  # perplexity of each adapter format over this much of the openings
 FORMAT_SPEED_RUNS = 3  # best of
@@ -73,25 +73,6 @@ def long_story(count_tokens, prompts: list[str], min_tokens: int = LONG_STORY_TO
         passages.append(prompts[i % len(prompts)])
         i += 1
     return passages
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The q-th percentile (0-100) with linear interpolation; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def summary(values: list[float]) -> dict:
-    return {"n": len(values), "p50": _round(percentile(values, 50)), "p95": _round(percentile(values, 95)),
-            "mean": _round(statistics.fmean(values)) if values else None}
-
-
-def _round(x, digits=3):
-    return None if x is None else round(x, digits)
 
 
 def peak_rss_mb() -> float:

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from batplots.bench import BENCH_SENTENCES, _round, summary
+from batplots.benchstats import BENCH_SENTENCES, _round, summary
 
 # Requests sent at every concurrency level, split among its writers.
 REQUESTS_PER_LEVEL = 16

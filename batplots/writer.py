@@ -39,7 +39,7 @@ from batplots.engine.base import (MAX_SEED, MIN_NEW_TOKENS, MIN_SEED, Cancelled,
 DEFAULT_TAKES = 4
 MIN_TAKES, MAX_TAKES = 1, 8
 # Logit added to the first token of each of the writer's own names (not the stock cast).
-NAME_BIAS = 2.0
+NAME_BIAS = 2.5
 # A longer sentence is resampled: the corpus averages ~24 words a sentence and a fan
 # reads 50+ as sprawl.
 MAX_SENTENCE_WORDS = 45
@@ -52,6 +52,8 @@ TARGET_WORDS, LENGTH_SLACK = 22, 8
 # Ranking weights (score_take): what a fan notices first weighs most.
 WEIGHT_OWN_NAME = 1.5  # each of the writer's own names kept (at most MAX_NAMES_COUNTED)
 WEIGHT_CAST_NAME = 0.5  # each stock-cast name of the story kept
+# The writer's own name the story uses most (in a Batman story, as a rule, its villain).
+WEIGHT_LEAD_NAME = 1.0
 MAX_NAMES_COUNTED = 2
 WEIGHT_NEAR_MISS = 3.0
 WEIGHT_LENGTH = 0.1  # per word past the slack, averaged over sentences
@@ -121,6 +123,7 @@ def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lo
     own = story_names - lore.cast
     text = " ".join(result.sentences)
     own_kept = sorted(own & nameslib.names(text))
+    lead = lead_name(story, lore)
     cast_kept = sorted((story_names & lore.cast) & nameslib.names(text))
     misses = nameslib.near_misses(text, story_names | lore.cast, lore.vocabulary)
     lengths = [nameslib.words(s) for s in result.sentences] or [0]
@@ -128,16 +131,26 @@ def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lo
     mean_lp = sum(logprobs) / len(logprobs) if logprobs else 0.0
     copies = len(result.flags)
     parts = {
-        "own_names": own_kept, "cast_names": cast_kept, "near_misses": [m for m, _ in misses],
+        "own_names": own_kept, "lead_name": lead if lead in own_kept else None, "cast_names": cast_kept,
+        "near_misses": [m for m, _ in misses],
         "words": lengths, "mean_logprob": round(mean_lp, 3), "copies": copies,
     }
-    score = (WEIGHT_OWN_NAME * min(len(own_kept), MAX_NAMES_COUNTED)
+    score = (WEIGHT_OWN_NAME * min(len(own_kept), MAX_NAMES_COUNTED) + WEIGHT_LEAD_NAME * (lead in own_kept)
              + WEIGHT_CAST_NAME * min(len(cast_kept), MAX_NAMES_COUNTED)
              - WEIGHT_NEAR_MISS * len(misses) - WEIGHT_LENGTH * over + WEIGHT_LOGPROB * mean_lp
              - WEIGHT_COPY * copies)
     if not result.sentences:
         score -= 100.0  # nothing usable (the cap cut every sentence)
     return {"score": round(score, 3), **parts}
+
+
+def lead_name(story: str, lore: Lore) -> str | None:
+    """The writer's own name the story uses most (first used, on a tie), or None."""
+    counts: dict[str, int] = {}
+    for word in nameslib.name_words(story):
+        if word not in lore.cast:
+            counts[word] = counts.get(word, 0) + 1
+    return max(counts, key=lambda w: counts[w]) if counts else None
 
 
 def why(winner: dict, others: list[dict]) -> str:

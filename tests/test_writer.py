@@ -203,3 +203,10 @@ def test_a_passage_of_two_sentences_ranks_the_first_and_writes_on_from_the_winne
     assert result.why.startswith("first sentence: best of 2 takes") and "then 1 more written on from it" in result.why
     whole = Writer(engine, lore=LORE, takes=2, staged=False).run(STORY, Settings(seed=21, sentences=2, copy_limit=0))
     assert len(whole.candidates) == 2 and not whole.why.startswith("first sentence")
+
+
+def test_the_lead_name_is_the_writers_own_name_used_most():
+    from batplots.writer import lead_name
+
+    assert lead_name("Batman frowns. The Pendulum waits. Tick runs. The Pendulum laughs.", LORE) == "Pendulum"
+    assert lead_name("Batman and Robin sleep.", LORE) is None

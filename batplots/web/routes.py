@@ -56,10 +56,11 @@ def engine_of(request: Request) -> Engine:
     raise ModelUnavailable("the model is still loading; try again in a few seconds (GET /healthz says when it is ready)")
 
 
-def writer_of(request: Request, engine: Engine) -> Writer:
-    """The Writer over the loaded engine, with the server's takes and the corpus's names."""
+def writer_of(request: Request, engine: Engine, staged: bool = True) -> Writer:
+    """The Writer over the loaded engine, with the server's takes and the corpus's names
+    (staged=False: whole passages race, as alternatives must)."""
     state = request.app.state
-    return Writer(engine, lore=state.lore, takes=state.takes, copy_check=state.sentence_check)
+    return Writer(engine, lore=state.lore, takes=state.takes, copy_check=state.sentence_check, staged=staged)
 
 
 def base_settings(request: Request) -> Settings:
@@ -339,7 +340,7 @@ async def alternatives(request: Request, story_id: str, body: AlternativesReques
     try:
         # One batch of n takes, ranked (not n runs one after another); the runners-up
         # are alternatives too.
-        gen = claim.generation = Generation(writer_of(request, engine), text, settings, takes=body.n,
+        gen = claim.generation = Generation(writer_of(request, engine, staged=False), text, settings, takes=body.n,
                                             tagged=wants_sse(request))
         if wants_sse(request):
             streaming = True  # the stream releases the claim when it ends
