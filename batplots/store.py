@@ -1,9 +1,10 @@
 """Saved stories: a small API that enforces every story rule, over SQLite or PostgreSQL.
 
-Each change runs in one transaction that first checks the story's `version`
-(optimistic locking: two tabs, or two app instances, never silently overwrite each
-other), then bumps it. A turn is therefore either fully saved or not at all: a
-server killed mid-generation leaves the story as it was. The engines differ only in
+Each change runs in one transaction that starts by bumping the story's `version`
+only if the caller's is the current one (a conditional UPDATE, which also locks the
+row: two tabs, or two app instances, never silently overwrite each other). A turn
+is therefore either fully saved or not at all: a server killed mid-generation leaves
+the story as it was. The engines differ only in
 batplots.storedb (how to connect and lock) and batplots.storeschema (the named,
 append-only migrations); every rule and every statement here is shared, and every
 statement is parameterised.
@@ -42,6 +43,7 @@ MAX_STORIES = 1000  # stories of one owner (a user, or the one local writer)
 DEFAULT_PAGE = 50  # stories per page of the story list
 MAX_PAGE = 200
 DEFAULT_TITLE = "Untitled episode"
+MAX_VERSION = 2 ** 63 - 1  # a story's version is a 64-bit integer on both engines
 AUTHORS = ("user", "model")
 
 _TURN_COLUMNS = "id, story_id, position, author, text, created_at, settings, seed, meta"
@@ -131,13 +133,13 @@ class Store:
         return f"{column} = ?", (self.owner,)
 
     # --- reading ------------------------------------------------------------------
-    def _story_row(self, conn, story_id: str, lock: bool = False):
-        """The owner's story row; with lock (in a write transaction), held until COMMIT."""
+    def _story_row(self, conn, story_id: str):
+        """The owner's story row."""
         if not isinstance(story_id, str) or "\x00" in story_id:  # PostgreSQL text cannot hold NUL
             raise NotFound("no such story")
         owner_sql, owner_params = self._owner_is("owner")
-        row = conn.execute(f"SELECT {_STORY_COLUMNS} FROM stories WHERE id = ? AND {owner_sql}"
-                           f"{self.db.lock_clause if lock else ''}", (story_id, *owner_params)).fetchone()
+        row = conn.execute(f"SELECT {_STORY_COLUMNS} FROM stories WHERE id = ? AND {owner_sql}",
+                           (story_id, *owner_params)).fetchone()
         if row is None:
             raise NotFound(f"no story with id {story_id!r}")
         return row
@@ -232,33 +234,34 @@ class Store:
                           self.owner))
             return self._saved(conn, story_id)
 
-    def _check(self, conn, story_id: str, version: int):
-        """The story's row, locked, if version is current; raises NotFound or Conflict."""
-        row = self._story_row(conn, story_id, lock=True)
-        if isinstance(version, bool) or not isinstance(version, int) or version != row["version"]:
-            raise Conflict(row["version"])
-        return row
-
-    def _bump(self, conn, story_id: str) -> dict:
-        """Finish a change inside its transaction: new version, and the story as saved."""
-        conn.execute("UPDATE stories SET version = version + 1, updated_at = ? WHERE id = ?", (now(), story_id))
-        return self._saved(conn, story_id)
+    def _claim(self, conn, story_id: str, version: int) -> None:
+        """Start a change: bump the story's version if `version` is the current one, else
+        raise NotFound or Conflict. The conditional UPDATE also locks the row until COMMIT,
+        so of two changes made at one version (on any instance) exactly one gets past here."""
+        owner_sql, owner_params = self._owner_is("owner")
+        if isinstance(version, int) and not isinstance(version, bool) and 0 < version <= MAX_VERSION:
+            claimed = conn.execute(f"UPDATE stories SET version = version + 1, updated_at = ? "
+                                   f"WHERE id = ? AND {owner_sql} AND version = ?",
+                                   (now(), story_id, *owner_params, version)).rowcount
+            if claimed == 1:
+                return
+        raise Conflict(self._story_row(conn, story_id)["version"])  # NotFound if it is not the owner's
 
     def update(self, story_id: str, version: int, title: str | None = None, settings: dict | None = None) -> dict:
         """Rename and/or replace the story's settings (already validated by the caller)."""
         if title is not None:
             title = clean_title(title)
         with self.transaction() as conn:
-            self._check(conn, story_id, version)
+            self._claim(conn, story_id, version)
             if title is not None:
                 conn.execute("UPDATE stories SET title = ? WHERE id = ?", (title, story_id))
             if settings is not None:
                 conn.execute("UPDATE stories SET settings = ? WHERE id = ?", (json.dumps(settings), story_id))
-            return self._bump(conn, story_id)
+            return self._saved(conn, story_id)
 
     def delete(self, story_id: str, version: int) -> None:
         with self.transaction() as conn:
-            self._check(conn, story_id, version)
+            self._claim(conn, story_id, version)
             conn.execute("DELETE FROM stories WHERE id = ?", (story_id,))
 
     def add_turn(self, story_id: str, version: int, author: str, text: str, settings: dict | None = None,
@@ -269,16 +272,17 @@ class Store:
             raise Invalid(f"author must be one of: {', '.join(AUTHORS)}")
         text = clean_text(text)
         with self.transaction() as conn:
-            self._check(conn, story_id, version)
-            last = conn.execute("SELECT id, author, position FROM turns WHERE story_id = ? "
-                                "ORDER BY position DESC LIMIT 1", (story_id,)).fetchone()
+            self._claim(conn, story_id, version)
+            last = conn.execute("SELECT id, author, position, (SELECT COUNT(*) FROM turns WHERE story_id = ?) AS n "
+                                "FROM turns WHERE story_id = ? ORDER BY position DESC LIMIT 1",
+                                (story_id, story_id)).fetchone()
             if replace_last_model:
                 if last is None or last["author"] != "model":
                     raise Invalid("nothing to retry: the last passage is not the model's; press Continue instead")
                 conn.execute("DELETE FROM turns WHERE id = ?", (last["id"],))
                 position = last["position"]
             else:
-                count = conn.execute("SELECT COUNT(*) FROM turns WHERE story_id = ?", (story_id,)).fetchone()[0]
+                count = last["n"] if last is not None else 0
                 if count >= MAX_TURNS:
                     raise Invalid(f"the story has {count} passages, the most a story may have ({MAX_TURNS}); "
                                   "start a new story to go on")
@@ -288,7 +292,7 @@ class Store:
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (story_id, position, author, text, now(),
                           json.dumps(settings) if settings is not None else None, seed, json.dumps(meta or {})))
-            return self._bump(conn, story_id)
+            return self._saved(conn, story_id)
 
     def check_can_add(self, story_id: str, version: int, retry: bool = False) -> dict:
         """Raise what add_turn would raise for (story, version) before a slow generation
@@ -307,7 +311,7 @@ class Store:
     def edit_turn(self, story_id: str, version: int, turn_id: int, text: str) -> dict:
         text = clean_text(text)
         with self.transaction() as conn:
-            self._check(conn, story_id, version)
+            self._claim(conn, story_id, version)
             row = conn.execute(f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ? AND story_id = ?",
                                (turn_id, story_id)).fetchone()
             if row is None:
@@ -316,12 +320,12 @@ class Store:
             if text != row["text"]:
                 meta["edited"] = True
             conn.execute("UPDATE turns SET text = ?, meta = ? WHERE id = ?", (text, json.dumps(meta), turn_id))
-            return self._bump(conn, story_id)
+            return self._saved(conn, story_id)
 
     def undo(self, story_id: str, version: int) -> dict:
         """Move the last passage onto the redo stack."""
         with self.transaction() as conn:
-            self._check(conn, story_id, version)
+            self._claim(conn, story_id, version)
             row = conn.execute(f"SELECT {_TURN_COLUMNS} FROM turns WHERE story_id = ? ORDER BY position DESC LIMIT 1",
                                (story_id,)).fetchone()
             if row is None:
@@ -329,12 +333,12 @@ class Store:
             conn.execute(f"INSERT INTO redo_turns ({_TURN_COLUMNS}) SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?",
                          (row["id"],))
             conn.execute("DELETE FROM turns WHERE id = ?", (row["id"],))
-            return self._bump(conn, story_id)
+            return self._saved(conn, story_id)
 
     def redo(self, story_id: str, version: int) -> dict:
         """Bring back the passage undone most recently."""
         with self.transaction() as conn:
-            self._check(conn, story_id, version)
+            self._claim(conn, story_id, version)
             row = conn.execute(f"SELECT {_TURN_COLUMNS} FROM redo_turns WHERE story_id = ? "
                                "ORDER BY position ASC LIMIT 1", (story_id,)).fetchone()
             if row is None:
@@ -342,7 +346,7 @@ class Store:
             conn.execute(f"INSERT INTO turns ({_TURN_COLUMNS}) SELECT {_TURN_COLUMNS} FROM redo_turns WHERE id = ?",
                          (row["id"],))
             conn.execute("DELETE FROM redo_turns WHERE id = ?", (row["id"],))
-            return self._bump(conn, story_id)
+            return self._saved(conn, story_id)
 
 
 def _turn_dict(row) -> dict:

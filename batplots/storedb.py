@@ -1,12 +1,12 @@
 """The two database engines behind batplots.store: a SQLite file or a PostgreSQL server.
 
 The store speaks one SQL (with `?` placeholders) to either; a backend opens
-connections, begins read and write transactions, locks for a version check, and
-runs the named migrations. SQLite serialises every write (BEGIN IMMEDIATE), which
-is enough on one machine. PostgreSQL lets writers on several machines run at once,
-so a change locks its story's row (SELECT ... FOR UPDATE) before it checks the
-version, and limits that count rows (stories of an owner, users) take an advisory
-lock: two app instances never both win.
+connections, begins read and write transactions, serialises where the store asks,
+and runs the named migrations. SQLite lets one writer in at a time (BEGIN
+IMMEDIATE), which is enough on one machine. PostgreSQL lets writers on several
+machines run at once: a change starts with a conditional UPDATE of its story's
+version (which locks the row until COMMIT), and limits that count rows (stories of
+an owner, users) take an advisory lock, so two app instances never both win.
 """
 
 from __future__ import annotations
@@ -70,7 +70,6 @@ def _statements(sql: str) -> list[str]:
 
 class SqliteDB:
     engine = "sqlite"
-    lock_clause = ""  # BEGIN IMMEDIATE already holds the one write lock
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -233,7 +232,6 @@ def shown_url(url: str) -> str:
 
 class PostgresDB:
     engine = "postgresql"
-    lock_clause = " FOR UPDATE"  # the version check holds the story's row until COMMIT
 
     def __init__(self, url: str):
         import psycopg
@@ -299,7 +297,7 @@ class PostgresDB:
         return self._session(None)
 
     def transaction(self):
-        """A write transaction (READ COMMITTED): changes lock their story row before checking."""
+        """A write transaction (READ COMMITTED): a change's conditional UPDATE locks its story row."""
         return self._session("BEGIN")
 
     def serialise(self, conn, name: str) -> None:
