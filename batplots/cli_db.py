@@ -7,10 +7,11 @@ import sqlite3
 from pathlib import Path
 
 import click
+import psycopg
 
 from batplots import storecopy, storedb
 from batplots.cli_accounts import db_option, db_shown, open_store
-from batplots.store import MIGRATIONS, StoreError
+from batplots.store import MIGRATIONS, Invalid, StoreError
 
 
 @click.group("db")
@@ -54,7 +55,9 @@ def copy(source, target):
     dst = open_store(target)
     try:
         report = storecopy.copy(src, dst, progress=lambda line: click.echo(f"batplots: {line}", err=True))
-    except (sqlite3.Error, StoreError) as exc:
+    except Invalid as exc:  # the target is not this source's copy: nothing was written
+        raise click.ClickException(f"nothing copied: {exc}") from exc
+    except (sqlite3.Error, psycopg.Error, StoreError) as exc:
         raise click.ClickException(f"the copy stopped: {exc}; run the same command again to go on") from exc
     finally:
         src.close()

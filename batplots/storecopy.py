@@ -63,6 +63,12 @@ def copy(source: Store, target: Store, progress: Callable[[str], None] = lambda 
         accounts = {table: _select(src, table) for table in ("users", "sessions")}
     with target.reading() as dst:
         target_ids = {row[0] for row in dst.execute("SELECT id FROM stories")}
+        target_users = {(row[0], row[1]) for row in dst.execute("SELECT id, name FROM users")}
+    other_users = target_users - {(row[0], row[1]) for row in accounts["users"]}
+    if other_users:
+        raise Invalid(f"the target already has {len(other_users)} users that are not in the source (e.g. "
+                      f"{sorted(other_users)[0][1]!r}); copy into an empty database, or into one an earlier copy "
+                      "of this source filled")
     strangers = target_ids - set(source_ids)
     if strangers:
         raise Invalid(f"the target already holds {len(strangers)} stories that are not in the source (e.g. "

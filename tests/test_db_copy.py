@@ -89,10 +89,10 @@ def test_copy_moves_everything_verifies_it_and_the_copy_works_on(tmp_path, pg_ur
     story = target.redo(story["id"], story["version"])
     story = target.add_turn(story["id"], story["version"], "user", "A new passage after the copy.")
     assert len({t["id"] for t in story["turns"]}) == len(story["turns"]) == 4
-    assert accounts.add_user(target, "carol", "carol-secret-3")["id"] > made["alice"]["id"] + 1
     # Again: nothing to copy, and the target's new rows are reported, not hidden.
     again = run("db", "copy", "--from", path, "--to", pg_url)
     assert again.exit_code == 1 and "DIFFERENT" in again.output and "does not match its source" in again.output
+    assert accounts.add_user(target, "carol", "carol-secret-3")["id"] > made["alice"]["id"] + 1
 
 
 def test_an_interrupted_copy_finishes_when_run_again(tmp_path, pg_url, stores):
@@ -150,6 +150,14 @@ def test_copy_refuses_a_target_holding_other_stories_and_bad_arguments(tmp_path,
     assert not_url.exit_code == 2 and "is not a PostgreSQL URL" in not_url.output
     backwards = run("db", "copy", "--from", pg_url, "--to", pg_url)
     assert backwards.exit_code == 2 and "not a URL" in backwards.output
+
+
+def test_copy_refuses_a_target_with_users_of_its_own(tmp_path, pg_url, stores):
+    path = str(tmp_path / "source.sqlite3")
+    accounts.add_user(stores(path), "alice", "alice-secret-1")
+    accounts.add_user(stores(pg_url), "mallory", "mallory-secret-1")
+    refused = run("db", "copy", "--from", path, "--to", pg_url)
+    assert refused.exit_code == 1 and "1 users that are not in the source (e.g. 'mallory')" in refused.output
 
 
 def test_db_migrate_applies_once_then_says_up_to_date(pg_url):
