@@ -37,7 +37,7 @@ def summary(store: Store) -> dict[str, tuple[int, str]]:
             count, total = 0, 0
             for row in conn.execute(f"SELECT {', '.join(TABLES[table])} FROM {table}"):  # fixed names, no input
                 count += 1
-                total = (total + row_digest(tuple(row))) % (1 << CHECKSUM_BITS)
+                total = (total + row_digest([row[c] for c in TABLES[table]])) % (1 << CHECKSUM_BITS)
             out[table] = (count, f"{total:064x}")
     return out
 
@@ -48,7 +48,7 @@ def _insert(conn, table: str, rows, keep_existing: bool = False) -> None:
     if keep_existing:
         sql += f" ON CONFLICT ({KEYS[table]}) DO NOTHING"
     for row in rows:
-        conn.execute(sql, tuple(row))
+        conn.execute(sql, tuple(row[c] for c in cols))
 
 
 def _select(conn, table: str, where: str = "", params=()) -> list:

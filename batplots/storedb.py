@@ -169,24 +169,24 @@ class SqliteDB:
         """Nothing held: every call opens and closes its own connection."""
 
 
-class Row(tuple):
-    """A result row read like sqlite3.Row: by position, by column name, and dict(row)."""
+class Row(dict):
+    """A result row read like sqlite3.Row: by column name (a dict: the common case stays
+    in C), by position, and dict(row). Unlike sqlite3.Row, iterating gives the names."""
 
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            return tuple.__getitem__(self, self._index[key])
-        return tuple.__getitem__(self, key)
+    __slots__ = ("_values",)
 
-    def keys(self) -> list[str]:
-        return list(self._index)
+    def __missing__(self, key):
+        if isinstance(key, int):
+            return self._values[key]
+        raise KeyError(key)
 
 
 def _row_factory(cursor):
-    index = {col.name: i for i, col in enumerate(cursor.description or ())}
+    names = [col.name for col in cursor.description or ()]
 
     def make(values):
-        row = Row(values)
-        row._index = index
+        row = Row(zip(names, values))
+        row._values = values
         return row
     return make
 
