@@ -37,9 +37,13 @@ def db_option(func):
 def open_store(db_path: str | None) -> Store:
     target = db_target(db_path)
     try:
-        return Store(target)
+        store = Store(target)
     except (OSError, sqlite3.Error, StoreError) as exc:
         raise click.ClickException(f"cannot open the story database {db_shown(target)}: {exc}") from exc
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:  # the command's end releases the PostgreSQL pool
+        ctx.call_on_close(store.close)
+    return store
 
 
 def read_password(from_stdin: bool) -> str:
