@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import random
 import threading
 import time
@@ -63,6 +64,8 @@ WEIGHT_COPY = 3.0  # each sentence the copy guard let through
 # kept in the ranking, but not biased.
 CAST_MIN_COUNT = 5
 LORE_FILE = "lore.json"
+# A run of stop marks ("......!!!??") is no sentence of the show's: resampled.
+JUNK = re.compile(r"[.!?…]{4,}|[.!?…]\s*[.!?…]\s*[.!?…]\s*[.!?…]")
 POLL_SECONDS = 0.1
 # Once this many takes have finished, a take that needs more than GRACE times the tokens
 # of the last of them is dropped: the slowest take is the longest-winded one, and
@@ -235,6 +238,8 @@ class Writer:
                 return {"kind": "near-miss", "score": 1, "names": [f"{w} ({n})" for w, n in misses]}
             if nameslib.words(sentence) > MAX_SENTENCE_WORDS:
                 return {"kind": "long", "score": 1, "words": nameslib.words(sentence)}
+            if JUNK.search(sentence):
+                return {"kind": "junk", "score": 1}
             return None
 
         def check(sentence: str) -> dict | None:

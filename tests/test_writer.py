@@ -210,3 +210,22 @@ def test_the_lead_name_is_the_writers_own_name_used_most():
 
     assert lead_name("Batman frowns. The Pendulum waits. Tick runs. The Pendulum laughs.", LORE) == "Pendulum"
     assert lead_name("Batman and Robin sleep.", LORE) is None
+
+
+def test_a_run_of_stop_marks_is_resampled():
+    seeds = take_seeds(4, 1)
+    script = ["Robin nods."] * 1000
+    script[seeds[0] % 1000] = "Batman waits..........!!!!"
+    result = Writer(Scripted(script), lore=LORE, takes=1).run(STORY, Settings(seed=4, sentences=1, copy_limit=0))
+    assert result.text == " Robin nods." and result.candidates[0]["resampled"][0]["kind"] == "junk"
+
+
+def test_the_sentence_end_nudge_never_stacks_stop_marks(llama):
+    ends = llama.sentence_end_tokens()
+    dot = llama.encode(".")[-1]
+    assert dot in ends and llama.encode(" Robin")[0] not in ends
+    nudged = list(llama.pieces("Batman", Settings(temperature=0, max_new_tokens=4), 1, None,
+                               Guidance(end_tokens=ends, end_after=0, end_slope=100.0)))
+    ids = [llama.encode(p)[-1] for p in nudged[:2]]
+    assert ids[0] in ends  # the nudge ends the sentence at once...
+    assert ids[1] not in ends  # ...and is off right after an end, so no "......" follows

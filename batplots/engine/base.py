@@ -161,6 +161,10 @@ class Rewind:
     text: str
 
 
+# The sentence-end nudge stops growing here: a nudge, never a wall.
+END_MAX_BIAS = 6.0
+
+
 @dataclass
 class Guidance:
     """Per-request steering toward the story, built by batplots.writer.
@@ -183,10 +187,10 @@ class Guidance:
     end_slope: float = 0.0
 
     def end_bias(self, produced: int) -> float:
-        """The bias on sentence ends after `produced` tokens of this call."""
+        """The bias on sentence ends after `produced` tokens of this call (at most END_MAX_BIAS)."""
         if not self.end_tokens or not self.end_slope or produced < self.end_after:
             return 0.0
-        return self.end_slope * (produced - self.end_after + 1)
+        return min(END_MAX_BIAS, self.end_slope * (produced - self.end_after + 1))
 
 
 def is_sentence_end(piece: str) -> bool:

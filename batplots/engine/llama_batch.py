@@ -303,7 +303,9 @@ class Scheduler:
             if req.closed:
                 continue
             index = logits_at[id(req)]
-            bias = req.end_bias(req.produced) if req.end_bias is not None else 0.0
+            # Not right after a sentence end: the nudge would only stack "..." marks.
+            bias = (req.end_bias(req.produced) if req.end_bias is not None and tokens[-1] not in req.end_set
+                    else 0.0)
             raw_lse = self._logsumexp(index) if (bias and req.logprobs is not None) else None
             if bias:  # nudge a long sentence to end: the sampler reads this row next
                 self._row(index)[req.end_tokens] += bias

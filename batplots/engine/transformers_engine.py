@@ -109,7 +109,8 @@ class TransformersEngine(Engine):
                         context = [t for t in context[:max(keep, 0)] if t not in guidance.unpenalised] + \
                             context[max(keep, 0):]
                     bias = guidance.bias if guidance is not None else None
-                    nudge = guidance.end_bias(len(generated)) if guidance is not None else 0.0
+                    nudge = (guidance.end_bias(len(generated)) if guidance is not None
+                             and not (generated and generated[-1] in guidance.end_tokens) else 0.0)
                     if nudge:  # nudge a long sentence to end (Guidance.end_bias)
                         bias = dict(bias or {})
                         for t in guidance.end_tokens:
