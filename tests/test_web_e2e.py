@@ -260,7 +260,7 @@ def test_a_stale_tab_is_told_and_shown_the_latest_version(browser, tmp_path):
         page.locator("#story .passage.user .passage-text").first.click()
         page.locator(".passage-editor textarea").fill("   ")
         page.get_by_role("button", name="Save passage").click()
-        expect(page.locator(".passage-editor [role=alert]")).to_contain_text("text is empty")  # beside the editor
+        expect(page.locator(".passage-editor .editor-message")).to_contain_text("text is empty")  # beside the editor
         expect(page.locator(".passage-editor textarea")).to_have_value("   ")
         page.keyboard.press("Escape")
         expect(page.locator(".passage-editor")).to_have_count(0)
