@@ -73,6 +73,8 @@ POLL_SECONDS = 0.1
 # tokens, not seconds, so that the same seed gives the same passage on any machine.
 FINISH_QUORUM = 2
 GRACE = 1.25
+# Write-on attempts of a staged passage when a near-miss name survived every resample.
+WRITE_ON_TRIES = 2
 
 
 @dataclass(frozen=True)
@@ -310,20 +312,29 @@ class Take:
         the winning first sentence (batch of one: the cheap part)."""
         w = self.writer
         story = self.story + first.text
-        rest = replace(settings, sentences=settings.sentences - 1, seed=take_seeds(settings.seed, self.n + 1)[-1],
-                       max_new_tokens=max(MIN_NEW_TOKENS, settings.max_new_tokens - w.engine.count_tokens(first.text)))
-        rejected: list[dict] = []
-        gen = w.engine.stream(story, rest, self.cancel, w.sentence_check(story, rest, rejected), w.guidance(story))
-        try:
-            while True:
-                try:
-                    event = next(gen)
-                except StopIteration as done:
-                    second = done.value
-                    break
-                yield Rewind(first.text + event.text) if isinstance(event, Rewind) else event
-        finally:
-            gen.close()
+        seeds = take_seeds(settings.seed, self.n + WRITE_ON_TRIES)[self.n:]
+        for attempt, seed in enumerate(seeds):
+            rest = replace(settings, sentences=settings.sentences - 1, seed=seed,
+                           max_new_tokens=max(MIN_NEW_TOKENS,
+                                              settings.max_new_tokens - w.engine.count_tokens(first.text)))
+            rejected: list[dict] = []
+            gen = w.engine.stream(story, rest, self.cancel, w.sentence_check(story, rest, rejected),
+                                  w.guidance(story))
+            try:
+                while True:
+                    try:
+                        event = next(gen)
+                    except StopIteration as done:
+                        second = done.value
+                        break
+                    yield Rewind(first.text + event.text) if isinstance(event, Rewind) else event
+            finally:
+                gen.close()
+            # A sentence every attempt of which failed a check was kept as the least bad;
+            # a mangled name is worth one more try (the first sentence had k takes).
+            if not any(f.get("kind") == "near-miss" for f in second.flags) or attempt == len(seeds) - 1:
+                break
+            yield Rewind(first.text)
         offset = len(first.sentences)
         copies = [{**f, "sentence": f["sentence"] + offset} for f in second.flags if "kind" not in f]
         return Continuation(text=first.text + second.text, sentences=first.sentences + second.sentences,

@@ -229,3 +229,13 @@ def test_the_sentence_end_nudge_never_stacks_stop_marks(llama):
     ids = [llama.encode(p)[-1] for p in nudged[:2]]
     assert ids[0] in ends  # the nudge ends the sentence at once...
     assert ids[1] not in ends  # ...and is off right after an end, so no "......" follows
+
+
+def test_write_on_tries_again_when_a_mangled_name_survived_every_resample():
+    seeds = take_seeds(31, 4)  # two takes, then two write-on attempts
+    script = ["The Pendum laughs."] * 1000  # every resample mangles the villain's name...
+    script[seeds[0] % 1000] = "Robin yawns."
+    script[seeds[1] % 1000] = "The Pendulum swings."
+    script[seeds[3] % 1000] = "Batman follows him."  # ...but the second write-on does not
+    result = Writer(Scripted(script), lore=LORE, takes=2).run(STORY, Settings(seed=31, sentences=2, copy_limit=0))
+    assert result.text == " The Pendulum swings. Batman follows him."
