@@ -73,6 +73,7 @@ POLL_SECONDS = 0.1
 # tokens, not seconds, so that the same seed gives the same passage on any machine.
 FINISH_QUORUM = 2
 GRACE = 1.25
+GRACE_MIN_TOKENS = 8  # and at least this many more: a few words are no sprawl
 # Write-on attempts of a staged passage when a near-miss name survived every resample.
 WRITE_ON_TRIES = 2
 
@@ -400,7 +401,8 @@ class Take:
                 if kind == "finished":
                     finished.append(value)
                     if len(finished) == min(FINISH_QUORUM, self.n) and tokens(value):
-                        limit = GRACE * max(tokens(i) for i in finished)
+                        most = max(tokens(i) for i in finished)
+                        limit = max(GRACE * most, most + GRACE_MIN_TOKENS)
                     continue
                 take_index, event = value
                 if first_piece is None and isinstance(event, str) and event:
@@ -414,7 +416,10 @@ class Take:
                 t.join()
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled()
-        done = [(i, r) for i, r in enumerate(outcomes) if isinstance(r, Continuation)]
+        # A straggler may finish between two looks at it: the limit applies after the fact
+        # too, so which takes are ranked does not depend on timing.
+        done = [(i, r) for i, r in enumerate(outcomes) if isinstance(r, Continuation)
+                and (limit is None or i in finished[:FINISH_QUORUM] or tokens(i) <= limit)]
         if not done:
             raise outcomes[0]
         scored = []
