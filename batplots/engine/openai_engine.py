@@ -30,6 +30,9 @@ CONNECT_TIMEOUT_S = 5.0
 API_KEY_ENV = "OPENAI_API_KEY"
 # Without a tokenizer (no llama-cpp-python), story fitting estimates tokens from characters.
 CHARS_PER_TOKEN = 4
+# Requests in flight at once: the server batches them (vLLM, llama-server --parallel), so
+# the Writer's takes and several writers need not queue here behind one another.
+MAX_IN_FLIGHT = 16
 
 
 class OpenAIEngine(Engine):
@@ -50,6 +53,7 @@ class OpenAIEngine(Engine):
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(timeout=httpx.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT_S, self.timeout)))
         self._tokenizer = _local_tokenizer()
+        self.lock = threading.BoundedSemaphore(MAX_IN_FLIGHT)
 
     def describe(self) -> dict:
         return {"engine": self.name, "base_url": self.base_url, "model": self.model}
