@@ -195,7 +195,7 @@ class Writer:
         self.name_bias = name_bias
         self.end_slope = end_slope
         # Rank k takes of the first sentence, then write the rest on from the winner
-        # (see STAGED); False ranks k whole passages.
+        # (the module doc says why); False ranks k whole passages.
         self.staged = staged
         # Replaces the guard's check when given (tests script what counts as a copy).
         self.copy_check = copy_check
@@ -229,8 +229,9 @@ class Writer:
         copy_check = self.copy_check
         if copy_check is None and self.guard is not None:
             copy_check = self.guard.sentence_check(settings.copy_limit)
-        known = nameslib.names(story) | self.lore.cast
-        vocabulary = self.lore.vocabulary | nameslib.names(story)
+        story_names = nameslib.names(story)
+        known = story_names | self.lore.cast
+        vocabulary = self.lore.vocabulary | story_names
 
         def verdict_for(sentence: str) -> dict | None:
             verdict = copy_check(sentence) if copy_check else None
@@ -354,7 +355,8 @@ class Take:
         stops = [threading.Event() for _ in seeds]  # one per take: stragglers stop alone
         events: queue.Queue = queue.Queue()
         outcomes: list = [None] * self.n
-        guidances = [w.guidance(story) for _ in seeds]
+        steer = w.guidance(story)  # the same for every take; each records its own log-probabilities
+        guidances = [replace(steer, logprobs=[]) for _ in seeds]
 
         def work(i: int) -> None:
             try:
