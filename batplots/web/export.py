@@ -120,6 +120,34 @@ def to_text(story: dict) -> str:
     return "\n".join(lines)
 
 
+MASTHEAD = """<header class="masthead">
+  <p class="logo" aria-hidden="true"><span>BAT</span>PLOTS!</p>
+  <p class="tagline">A new episode of the 1966 series, co-written with a tiny language model</p>
+</header>
+"""
+
+
+def page(title: str, main_class: str, main: str, masthead: bool = True) -> str:
+    """A server-rendered page (share, login, not found) in the app's look: title is
+    already escaped, main is the inner HTML of <main>."""
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · Batplots</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="/static/app.css">
+</head>
+<body class="share">
+{MASTHEAD if masthead else ""}<main class="{main_class}">
+{main}
+</main>
+</body>
+</html>
+"""
+
+
 def share_page(story: dict) -> str:
     """The read-only page behind a share link (no script at all)."""
     esc = html.escape
@@ -130,37 +158,13 @@ def share_page(story: dict) -> str:
         kind = "model" if credited_to_model(turn) else "user"
         passages.append(f'<div class="turn {kind}"><span class="visually-hidden">{esc(who)}: </span>{paras}</div>')
     body = "".join(passages) if passages else '<p><em>This story has no passages yet.</em></p>'
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{esc(story['title'])} · Batplots</title>
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="/static/app.css">
-</head>
-<body class="share">
-<header class="masthead">
-  <p class="logo" aria-hidden="true"><span>BAT</span>PLOTS!</p>
-  <p class="tagline">A new episode of the 1966 series, co-written with a tiny language model</p>
-</header>
-<main class="panel share-panel">
-  <h1 class="story-title">{esc(story['title'])}</h1>
+    return page(esc(story["title"]), "panel share-panel", f"""  <h1 class="story-title">{esc(story['title'])}</h1>
   <p class="legend">A paragraph after a bat-mark <span class="bat-mark" aria-hidden="true"></span> is the
   model's; the others are the writer's.</p>
   <article class="story plain" aria-label="The story">{body}</article>
-  <p class="share-foot"><a href="/">Write your own episode</a></p>
-</main>
-</body>
-</html>
-"""
+  <p class="share-foot"><a href="/">Write your own episode</a></p>""")
 
 
 def not_found_page(message: str) -> str:
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Not found · Batplots</title><link rel="icon" href="data:,">
-<link rel="stylesheet" href="/static/app.css"></head>
-<body class="share"><main class="panel share-panel"><h1 class="story-title">Holy missing pages!</h1>
-<p>{html.escape(message)}</p><p><a href="/">Back to Batplots</a></p></main></body></html>
-"""
+    return page("Not found", "panel share-panel", f"""<h1 class="story-title">Holy missing pages!</h1>
+<p>{html.escape(message)}</p><p><a href="/">Back to Batplots</a></p>""", masthead=False)

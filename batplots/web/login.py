@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from batplots import accounts
+from batplots.web.export import page
 from batplots.web.security import SESSION_COOKIE, current_user
 
 router = APIRouter(tags=["accounts"])
@@ -70,22 +71,7 @@ def safe_next(target: str | None) -> str:
 def login_page(message: str = "", next_path: str = "/", name: str = "") -> str:
     esc = html.escape
     note = f'<p class="login-error" role="alert">{esc(message)}</p>' if message else ""
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Log in · Batplots</title>
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="/static/app.css">
-</head>
-<body class="share">
-<header class="masthead">
-  <p class="logo" aria-hidden="true"><span>BAT</span>PLOTS!</p>
-  <p class="tagline">A new episode of the 1966 series, co-written with a tiny language model</p>
-</header>
-<main class="panel share-panel login-panel">
-  <h1 class="story-title">To the Batcave!</h1>
+    return page("Log in", "panel share-panel login-panel", f"""  <h1 class="story-title">To the Batcave!</h1>
   <p>This server keeps each writer's stories apart. Log in to see yours.</p>
   {note}
   <form class="login-form" method="post" action="/login">
@@ -99,11 +85,7 @@ def login_page(message: str = "", next_path: str = "/", name: str = "") -> str:
     <button type="submit" class="btn btn-big btn-red">Log in</button>
   </form>
   <p class="share-foot">No account? The person who runs this server adds one with
-    <code>batplots users add NAME</code>.</p>
-</main>
-</body>
-</html>
-"""
+    <code>batplots users add NAME</code>.</p>""")
 
 
 def _accounts_on(request: Request) -> bool:
