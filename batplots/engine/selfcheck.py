@@ -110,7 +110,10 @@ def cache_path(key: dict) -> Path:
 
 def cached(gguf: Path, lora: Path | None = None) -> Verdict | None:
     """The recorded verdict for these files on this machine, or None if not checked yet."""
-    path = cache_path(cache_key(gguf, lora))
+    return _read(cache_path(cache_key(gguf, lora)))
+
+
+def _read(path: Path) -> Verdict | None:
     try:
         verdict = Verdict.from_dict(json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
@@ -159,7 +162,7 @@ def check(gguf: Path, lora: Path | None = None, probe=run_probe) -> Verdict:
     ordinary load reports the error in-process; such verdicts are not cached."""
     key = cache_key(gguf, lora)
     path = cache_path(key)
-    found = cached(gguf, lora)
+    found = _read(path)
     if found is not None:
         return found
     flags = cpu.cpu_info()["flags"]
