@@ -19,11 +19,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from batplots import storedb
-from batplots import text as textlib
 from batplots.storedb import MAX_INTEGRITY_PROBLEMS, Unavailable  # noqa: F401  (re-exported)
 from batplots.storerules import (  # noqa: F401  (re-exported: the store's errors and rules)
     MAX_TITLE_CHARS,
     MAX_TURN_CHARS,
+    MAX_TURNS,
     Conflict,
     Damaged,
     Invalid,
@@ -34,11 +34,11 @@ from batplots.storerules import (  # noqa: F401  (re-exported: the store's error
     clean_title,
     decode_cursor,
     encode_cursor,
+    story_text,
 )
 from batplots.storeschema import MIGRATIONS  # noqa: F401  (read at migrate time: tests shorten it)
 
 # Named limits, quoted by the API's error messages and the README.
-MAX_TURNS = 200  # passages in one story
 MAX_STORIES = 1000  # stories of one owner (a user, or the one local writer)
 DEFAULT_PAGE = 50  # stories per page of the story list
 MAX_PAGE = 200
@@ -60,14 +60,6 @@ _LOAD_STORY = (
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def story_text(turns: list[dict]) -> str:
-    """The story as one text: the passages joined the way continuations join on."""
-    out = ""
-    for turn in turns:
-        out += textlib.join_continuation(out, turn["text"])
-    return out
 
 
 class Store:

@@ -1,4 +1,6 @@
-"""The rules a story's text obeys, and the store's errors (batplots.store re-exports them).
+"""The rules a story obeys, shared by the store (the web app) and `batplots write`:
+limits, how passages are cleaned and joined; and the store's errors (batplots.store
+re-exports them).
 
 Kept apart from the SQL so that store.py stays one screenful of queries.
 """
@@ -14,6 +16,7 @@ from batplots import text as textlib
 # Named limits, quoted by the API's error messages and the README.
 MAX_TURN_CHARS = 2000  # characters in one passage
 MAX_TITLE_CHARS = 120
+MAX_TURNS = 200  # passages in one story
 
 
 class StoreError(Exception):
@@ -66,6 +69,16 @@ def clean_text(text: str, what: str = "text") -> str:
     if len(stripped) > MAX_TURN_CHARS:
         raise Invalid(f"{what} is {len(stripped)} characters long; a passage may have at most {MAX_TURN_CHARS}")
     return stripped
+
+
+def story_text(turns) -> str:
+    """The story as one text: the passages (dicts or objects with .text) joined the way
+    continuations join on. The web app and `batplots write` both build the model's
+    prompt with this."""
+    out = ""
+    for turn in turns:
+        out += textlib.join_continuation(out, turn["text"] if isinstance(turn, dict) else turn.text)
+    return out
 
 
 def clean_title(title: str) -> str:
