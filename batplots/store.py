@@ -18,7 +18,7 @@ import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
-from batplots import storedb
+from batplots import casefile, storedb
 from batplots.storedb import MAX_INTEGRITY_PROBLEMS, Unavailable  # noqa: F401  (re-exported)
 from batplots.storerules import (  # noqa: F401  (re-exported: the store's errors and rules)
     MAX_TITLE_CHARS,
@@ -51,7 +51,7 @@ _TURN_COLUMNS = "id, story_id, position, author, text, created_at, settings, see
 # PostgreSQL has already prepared returns.
 _STORY_COLUMNS = "id, title, version, settings, share_id, created_at, updated_at, owner"
 _LOAD_STORY = (
-    "SELECT s.id, s.title, s.version, s.settings, s.share_id, s.created_at, s.updated_at, "
+    "SELECT s.id, s.title, s.version, s.settings, s.share_id, s.created_at, s.updated_at, s.case_file, "
     "(SELECT COUNT(*) FROM redo_turns r WHERE r.story_id = s.id) AS redo_count, "
     "t.id AS turn_id, t.position, t.author, t.text, t.created_at AS turn_created_at, t.settings AS turn_settings, "
     "t.seed, t.meta "
@@ -69,9 +69,11 @@ class Store:
     A Store sees the stories of one owner (`for_owner`): None, the local writer of a
     loopback server, by default. Share links read any story."""
 
-    def __init__(self, target: str | Path):
-        """target: a SQLite file path, or a postgresql://USER@HOST:PORT/DBNAME URL."""
+    def __init__(self, target: str | Path, lore=None):
+        """target: a SQLite file path, or a postgresql://USER@HOST:PORT/DBNAME URL; lore:
+        the corpus's names (batplots.lore.Lore) that fill in case files, or None."""
         self.db = storedb.open_db(target)
+        self.lore = lore
         self.engine = self.db.engine
         self.path = getattr(self.db, "path", None)  # the SQLite file; None on PostgreSQL
         self.owner: int | None = None
@@ -151,9 +153,21 @@ class Store:
             "share_id": first["share_id"],
             "created_at": first["created_at"],
             "updated_at": first["updated_at"],
-            "turns": [_public_turn(_turn_dict(r)) for r in rows if r["turn_id"] is not None],
+            "turns": (turns := [_public_turn(_turn_dict(r)) for r in rows if r["turn_id"] is not None]),
             "redo_count": first["redo_count"],
+            "case_file": casefile.load(first["case_file"]),
+            "outline": casefile.outline(story_text(turns)),
         }
+
+    def _refilled(self, conn, story_id: str) -> dict:
+        """The result of a change to the turns: the story, its case file filled in again
+        from its text (the fields the writer did not edit) in the same transaction."""
+        story = self._saved(conn, story_id)
+        case = casefile.autofill(story["case_file"], story_text(story["turns"]), self.lore)
+        if case != story["case_file"]:
+            conn.execute("UPDATE stories SET case_file = ? WHERE id = ?", (json.dumps(case), story_id))
+            story["case_file"] = case
+        return story
 
     def _saved(self, conn, story_id: str) -> dict:
         """The story as the transaction now has it (the result of a change)."""
@@ -251,6 +265,19 @@ class Store:
                 conn.execute("UPDATE stories SET settings = ? WHERE id = ?", (json.dumps(settings), story_id))
             return self._saved(conn, story_id)
 
+    def set_case(self, story_id: str, version: int, changes: dict, auto=()) -> dict:
+        """The writer's changes to the case file ({field: entries}, only the fields given):
+        a changed field is theirs from now on (autofill leaves it alone); the fields in
+        auto go back to autofill."""
+        with self.transaction() as conn:
+            self._claim(conn, story_id, version)
+            story = self._saved(conn, story_id)
+            case = casefile.updated(story["case_file"], changes, auto)
+            case = casefile.autofill(case, story_text(story["turns"]), self.lore)
+            conn.execute("UPDATE stories SET case_file = ? WHERE id = ?", (json.dumps(case), story_id))
+            story["case_file"] = case
+            return story
+
     def delete(self, story_id: str, version: int) -> None:
         with self.transaction() as conn:
             self._claim(conn, story_id, version)
@@ -284,7 +311,7 @@ class Store:
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (story_id, position, author, text, now(),
                           json.dumps(settings) if settings is not None else None, seed, json.dumps(meta or {})))
-            return self._saved(conn, story_id)
+            return self._refilled(conn, story_id)
 
     def check_can_add(self, story_id: str, version: int, retry: bool = False) -> dict:
         """Raise what add_turn would raise for (story, version) before a slow generation
@@ -312,7 +339,7 @@ class Store:
             if text != row["text"]:
                 meta["edited"] = True
             conn.execute("UPDATE turns SET text = ?, meta = ? WHERE id = ?", (text, json.dumps(meta), turn_id))
-            return self._saved(conn, story_id)
+            return self._refilled(conn, story_id)
 
     def undo(self, story_id: str, version: int) -> dict:
         """Move the last passage onto the redo stack."""
@@ -325,7 +352,7 @@ class Store:
             conn.execute(f"INSERT INTO redo_turns ({_TURN_COLUMNS}) SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?",
                          (row["id"],))
             conn.execute("DELETE FROM turns WHERE id = ?", (row["id"],))
-            return self._saved(conn, story_id)
+            return self._refilled(conn, story_id)
 
     def redo(self, story_id: str, version: int) -> dict:
         """Bring back the passage undone most recently."""
@@ -338,7 +365,7 @@ class Store:
             conn.execute(f"INSERT INTO turns ({_TURN_COLUMNS}) SELECT {_TURN_COLUMNS} FROM redo_turns WHERE id = ?",
                          (row["id"],))
             conn.execute("DELETE FROM redo_turns WHERE id = ?", (row["id"],))
-            return self._saved(conn, story_id)
+            return self._refilled(conn, story_id)
 
 
 def _turn_dict(row) -> dict:

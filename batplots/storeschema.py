@@ -127,13 +127,18 @@ MIGRATIONS: list[tuple[str, dict[str, str]]] = [
         ALTER TABLE stories ADD COLUMN owner BIGINT REFERENCES users(id) ON DELETE CASCADE;
         CREATE INDEX stories_by_owner ON stories(owner, updated_at, created_at, id);
         """}),
+    # The case file (batplots.casefile): villains, henchmen, guests, target, hideout,
+    # deathtrap and which fields the writer edited, as JSON; '{}' until the next change.
+    ("0004_case_file", {
+        "sqlite": "ALTER TABLE stories ADD COLUMN case_file TEXT NOT NULL DEFAULT '{}';",
+        "postgresql": "ALTER TABLE stories ADD COLUMN case_file TEXT NOT NULL DEFAULT '{}';"}),
 ]
 
 # Every table and its columns, in order (db copy and its checksums walk these).
 TABLES: dict[str, tuple[str, ...]] = {
     "users": ("id", "name", "password_hash", "created_at"),
     "sessions": ("token_hash", "user_id", "created_at", "expires_at"),
-    "stories": ("id", "title", "version", "settings", "share_id", "created_at", "updated_at", "owner"),
+    "stories": ("id", "title", "version", "settings", "share_id", "created_at", "updated_at", "owner", "case_file"),
     "turns": ("id", "story_id", "position", "author", "text", "created_at", "settings", "seed", "meta"),
     "redo_turns": ("id", "story_id", "position", "author", "text", "created_at", "settings", "seed", "meta"),
 }

@@ -162,9 +162,9 @@ def test_copy_refuses_a_target_with_users_of_its_own(tmp_path, pg_url, stores):
 
 def test_db_migrate_applies_once_then_says_up_to_date(pg_url):
     first = run("db", "migrate", "--db", pg_url)
-    assert first.exit_code == 0 and "applied 0001_stories_and_turns, 0002_redo_stack, 0003_accounts" in first.output
+    assert first.exit_code == 0 and "applied 0001_stories_and_turns, 0002_redo_stack, 0003_accounts, 0004_case_file" in first.output
     second = run("db", "migrate", "--db", pg_url)
-    assert second.exit_code == 0 and "up to date (3 migrations" in second.output
+    assert second.exit_code == 0 and "up to date (4 migrations" in second.output
 
 
 def test_users_live_in_the_postgresql_store_too(pg_url):

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from batplots import casefile
 from batplots import store as storelib
 from batplots.store import Conflict, Invalid, NotFound, Store
 
@@ -57,7 +58,7 @@ def tables(store):
 
 def test_migrating_a_blank_database_gives_the_expected_tables_and_columns(store):
     assert columns(store, "stories") == ["id", "title", "version", "settings", "share_id", "created_at",
-                                         "updated_at", "owner"]
+                                         "updated_at", "owner", "case_file"]
     expected_turn = ["id", "story_id", "position", "author", "text", "created_at", "settings", "seed", "meta"]
     assert columns(store, "turns") == expected_turn
     assert columns(store, "redo_turns") == expected_turn
@@ -360,3 +361,50 @@ def test_a_story_locked_too_long_by_another_session_is_unavailable_not_a_hang(pg
         assert store.add_turn(story["id"], 1, "user", "Free again.")["version"] == 2
     finally:
         store.close()
+
+
+NOBODY = ("Professor Nobody plans to steal the golden egg. Professor Nobody and his henchmen Sniffy and Lefty "
+          "hide out at the old mill.")
+
+
+def test_the_case_file_fills_in_with_each_change_and_keeps_the_writers_edits(store):
+    story = store.create()
+    assert story["case_file"] == casefile.empty() and story["outline"] == []
+    story = store.add_turn(story["id"], 1, "user", NOBODY)
+    assert story["case_file"]["villains"] == ["Professor Nobody"] and story["case_file"]["hideout"] == ["old mill"]
+    story = store.add_turn(story["id"], 2, "model", "Batman and Robin are tied to a giant candle.")
+    assert story["case_file"]["deathtrap"] == ["tied to a giant candle"]
+    assert story == store.get(story["id"])  # what a change returns is what is stored
+    # Undo takes the passage's entries with it; Redo brings them back.
+    assert store.undo(story["id"], 3)["case_file"]["deathtrap"] == []
+    assert store.redo(story["id"], 4)["case_file"]["deathtrap"] == ["tied to a giant candle"]
+    # The writer's change is versioned like any other, and autofill leaves it alone from then on.
+    with pytest.raises(Conflict) as info:
+        store.set_case(story["id"], 3, {"villains": ["The Sphinx"]})
+    assert info.value.version == 5
+    mine = store.set_case(story["id"], 5, {"villains": ["The Sphinx"], "hideout": ["old mill"]})
+    assert mine["version"] == 6 and mine["case_file"]["villains"] == ["The Sphinx"]
+    assert mine["case_file"]["edited"] == ["villains"]  # the hideout was unchanged: still autofill's
+    edited = store.edit_turn(story["id"], 6, story["turns"][0]["id"], "Egghead hides out in the egg barn.")
+    assert edited["case_file"]["villains"] == ["The Sphinx"] and edited["case_file"]["hideout"] == ["egg barn"]
+    back = store.set_case(story["id"], 7, {}, auto=["villains"])
+    assert back["case_file"]["villains"] == ["Egghead"] and back["case_file"]["edited"] == []
+    with pytest.raises(Invalid, match="villains has 9 entries"):
+        store.set_case(story["id"], 8, {"villains": [f"V{i}" for i in range(9)]})
+    assert store.get(story["id"])["version"] == 8  # refused: nothing changed
+
+
+def test_a_release_3_database_gains_empty_case_files(open_store, monkeypatch):
+    original = storelib.MIGRATIONS
+    monkeypatch.setattr(storelib, "MIGRATIONS", original[:3])
+    old = open_store()
+    with old.transaction() as conn:
+        conn.execute("INSERT INTO stories (id, title, version, settings, share_id, created_at, updated_at) "
+                     "VALUES ('abc', 'Old', 1, '{}', 'share-old', '2026-01-01T00:00:00.000Z', "
+                     "'2026-01-01T00:00:00.000Z')")
+    story = {"id": "abc"}
+    assert "case_file" not in columns(old, "stories")
+    monkeypatch.setattr(storelib, "MIGRATIONS", original)
+    store = open_store()
+    assert store.get(story["id"])["case_file"] == casefile.empty()
+    assert store.add_turn(story["id"], 1, "user", NOBODY)["case_file"]["target"] == ["golden egg"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import re
 
+from batplots.casefile import FIELD_LABELS, FIELDS
 from batplots.text import strip_controls
 
 MODEL_NAME = "Model"  # one name for the model: page, exports, share page and terminal
@@ -89,10 +90,19 @@ def slug(title: str) -> str:
     return _SLUG_RE.sub("-", title.lower()).strip("-")[:60] or "story"
 
 
+def case_lines(story: dict) -> list[tuple[str, str]]:
+    """(label, entries joined by "; ") for each field of the case file that has entries."""
+    case = story.get("case_file") or {}
+    return [(FIELD_LABELS[f], "; ".join(case[f])) for f in FIELDS if case.get(f)]
+
+
 def to_markdown(story: dict) -> str:
     lines = [f"# {md_escape(story['title'])}", "",
              f"_Co-written with batplots. Passages marked **{MODEL_NAME}** (and set in italics) are the model's; "
              "passages marked **You** are the writer's._", ""]
+    if case_lines(story):
+        lines += ["## Case file", ""] + [f"- **{label}:** {md_escape(text)}" for label, text in case_lines(story)]
+        lines += ["", "## The story", ""]
     for turn in story["turns"]:
         label = author_label(turn)
         italic = credited_to_model(turn)
@@ -115,6 +125,9 @@ def to_text(story: dict) -> str:
     title = strip_controls(story["title"])
     lines = [title, "=" * len(title), "",
              f"Co-written with batplots. [You] marks the writer's passages, [{MODEL_NAME}] the model's.", ""]
+    if case_lines(story):
+        lines += ["Case file:"] + [f"{TXT_INDENT}{label}: {strip_controls(text)}" for label, text in case_lines(story)]
+        lines += [""]
     for turn in story["turns"]:
         lines += [f"[{author_label(turn)}] {txt_passage(turn['text'])}", ""]
     return "\n".join(lines)
