@@ -32,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 
 from batplots.benchstats import BENCH_SENTENCES, _round, percentile, summary  # noqa: F401  (bench.percentile)
+from batplots import passage as passagelib
 from batplots.engine.base import Engine, Settings
 
 LONG_STORY_TOKENS = 600
@@ -85,15 +86,15 @@ def measure_engine(engine: Engine, prompts: list[str], seed: int = 1) -> dict:
     settings = Settings(sentences=BENCH_SENTENCES, seed=seed)
     short, first, tokens = [], [], []
     for i, prompt in enumerate(prompts):
-        result = engine.run(prompt, replace(settings, seed=seed + i))
+        result = passagelib.run(engine, prompt, replace(settings, seed=seed + i))
         short.append(result.seconds)
         first.append(result.first_piece_seconds or result.seconds)
         tokens.append(result.tokens)
     story = " ".join(long_story(engine.count_tokens, openings()))
-    cold = engine.run(story, settings)  # nothing of it cached yet
+    cold = passagelib.run(engine, story, settings)  # nothing of it cached yet
     long, long_prompt, long_tokens = [], [], []
     for i, prompt in enumerate(prompts):
-        result = engine.run(f"{story} {prompt}", replace(settings, seed=seed + i))
+        result = passagelib.run(engine, f"{story} {prompt}", replace(settings, seed=seed + i))
         long.append(result.seconds)
         long_prompt.append(result.prompt_tokens)
         long_tokens.append(result.tokens)

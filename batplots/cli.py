@@ -16,6 +16,7 @@ from batplots.engine import base as eb
 from batplots.cli_accounts import db_shown, db_target, security_options, serve_security, users
 from batplots.cli_db import db as db_group
 from batplots.cli_corpus import corpus_group, scrape
+from batplots.cli_lore import lore as lore_command
 from batplots.model import ModelError
 from batplots.store import StoreError
 
@@ -95,9 +96,8 @@ def copy_limit_of(copy_limit: int, no_copy_guard: bool) -> int:
     return 0 if no_copy_guard else copy_limit
 
 
-def guard_notice(engine, settings: Settings) -> None:
+def guard_notice(guard, settings: Settings) -> None:
     """Tell the user (on stderr) when the copy guard is off or checks a different corpus."""
-    guard = engine.copy_guard
     if settings.copy_limit and guard is not None and guard.note:
         click.echo(f"({guard.note})", err=True)
 
@@ -131,23 +131,27 @@ def takes_option(func):
                              "and likelihood is kept (1 = a single sample).")(func)
 
 
-def lore_for(adapter: str | None):
-    """The adapter's names (lore.json) for the Writer; none when the adapter cannot be found
-    (loading the engine then says why)."""
+def writer_parts(adapter: str | None):
+    """The copy guard and lore (lore.json) of the adapter, for the Writer; both off or
+    empty when the adapter cannot be found (loading the engine then says why)."""
     from batplots import model as modellib
-    from batplots.writer import Lore, load_lore
+    from batplots.guard import guard_for_adapter
+    from batplots.lore import Lore, load_lore
 
     try:
-        return load_lore(modellib.resolve_adapter(adapter))
+        adapter_dir = modellib.resolve_adapter(adapter)
     except ModelError:
-        return Lore()
+        return guard_for_adapter(None), Lore()
+    return guard_for_adapter(adapter_dir), load_lore(adapter_dir)
 
 
 def open_writer(engine_name: str, base: str | None, adapter: str | None, takes: int):
-    """The engine wrapped in a Writer (ranked takes, names that stay put)."""
+    """The engine wrapped in a Writer (copy guard, ranked takes, names that stay put)."""
     from batplots.writer import Writer
 
-    return Writer(open_engine(engine_name, base, adapter), lore=lore_for(adapter), takes=takes)
+    engine = open_engine(engine_name, base, adapter)
+    guard, lore = writer_parts(adapter)
+    return Writer(engine, guard=guard, lore=lore, takes=takes)
 
 
 def open_engine(engine_name: str, base: str | None, adapter: str | None):
@@ -182,7 +186,7 @@ def generate(prompt, sentences, seed, temperature, top_p, top_k, repetition_pena
                              copy_limit_of(copy_limit, no_copy_guard))
     writer = open_writer(engine_name, base, adapter, takes)
     engine = writer.engine
-    guard_notice(engine, settings)
+    guard_notice(writer.guard, settings)
     started = time.perf_counter()
     if as_json:
         with engine_failures():
@@ -196,7 +200,7 @@ def generate(prompt, sentences, seed, temperature, top_p, top_k, repetition_pena
             "tokens": result.tokens,
             "trimmed": result.trimmed,
             "model": engine.describe(),
-            "copy_guard": engine.copy_guard.describe() if engine.copy_guard else None,
+            "copy_guard": writer.guard.describe() if writer.guard else None,
             "flags": result.flags,
             "provenance": result.provenance,
             "why": result.why,
@@ -246,7 +250,7 @@ def write(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_co
                              copy_limit_of(copy_limit, no_copy_guard))
     click.echo("Loading the model...", err=True)
     writer = open_writer(engine_name, base, adapter, takes)
-    guard_notice(writer.engine, settings)
+    guard_notice(writer.guard, settings)
     WriteSession(writer, settings).loop(sys.stdin)
 
 
@@ -282,6 +286,8 @@ def serve(host, port, db_path, public_url, allowed_hosts, api_key, no_auth, sent
     security = serve_security(host, allowed_hosts, api_key, no_auth, db)
 
     spec = engine_spec(engine_name, base, adapter)  # here: load() runs in another thread
+    guard, lore = writer_parts(adapter)
+    guard_notice(guard, settings)
 
     def load():
         from batplots.engine import load_engine
@@ -292,12 +298,11 @@ def serve(host, port, db_path, public_url, allowed_hosts, api_key, no_auth, sent
             click.echo(f"batplots: the model failed to load: {exc}", err=True)
             raise
         click.echo(f"batplots: model ready: {json.dumps(engine.describe(), ensure_ascii=False)}", err=True)
-        guard_notice(engine, settings)
         return engine
 
     try:
         app = webapp.create_app(webapp.WebConfig(db_path=db, settings=settings, load_engine=load, security=security,
-                                                 takes=takes, lore=lore_for(adapter), public_url=public_url))
+                                                 takes=takes, guard=guard, lore=lore, public_url=public_url))
     except (OSError, sqlite3.Error, StoreError) as exc:
         raise click.ClickException(f"cannot open the story database {db_shown(db)}: {exc}") from exc
     webapp.serve(app, host, port, lambda url: click.echo(
@@ -467,3 +472,4 @@ main.add_command(corpus_group)  # batplots corpus stats|import-text
 
 if __name__ == "__main__":
     main()
+main.add_command(lore_command)  # batplots lore (batplots/cli_lore.py)

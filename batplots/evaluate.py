@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from batplots import passage as passagelib
 from batplots import text as textlib
 from batplots.engine.base import DEFAULT_COPY_LIMIT, Engine, Settings
 from batplots.index import CorpusIndex, words
@@ -180,9 +181,11 @@ def timed(check) -> tuple[Callable | None, list[float]]:
 
 
 def generate_samples(engine: Engine, prompts: list[str], samples: int, variants: dict[str, Settings],
-                     progress: Callable[[str, int, int], None] | None = None) -> dict[str, list[Sample]]:
-    """K seeded continuations of each prompt under each variant of the settings (the
-    engine's copy guard vets sentences when a variant's copy_limit is not 0).
+                     progress: Callable[[str, int, int], None] | None = None,
+                     guard=None) -> dict[str, list[Sample]]:
+    """K seeded continuations of each prompt under each variant of the settings, one
+    sample each (batplots.passage; the copy guard, when given, vets sentences where a
+    variant's copy_limit is not 0).
 
     The variants of one (prompt, seed) run back to back, in an order that rotates
     from one pair to the next, so timings are paired under the same machine load.
@@ -195,16 +198,15 @@ def generate_samples(engine: Engine, prompts: list[str], samples: int, variants:
     out: dict[str, list[Sample]] = {name: [] for name in variants}
     names = list(variants)
     todo, done = len(prompts) * samples * len(names), 0
-    engine.run(prompts[0], replace(next(iter(variants.values())), sentences=1, seed=0, copy_limit=0))
+    passagelib.run(engine, prompts[0], replace(next(iter(variants.values())), sentences=1, seed=0, copy_limit=0))
     for p, prompt in enumerate(prompts):
         for k in range(samples):
             shift = (p * samples + k) % len(names)
             for name in names[shift:] + names[:shift]:
                 seeded = replace(variants[name], seed=sample_seed(p, k))
-                guard = engine.copy_guard
                 check, spent = timed(guard.sentence_check(seeded.copy_limit) if guard is not None else None)
                 engine.reset_cache()  # the text depends on (prompt, seed, settings) only
-                result = engine.run(prompt, seeded, sentence_check=check)
+                result = passagelib.run(engine, prompt, seeded, check=check)
                 out[name].append(Sample(prompt=p, sample=k, seed=seeded.seed, text=result.text,
                                         sentences=result.sentences, seconds=result.seconds, tokens=result.tokens,
                                         check_seconds=sum(spent), flags=result.flags))
@@ -414,7 +416,8 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
     ppl.update(seq_len=seq_len, split=split)
     samples: dict[str, list[Sample]] = {}
     from batplots import storyeval
-    from batplots.writer import DEFAULT_TAKES, load_lore
+    from batplots.lore import load_lore
+    from batplots.writer import DEFAULT_TAKES
 
     stories = storyeval.load_stories()[:opts.stories]
     lore, takes = load_lore(adapter_dir), opts.takes or DEFAULT_TAKES
@@ -424,7 +427,7 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
         if opts.stories != 0:
             engine.reset_cache()
             story_runs[name], passages = storyeval.run(name, engine, story_settings, lore, takes, prompts, stories,
-                                                       guard.index, progress)
+                                                       guard, progress)
             story_passages[name] = storyeval.as_dicts(passages)
 
     if opts.base_samples:
@@ -434,9 +437,8 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
         story_run("base", engine, replace(settings, copy_limit=0))
         del engine
     engine = load_engine(EngineSpec(engine=opts.engine, base=opts.base, adapter=str(adapter_dir)))
-    engine.copy_guard = guard
     samples.update(generate_samples(engine, prompts, opts.samples, {
-        "adapter": replace(settings, copy_limit=0), "adapter+guard": settings}, progress))
+        "adapter": replace(settings, copy_limit=0), "adapter+guard": settings}, progress, guard))
     story_run("adapter", engine, settings)  # today's passage: the adapter with the copy guard
     story_run("adapter+writer", engine, settings)
     runs = {name: {**continuation_metrics(s, guard.index, settings.sentences, settings.copy_limit),

@@ -1,13 +1,11 @@
 """The copy guard: no sentence the model writes may copy its training corpus.
 
 The guard is a setting, not a wrapper: `Settings.copy_limit` (default 8, 0 = off)
-says how many consecutive corpus words make a sentence a copy, and
-`load_engine` attaches a CopyGuard (the corpus index) to every engine it loads
-as `engine.copy_guard`. `Engine.stream` then vets each finished sentence with
-`copy_guard.sentence_check(copy_limit)` (unless the caller passes its own
-`sentence_check`): a copy is taken back and resampled, up to
-MAX_SENTENCE_RETRIES times, after which the least-copying candidate is kept and
-flagged in `Continuation.flags`. Every continuation also gets
+says how many consecutive corpus words make a sentence a copy. The Writer
+(batplots.writer) holds a CopyGuard (the corpus index) and vets each finished
+sentence with `guard.sentence_check(copy_limit)`: a copy is taken back and
+resampled, up to batplots.passage.MAX_SENTENCE_RETRIES times, after which the
+least-copying candidate is kept and flagged in `Continuation.flags`. Every continuation also gets
 `Continuation.provenance`: for each sentence its closest corpus passage.
 
 The corpus is the one the adapter was trained on, named with its sha256 in the
@@ -25,7 +23,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from batplots.engine.base import SentenceCheck
+from typing import Callable
+
 from batplots.index import CorpusIndex, load_index
 
 TRAINING_INFO = "training.json"
@@ -35,8 +34,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS_ENV = "BATPLOTS_CORPUS"
 
 
-def sentence_check(index: CorpusIndex, copy_limit: int) -> SentenceCheck:
-    """A check for Engine.stream: None accepts a sentence; a dict rejects one that
+def sentence_check(index: CorpusIndex, copy_limit: int) -> Callable[[str], dict | None]:
+    """A sentence check (batplots.passage): None accepts a sentence; a dict rejects one that
     shares copy_limit or more consecutive words with the corpus (score = that many)."""
 
     def check(sentence: str) -> dict | None:
@@ -94,7 +93,7 @@ class CopyGuard:
     def active(self) -> bool:
         return self.index is not None
 
-    def sentence_check(self, copy_limit: int) -> SentenceCheck | None:
+    def sentence_check(self, copy_limit: int) -> Callable[[str], dict | None] | None:
         if self.index is None or copy_limit <= 0:
             return None
         return sentence_check(self.index, copy_limit)
@@ -185,9 +184,3 @@ def guard_for_adapter(adapter_dir: Path | None) -> CopyGuard:
 
         found.sort(key=lambda p: corpus_sha256(p) != sha)
     return guard_for_corpus(found[0], sha)
-
-
-def attach(engine, adapter_dir: Path | None):
-    """Give engine the copy guard for its adapter; returns engine."""
-    engine.copy_guard = guard_for_adapter(adapter_dir)
-    return engine

@@ -95,6 +95,7 @@ def prompts_in_corpus(index: CorpusIndex, prompts: list[str]) -> list[str]:
 def measure(engine, index: CorpusIndex, samples: int = SAMPLES, seed: int = 0,
             sentences: int = SENTENCES_PER_SAMPLE) -> tuple[Report, list[dict]]:
     """Generate one seeded continuation per prompt with engine's default sampling and score them."""
+    from batplots import passage as passagelib
     from batplots.engine.base import Settings
 
     prompts = load_prompts()
@@ -103,7 +104,7 @@ def measure(engine, index: CorpusIndex, samples: int = SAMPLES, seed: int = 0,
         prompt = prompts[i % len(prompts)]
         # copy_limit=0: no generation-time guard, the raw model is what is measured.
         settings = Settings(sentences=sentences, seed=seed + i, copy_limit=0).validate()
-        result = engine.run(prompt, settings)
+        result = passagelib.run(engine, prompt, settings)
         outputs.append({"prompt": prompt, "continuation": result.text.strip(), "seed": seed + i})
     return score(index, [o["continuation"] for o in outputs]), outputs
 

@@ -174,18 +174,21 @@ def as_dicts(passages: list[Passage]) -> list[dict]:
 RUNS = ("base", "adapter", "adapter+writer")
 
 
-def run(name: str, engine, settings: Settings, lore, takes: int, openings: list[str], stories: list[dict], index,
+def run(name: str, engine, settings: Settings, lore, takes: int, openings: list[str], stories: list[dict], guard,
         progress: Callable[[str, int, int], None] | None = None) -> tuple[dict, list[Passage]]:
-    """One story run: the engine on its own (base, adapter) or through the Writer."""
+    """One story run: one sample a passage (base, adapter; the copy guard vets it when
+    settings.copy_limit is not 0) or the Writer's ranked takes."""
+    from batplots import passage as passagelib
     from batplots.writer import Writer
 
     if name == "adapter+writer":
-        write = Writer(engine, lore=lore, takes=takes).run
+        write = Writer(engine, guard=guard, lore=lore, takes=takes).run
     else:
-        write = engine.run
+        def write(story: str, s: Settings) -> Continuation:
+            return passagelib.run(engine, story, s, check=guard.sentence_check(s.copy_limit))
     passages = measure(write, openings, stories, settings, lore.cast, lore.vocabulary,
                        (lambda done, total: progress(f"story {name}", done, total)) if progress else None)
-    result = metrics(passages, index, settings.sentences)
+    result = metrics(passages, guard.index, settings.sentences)
     result["takes"] = takes if name == "adapter+writer" else 1
     result["targets"] = targets(result)
     return result, passages

@@ -270,7 +270,7 @@ def main(config: TrainConfig, on_step: Callable | None = None) -> TrainResult:
     packed = dataset.pack(split, tokenizer, cfg.seq_len)
     model.to(device)
     out.mkdir(parents=True, exist_ok=True)
-    from batplots.writer import write_lore
+    from batplots.lore import write_lore
 
     write_lore(Path(cfg.corpus), out)  # the corpus's names, for the Writer (names and counts only)
     setup = {"load_s": round(time.perf_counter() - started, 1)}

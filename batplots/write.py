@@ -1,7 +1,9 @@
 """Terminal co-writing: the user writes, the model adds N sentences, and back.
 
 Works the same on a terminal and with piped stdin (one user turn per line), so
-it can be tested and scripted.
+it can be tested and scripted. The story rules (limits, how passages are cleaned and
+joined) and the Markdown export are the web app's own (batplots.storerules,
+batplots.web.export): a story reads the same whichever face wrote it.
 """
 
 from __future__ import annotations
@@ -11,13 +13,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
-from batplots.engine import Engine, Rewind, Settings, SettingsError
-from batplots.writer import Writer
+from batplots.engine import Rewind, Settings, SettingsError
 from batplots.engine.base import MAX_SEED, MIN_SEED, EngineError
 from batplots.guard import flag_text
-
-MAX_TURN_CHARS = 2000  # one user turn, as in the web app
-MAX_TURNS = 200  # one story
+from batplots.storerules import MAX_TURNS, Invalid, clean_text, story_text
+from batplots.writer import Writer
 
 HELP = """Write a sentence or two and press Enter; the model adds its sentences.
 An empty Enter lets the model go on alone.
@@ -41,21 +41,15 @@ class Turn:
     provenance: list[dict] | None = None  # model turns: per sentence, its closest corpus passage
 
 
-def story_text(turns: list[Turn]) -> str:
-    """The story as one continuous text: passages joined by single spaces."""
-    return " ".join(t.text for t in turns)
+DEFAULT_TITLE = "A Batman '66 episode"
 
 
-def to_markdown(turns: list[Turn], title: str = "A Batman '66 episode", model: str = "") -> str:
-    """Markdown with every passage marked by its author."""
-    lines = [f"# {title}", ""]
-    if model:
-        lines += [f"*Co-written with batplots ({model}).*", ""]
-    from batplots.web.export import AUTHOR_LABELS, md_escape  # here: the web package loads FastAPI
+def to_markdown(turns: list[Turn], title: str = DEFAULT_TITLE) -> str:
+    """The web app's Markdown export of the same story: every passage marked by its
+    author, escaped for Markdown."""
+    from batplots.web.export import to_markdown as story_markdown  # here: the web package loads FastAPI
 
-    for turn in turns:  # escaped for Markdown as the web app's export is
-        lines += [f"**{AUTHOR_LABELS[turn.author]}:** {md_escape(turn.text)}", ""]
-    return "\n".join(lines)
+    return story_markdown({"title": title, "turns": [{"author": t.author, "text": t.text} for t in turns]})
 
 
 class WriteSession:
@@ -133,8 +127,10 @@ class WriteSession:
         if line.startswith("/"):
             self._command(line)
             return
-        if len(line) > MAX_TURN_CHARS:
-            self.say(f"That passage has {len(line)} characters; the limit is {MAX_TURN_CHARS}. Nothing was added.")
+        try:
+            line = clean_text(line, "That passage")
+        except Invalid as exc:
+            self.say(f"{exc}. Nothing was added.")
             return
         if len(self.turns) + 2 > MAX_TURNS:
             self.say(f"This story has reached {MAX_TURNS} passages; /save it and start a new one.")
@@ -173,7 +169,7 @@ class WriteSession:
                 return
             path = Path(arg).expanduser()
             try:
-                path.write_text(to_markdown(self.turns, model=_label(self.engine)), encoding="utf-8")
+                path.write_text(to_markdown(self.turns), encoding="utf-8")
             except OSError as exc:
                 self.say(f"Could not save to {path}: {exc.strerror or exc}")
                 return
@@ -222,11 +218,3 @@ class WriteSession:
             self.handle(line)
         if interactive:
             self.say("\nTo the Batcave!")
-
-
-def _label(engine: Engine) -> str:
-    info = engine.describe()
-    parts = [str(info.get("base") or info.get("engine"))]
-    if info.get("adapter"):
-        parts.append(f"adapter {info['adapter']}")
-    return ", ".join(parts)

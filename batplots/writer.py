@@ -5,8 +5,8 @@ A backend only decodes; the Writer decides what a passage is:
   show's stock cast) get a logit bias on their first token, and no story name is
   counted by the repetition penalty, which otherwise pushed the model to other and
   mangled names;
-- **sentence checks**: a sentence is resampled (like a copy, see Engine.stream)
-  when it copies the corpus (the copy guard), brings in a near miss of a known
+- **sentence checks**: each take is a batplots.passage.Passage, whose sentence
+  loop resamples a sentence that copies the corpus (the copy guard the Writer holds), brings in a near miss of a known
   name ("Pendum" for "Pendulum") or runs over MAX_SENTENCE_WORDS;
 - **ranked takes**: `takes` candidates are decoded together (the llama engine
   batches them in one decode call per step) and the one with the best transparent
@@ -23,19 +23,20 @@ whose `why` says why the winner won.
 
 from __future__ import annotations
 
-import json
 import queue
 import re
 import random
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
 from batplots import names as nameslib
 from batplots.engine.base import (MAX_SEED, MIN_NEW_TOKENS, MIN_SEED, Cancelled, Continuation, Engine, Guidance,
-                                  Rewind, SentenceCheck, Settings)
+                                  Rewind, Settings)
+from batplots.lore import Lore, load_lore
+from batplots.passage import Passage, SentenceCheck
 
 DEFAULT_TAKES = 4
 MIN_TAKES, MAX_TAKES = 1, 8
@@ -60,10 +61,6 @@ WEIGHT_NEAR_MISS = 3.0
 WEIGHT_LENGTH = 0.1  # per word past the slack, averaged over sentences
 WEIGHT_LOGPROB = 1.0  # mean log-probability per token
 WEIGHT_COPY = 3.0  # each sentence the copy guard let through
-# A name the corpus uses at least this often is the show's stock cast (Batman, Gordon):
-# kept in the ranking, but not biased.
-CAST_MIN_COUNT = 5
-LORE_FILE = "lore.json"
 # A run of stop marks ("......!!!??") is no sentence of the show's: resampled.
 JUNK = re.compile(r"[.!?…]{4,}|[.!?…]\s*[.!?…]\s*[.!?…]\s*[.!?…]")
 POLL_SECONDS = 0.1
@@ -76,51 +73,6 @@ GRACE = 1.25
 GRACE_MIN_TOKENS = 8  # and at least this many more: a few words are no sprawl
 # Write-on attempts of a staged passage when a near-miss name survived every resample.
 WRITE_ON_TRIES = 2
-
-
-@dataclass(frozen=True)
-class Lore:
-    """The corpus's names with counts (shipped beside the adapter as lore.json)."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def vocabulary(self) -> frozenset[str]:
-        return frozenset(self.counts)
-
-    @property
-    def cast(self) -> frozenset[str]:
-        return frozenset(n for n, c in self.counts.items() if c >= CAST_MIN_COUNT)
-
-
-def load_lore(adapter_dir: Path | None) -> Lore:
-    """The adapter's lore.json, or an empty Lore (no adapter, or none shipped)."""
-    if adapter_dir is None:
-        return Lore()
-    try:
-        data = json.loads((Path(adapter_dir) / LORE_FILE).read_text(encoding="utf-8"))
-        return Lore({str(k): int(v) for k, v in data["names"].items()})
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return Lore()
-
-
-def lore_from_text(text: str) -> Lore:
-    counts: dict[str, int] = {}
-    for word in nameslib.name_words(text):
-        counts[word] = counts.get(word, 0) + 1
-    return Lore(counts)
-
-
-def write_lore(corpus_path: Path, out_dir: Path) -> Path:
-    """lore.json for an adapter trained on corpus_path: its names and counts, no text."""
-    from batplots.corpus import atomic_write_text, corpus_sha256, read_corpus
-
-    lore = lore_from_text("\n\n".join(ep.plot for ep in read_corpus(corpus_path)))
-    ordered = dict(sorted(lore.counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    path = Path(out_dir) / LORE_FILE
-    atomic_write_text(path, json.dumps({"corpus_sha256": corpus_sha256(corpus_path), "names": ordered},
-                                       indent=0, ensure_ascii=False) + "\n")
-    return path
 
 
 def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lore) -> dict:
@@ -189,7 +141,8 @@ class Writer:
                  name_bias: float = NAME_BIAS, copy_check: SentenceCheck | None = None, end_slope: float = END_SLOPE,
                  staged: bool = True):
         self.engine = engine
-        self.guard = guard if guard is not None else engine.copy_guard
+        # The copy guard (batplots.guard.CopyGuard): vets sentences, gives provenance.
+        self.guard = guard
         self.lore = lore or Lore()
         self.takes = takes
         self.name_bias = name_bias
@@ -271,6 +224,15 @@ class Writer:
         return take.result
 
 
+def open_writer(engine: Engine, adapter_dir: Path | None, takes: int = DEFAULT_TAKES, staged: bool = True) -> Writer:
+    """The Writer for an engine loaded with adapter_dir (None: the bare base): the copy
+    guard over the corpus the adapter was trained on, and the adapter's lore."""
+    from batplots.guard import guard_for_adapter
+
+    return Writer(engine, guard=guard_for_adapter(adapter_dir), lore=load_lore(adapter_dir), takes=takes,
+                  staged=staged)
+
+
 def take_seeds(seed: int, n: int) -> list[int]:
     """Take 0 keeps the passage's seed (one take is today's passage); the rest derive from it."""
     rng = random.Random(seed ^ 0x5EED)
@@ -320,18 +282,11 @@ class Take:
                            max_new_tokens=max(MIN_NEW_TOKENS,
                                               settings.max_new_tokens - w.engine.count_tokens(first.text)))
             rejected: list[dict] = []
-            gen = w.engine.stream(story, rest, self.cancel, w.sentence_check(story, rest, rejected),
-                                  w.guidance(story))
-            try:
-                while True:
-                    try:
-                        event = next(gen)
-                    except StopIteration as done:
-                        second = done.value
-                        break
-                    yield Rewind(first.text + event.text) if isinstance(event, Rewind) else event
-            finally:
-                gen.close()
+            passage = Passage(w.engine, story, rest, self.cancel, w.sentence_check(story, rest, rejected),
+                              w.guidance(story))
+            for event in passage:
+                yield Rewind(first.text + event.text) if isinstance(event, Rewind) else event
+            second = passage.result
             # A sentence every attempt of which failed a check was kept as the least bad;
             # a mangled name is worth one more try (the first sentence had k takes).
             if not any(f.get("kind") == "near-miss" for f in second.flags) or attempt == len(seeds) - 1:
@@ -360,16 +315,12 @@ class Take:
 
         def work(i: int) -> None:
             try:
-                gen = w.engine.stream(story, replace(settings, seed=seeds[i]), stops[i], checks[i],
-                                      guidances[i])
-                while True:
-                    try:
-                        event = next(gen)
-                    except StopIteration as done:
-                        outcomes[i] = done.value
-                        break
+                passage = Passage(w.engine, story, replace(settings, seed=seeds[i]), stops[i], checks[i],
+                                  guidances[i])
+                for event in passage:
                     if i == 0 or self.tagged:
                         events.put(("event", (i, event)))
+                outcomes[i] = passage.result
             except BaseException as exc:  # noqa: BLE001  (reported below, never lost)
                 outcomes[i] = exc
             finally:

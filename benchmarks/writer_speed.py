@@ -17,9 +17,10 @@ import sys
 import time
 
 from batplots import evaluate, storyeval
+from batplots import passage as passagelib
 from batplots.engine import EngineSpec, Settings, load_engine
 from batplots.model import default_adapter
-from batplots.writer import DEFAULT_TAKES, Writer, load_lore
+from batplots.writer import DEFAULT_TAKES, open_writer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,9 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=20)
     args = parser.parse_args(argv)
     engine = load_engine(EngineSpec())
-    writer = Writer(engine, lore=load_lore(default_adapter()), takes=args.takes)
+    writer = open_writer(engine, default_adapter(), takes=args.takes)
+    check = writer.guard.sentence_check(Settings().copy_limit)  # the single sample: the guard only
     prompts = (evaluate.load_prompts() + [s["turns"][0] for s in storyeval.load_stories()])[:args.prompts]
-    engine.run(prompts[0], Settings(seed=0, sentences=1))  # warm-up
+    passagelib.run(engine, prompts[0], Settings(seed=0, sentences=1))  # warm-up
     single, ranked, ratios = [], [], []
     for i, prompt in enumerate(prompts):
         settings = Settings(seed=1000 + i)
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             engine.reset_cache()
             t = time.perf_counter()
             if kind == "single":
-                engine.run(prompt, settings)
+                passagelib.run(engine, prompt, settings, check=check)
             else:
                 writer.run(prompt, settings)
             times[kind] = time.perf_counter() - t

@@ -113,7 +113,7 @@ def test_write_alternates_turns_and_saves_markdown(runner, tiny_dir, tmp_path):
     blocks = [line for line in md.splitlines() if line.startswith("**")]
     assert [b.split(":**")[0] for b in blocks] == ["**You", "**Model", "**You", "**Model"]
     assert blocks[0] == "**You:** Batman and Robin slide down the Batpoles."
-    assert blocks[1] == f"**Model:** {replies[0]}"
+    assert blocks[1] == f"**Model:** *{replies[0]}*"  # the web app's export: the model's passages in italics
 
 
 def test_write_undo_and_retry(runner, tiny_dir, tmp_path):
@@ -143,7 +143,7 @@ def test_write_settings_commands_and_errors(runner, tiny_dir):
 
 def test_write_rejects_overlong_passage(runner, tiny_dir):
     result = run_write(runner, tiny_dir, ["x" * 2001, "/show"])
-    assert "limit is 2000" in result.output and not model_lines(result.output)
+    assert "at most 2000" in result.output and not model_lines(result.output)
 
 
 def test_write_empty_enter_lets_the_model_go_on(runner, tiny_dir, tmp_path):
@@ -170,4 +170,4 @@ def test_write_saves_markdown_escaped_for_markdown():
     from batplots.write import Turn, to_markdown
 
     md = to_markdown([Turn("user", "Batman & Robin *sneak* <in>."), Turn("model", "The Joker laughs.")])
-    assert "**You:** Batman \\& Robin \\*sneak\\* \\<in\\>." in md and "**Model:** The Joker laughs." in md
+    assert "**You:** Batman \\& Robin \\*sneak\\* \\<in\\>." in md and "**Model:** *The Joker laughs.*" in md

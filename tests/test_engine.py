@@ -5,9 +5,11 @@ from dataclasses import replace
 
 import pytest
 
-from batplots.engine import Cancelled, Rewind, Settings, SettingsError, consume
+from batplots.engine import Cancelled, Rewind, Settings, SettingsError
 from batplots.engine.base import Engine
 from batplots.text import split_sentences
+from batplots import passage as passagelib
+from batplots.passage import Passage, consume, fit_story
 
 STORY = "Batman and Robin slide down the Batpoles."
 
@@ -19,7 +21,7 @@ def engine(request, tiny_engine, tiny_gpt2_engine):
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5])
 def test_exactly_n_complete_sentences(engine, n):
-    result = engine.run(STORY, Settings(sentences=n, seed=7))
+    result = passagelib.run(engine, STORY, Settings(sentences=n, seed=7))
     assert len(result.sentences) == n
     assert split_sentences(result.text) == result.sentences
     assert result.text.startswith(" ") and not result.text.startswith("  ")
@@ -27,49 +29,49 @@ def test_exactly_n_complete_sentences(engine, n):
 
 
 def test_same_seed_same_text_and_different_seed_differs(engine):
-    a = engine.run(STORY, Settings(seed=11, temperature=1.0))
-    b = engine.run(STORY, Settings(seed=11, temperature=1.0))
+    a = passagelib.run(engine, STORY, Settings(seed=11, temperature=1.0))
+    b = passagelib.run(engine, STORY, Settings(seed=11, temperature=1.0))
     assert a.text == b.text
-    others = {engine.run(STORY, Settings(seed=s, temperature=1.0)).text for s in (12, 13, 14)}
+    others = {passagelib.run(engine, STORY, Settings(seed=s, temperature=1.0)).text for s in (12, 13, 14)}
     assert others - {a.text}
 
 
 def test_no_seed_draws_one_and_reports_it(engine):
-    result = engine.run(STORY, Settings(temperature=1.0))
+    result = passagelib.run(engine, STORY, Settings(temperature=1.0))
     assert result.settings.seed is not None
-    again = engine.run(STORY, replace(Settings(temperature=1.0), seed=result.settings.seed))
+    again = passagelib.run(engine, STORY, replace(Settings(temperature=1.0), seed=result.settings.seed))
     assert again.text == result.text
 
 
 def test_streaming_equals_non_streaming(engine):
     settings = Settings(sentences=3, seed=5)
-    draft, streamed = consume(engine.stream(STORY, settings))
-    plain = engine.run(STORY, settings)
+    draft, streamed = consume(Passage(engine, STORY, settings))
+    plain = passagelib.run(engine, STORY, settings)
     assert draft == streamed.text == plain.text
     assert streamed.first_piece_seconds is not None
 
 
 def test_stream_pieces_are_incremental(engine):
-    pieces = [p for p in engine.stream(STORY, Settings(sentences=2, seed=3)) if isinstance(p, str)]
+    pieces = [p for p in Passage(engine, STORY, Settings(sentences=2, seed=3)) if isinstance(p, str)]
     assert len(pieces) > 2  # streamed, not one lump at the end
     assert all(isinstance(p, str) and p for p in pieces)
 
 
 def test_empty_story_continues_without_leading_space(engine):
-    result = engine.run("", Settings(sentences=1, seed=1))
+    result = passagelib.run(engine, "", Settings(sentences=1, seed=1))
     assert result.text and not result.text[0].isspace()
 
 
 def test_story_ending_in_whitespace_is_not_changed(engine):
     story = STORY + "\n"
-    result = engine.run(story, Settings(sentences=1, seed=1))
+    result = passagelib.run(engine, story, Settings(sentences=1, seed=1))
     assert not result.text[0].isspace()
 
 
 def test_left_truncation_keeps_whole_sentences(engine):
     story = " ".join(f"Sentence number {i} is here." for i in range(200))
     settings = Settings(sentences=1, seed=2, max_context=128, max_new_tokens=40)
-    prompt, truncated = engine.fit_story(story, settings)
+    prompt, truncated = fit_story(engine, story, settings)
     assert truncated
     assert story.endswith(prompt) and prompt.startswith("Sentence number")
     assert engine.count_tokens(prompt) <= 128 - 40
@@ -77,12 +79,12 @@ def test_left_truncation_keeps_whole_sentences(engine):
     before = story[: len(story) - len(prompt)].rstrip()
     previous = split_sentences(before)[-1]
     assert engine.count_tokens(previous + " " + prompt) > 128 - 40
-    result = engine.run(story, settings)
+    result = passagelib.run(engine, story, settings)
     assert result.truncated_story and len(result.sentences) == 1
 
 
 def test_short_story_is_not_truncated(engine):
-    prompt, truncated = engine.fit_story(STORY, Settings())
+    prompt, truncated = fit_story(engine, STORY, Settings())
     assert prompt == STORY and not truncated
 
 
@@ -112,7 +114,7 @@ class Scripted(Engine):
 
 def test_token_cap_trims_back_to_last_complete_sentence():
     engine = Scripted(" Batman runs. Robin keeps running and running and never stops")
-    draft, result = consume(engine.stream("Go.", Settings(sentences=2, max_new_tokens=40, max_context=200)))
+    draft, result = consume(Passage(engine, "Go.", Settings(sentences=2, max_new_tokens=40, max_context=200)))
     assert result.sentences == ["Batman runs."]
     assert result.trimmed and result.stop_reason == "cap"
     assert result.text == " Batman runs." == draft
@@ -120,25 +122,25 @@ def test_token_cap_trims_back_to_last_complete_sentence():
 
 def test_trim_sends_a_rewind_of_the_cut_sentence():
     engine = Scripted(" Robin keeps running and running and never stops")
-    events = list(engine.stream("Go.", Settings(sentences=1, max_new_tokens=30, max_context=200)))
+    events = list(Passage(engine, "Go.", Settings(sentences=1, max_new_tokens=30, max_context=200)))
     assert any(isinstance(e, Rewind) and e.text == "" for e in events)
 
 
 def test_abbreviation_does_not_end_a_sentence_while_streaming():
     engine = Scripted(" Mr. Freeze waits at 3.5 degrees. Batman shivers. Robin too.")
-    result = engine.run("Go.", Settings(sentences=2, max_context=400, max_new_tokens=100))
+    result = passagelib.run(engine, "Go.", Settings(sentences=2, max_context=400, max_new_tokens=100))
     assert result.sentences == ["Mr. Freeze waits at 3.5 degrees.", "Batman shivers."]
 
 
 def test_dialogue_sentence_keeps_its_closing_quote():
     engine = Scripted(' "Holy haberdashery, Batman!" cries Robin. They go.')
-    result = engine.run("Go.", Settings(sentences=1, max_context=400, max_new_tokens=100))
+    result = passagelib.run(engine, "Go.", Settings(sentences=1, max_context=400, max_new_tokens=100))
     assert result.sentences == ['"Holy haberdashery, Batman!" cries Robin.']
 
 
 def test_backend_ending_early_keeps_a_finished_sentence():
     engine = Scripted(" Batman wins.")
-    result = engine.run("Go.", Settings(sentences=3, max_context=400, max_new_tokens=100))
+    result = passagelib.run(engine, "Go.", Settings(sentences=3, max_context=400, max_new_tokens=100))
     assert result.sentences == ["Batman wins."] and result.stop_reason == "eos"
 
 
@@ -146,9 +148,9 @@ def test_cancel_stops_generation(engine):
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(Cancelled):
-        engine.run(STORY, Settings(seed=1), cancel=cancel)
+        passagelib.run(engine, STORY, Settings(seed=1), cancel=cancel)
     # The engine still works afterwards (its cache was dropped cleanly).
-    assert len(engine.run(STORY, Settings(seed=1, sentences=1)).sentences) == 1
+    assert len(passagelib.run(engine, STORY, Settings(seed=1, sentences=1)).sentences) == 1
 
 
 def test_sentence_check_resamples_rejected_sentences(engine):
@@ -158,8 +160,8 @@ def test_sentence_check_resamples_rejected_sentences(engine):
         seen.append(sentence)
         return {"score": 10 - len(seen), "reason": "test"} if len(seen) <= 2 else None
 
-    draft, result = consume(engine.stream(STORY, Settings(sentences=1, seed=4, temperature=1.0),
-                                          sentence_check=reject_first_two))
+    draft, result = consume(Passage(engine, STORY, Settings(sentences=1, seed=4, temperature=1.0),
+                                          check=reject_first_two))
     assert len(seen) == 3 and result.sentences == [seen[2]]
     assert draft == result.text and result.flags == []
 
@@ -176,8 +178,8 @@ def test_sentence_check_keeps_lowest_score_when_all_rejected(engine):
         seen.append(sentence)
         return always_reject(sentence)
 
-    draft, result = consume(engine.stream(STORY, Settings(sentences=1, seed=4, temperature=1.0),
-                                          sentence_check=recording))
+    draft, result = consume(Passage(engine, STORY, Settings(sentences=1, seed=4, temperature=1.0),
+                                          check=recording))
     assert len(seen) == 5
     assert result.sentences == [seen[1]]
     assert result.flags and result.flags[0]["score"] == 1 and result.flags[0]["attempts"] == 5
@@ -204,7 +206,7 @@ def test_bad_settings_are_rejected_with_their_range(field, value, allowed):
 
 def test_engine_validates_settings_before_generating(tiny_engine):
     with pytest.raises(SettingsError):
-        tiny_engine.run(STORY, Settings(sentences=9))
+        passagelib.run(tiny_engine, STORY, Settings(sentences=9))
 
 
 def test_settings_from_dict_rejects_unknown_keys():
@@ -218,7 +220,7 @@ def test_streaming_never_splits_utf8(tiny_engine):
     # Byte-level BPE can emit half a character; pieces must still be whole strings
     # that re-encode cleanly.
     for seed in range(3):
-        for piece in tiny_engine.stream("Ça va. Élan arrive — “Zut!”",
+        for piece in Passage(tiny_engine, "Ça va. Élan arrive — “Zut!”",
                                         Settings(seed=seed, temperature=1.5, sentences=1, max_new_tokens=40)):
             if isinstance(piece, str):
                 assert "\ufffd" not in piece
@@ -231,8 +233,8 @@ def test_prefix_cache_gives_the_same_text_as_a_cold_start(tiny_engine):
     from tests import tiny
 
     settings = Settings(sentences=2, seed=9)
-    tiny_engine.run(STORY + " The Joker laughs at the museum.", settings)  # leaves a longer cache behind
-    warm = tiny_engine.run(STORY, settings)
-    cold = TransformersEngine(tiny.trained_llama(), tiny.tokenizer()).run(STORY, settings)
+    passagelib.run(tiny_engine, STORY + " The Joker laughs at the museum.", settings)  # leaves a longer cache behind
+    warm = passagelib.run(tiny_engine, STORY, settings)
+    cold = passagelib.run(TransformersEngine(tiny.trained_llama(), tiny.tokenizer()), STORY, settings)
     assert warm.text == cold.text
     assert tiny_engine._cache_ids[: tiny_engine.count_tokens(STORY)] == tiny_engine.encode(STORY)

@@ -10,8 +10,10 @@ from click.testing import CliRunner
 from batplots import guard as guardlib
 from batplots.cli import main
 from batplots.corpus import Episode
-from batplots.engine import EngineSpec, Rewind, Settings, SettingsError, consume, load_engine
-from batplots.engine.base import MAX_SENTENCE_RETRIES, Engine
+from batplots.engine import EngineSpec, Rewind, Settings, SettingsError, load_engine
+from batplots.engine.base import Engine
+from batplots.passage import MAX_SENTENCE_RETRIES, consume
+from batplots.writer import Writer
 from batplots.index import CorpusIndex, load_index
 from batplots.text import split_sentences
 from tests import tiny
@@ -65,10 +67,27 @@ def guard(corpus_path):
     return guardlib.guard_for_corpus(corpus_path)
 
 
-def scripted(script, guard):
-    engine = ScriptedEngine(script)
-    engine.copy_guard = guard
-    return engine
+class Scripted:
+    """A scripted engine behind a one-take Writer that holds the guard, as every face
+    (generate, write, the web app) uses it."""
+
+    def __init__(self, script, guard, copy_check=None):
+        self.engine = ScriptedEngine(script)
+        self.writer = Writer(self.engine, guard=guard, takes=1, copy_check=copy_check)
+
+    @property
+    def calls(self) -> int:
+        return self.engine.calls
+
+    def run(self, story, settings):
+        return self.writer.run(story, settings)
+
+    def stream(self, story, settings):
+        return self.writer.stream(story, settings)
+
+
+def scripted(script, guard, copy_check=None):
+    return Scripted(script, guard, copy_check)
 
 
 def test_a_copied_sentence_is_taken_back_and_resampled(guard):
@@ -131,13 +150,13 @@ def test_copy_limit_zero_lets_copies_through_but_still_gives_provenance(guard):
 
 
 def test_an_explicit_sentence_check_replaces_the_guard(guard):
-    engine = scripted([COPIED, ORIGINAL], guard)
-    result = engine.run(STORY, Settings(sentences=1, seed=5), sentence_check=lambda s: None)
+    engine = scripted([COPIED, ORIGINAL], guard, copy_check=lambda s: None)
+    result = engine.run(STORY, Settings(sentences=1, seed=5))
     assert result.sentences == [COPIED]
 
 
 def test_no_guard_no_provenance():
-    result = ScriptedEngine([COPIED]).run(STORY, Settings(sentences=1, seed=6))
+    result = Writer(ScriptedEngine([COPIED]), takes=1).run(STORY, Settings(sentences=1, seed=6))
     assert result.sentences == [COPIED] and result.provenance == [] and result.flags == []
 
 
@@ -249,14 +268,17 @@ def tiny_model_dirs(tmp_path, corpus_path):
     return base, adapter
 
 
-def test_load_engine_turns_the_guard_on(tiny_model_dirs):
+def test_the_writer_for_an_adapter_holds_its_guard(tiny_model_dirs):
+    from batplots.writer import open_writer
+
     base, adapter = tiny_model_dirs
     engine = load_engine(EngineSpec(base=str(base), adapter=str(adapter)))
-    assert engine.copy_guard.active and engine.copy_guard.index.titles[1] == "The Joker Is Wild"
-    result = engine.run(STORY, Settings(sentences=1, seed=1, max_new_tokens=40, max_context=128))
+    assert not hasattr(engine, "copy_guard")  # the backend is bare: the Writer holds the guard
+    writer = open_writer(engine, adapter, takes=1)
+    assert writer.guard.active and writer.guard.index.titles[1] == "The Joker Is Wild"
+    result = writer.run(STORY, Settings(sentences=1, seed=1, max_new_tokens=40, max_context=128))
     assert len(result.provenance) == len(result.sentences)
-    bare = load_engine(EngineSpec(base=str(base), adapter="none"))
-    assert not bare.copy_guard.active
+    assert not open_writer(load_engine(EngineSpec(base=str(base), adapter="none")), None).guard.active
 
 
 def test_cli_copy_guard_options(tiny_model_dirs):
@@ -279,8 +301,8 @@ def test_cli_copy_guard_options(tiny_model_dirs):
 # ------------------------------------------------------------ the web API (real uvicorn on 127.0.0.1)
 
 def test_web_turns_carry_provenance_and_the_copy_limit_is_a_story_setting(make_server, guard):
-    engine = scripted([COPIED, ORIGINAL], guard)
-    srv = make_server(engine=engine)
+    engine = ScriptedEngine([COPIED, ORIGINAL])
+    srv = make_server(engine=engine, guard=guard)
     c = srv.client
     health = c.get("/healthz").json()
     assert health["copy_guard"]["active"] and health["copy_guard"]["episodes"] == 2
@@ -322,8 +344,9 @@ def test_page_shows_provenance_on_hover_and_tap_and_marks_copies(guard, tmp_path
     from tests.webserver import LiveServer
 
     # Every try copies: the guard keeps the least-copying one and flags it.
-    engine = scripted([COPIED_8], guard)
-    app = create_app(WebConfig(db_path=tmp_path / "prov.sqlite3", engine=engine, settings=Settings(sentences=1)))
+    engine = ScriptedEngine([COPIED_8])
+    app = create_app(WebConfig(db_path=tmp_path / "prov.sqlite3", engine=engine, guard=guard,
+                               settings=Settings(sentences=1)))
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as client, sync_api.sync_playwright() as p:
         story = new_story(client, text=ORIGINAL)
         client.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]})
@@ -358,10 +381,9 @@ def test_write_names_flagged_sentences_and_shows_sources(guard):
     import io
 
     from batplots.write import WriteSession
-    from batplots.writer import Writer
 
     out, err = io.StringIO(), io.StringIO()
-    session = WriteSession(Writer(scripted([COPIED] * (MAX_SENTENCE_RETRIES + 1), guard), takes=1),
+    session = WriteSession(scripted([COPIED] * (MAX_SENTENCE_RETRIES + 1), guard).writer,
                            Settings(sentences=1, seed=3), out=out, err=err)
     session.handle("/sources")
     assert "No model passage yet." in err.getvalue()
@@ -372,7 +394,7 @@ def test_write_names_flagged_sentences_and_shows_sources(guard):
     assert (f"1. {COPIED}\n   closest in the corpus: shares 12 words with 'The Joker Is Wild': "
             f"{COPIED[:-1]!r} [let through by the guard]") in err.getvalue()
 
-    plain = WriteSession(Writer(scripted([ORIGINAL], guardlib.CopyGuard(None, None, "copy guard off")), takes=1),
+    plain = WriteSession(scripted([ORIGINAL], guardlib.CopyGuard(None, None, "copy guard off")).writer,
                          Settings(sentences=1, seed=3), out=io.StringIO(), err=io.StringIO())
     plain.handle("Gotham City sleeps.")
     plain.handle("/sources")

@@ -7,6 +7,7 @@ import pytest
 from batplots import model as modellib
 from batplots.engine import EngineSpec, Settings, load_engine
 from batplots.text import split_sentences
+from batplots import passage as passagelib
 
 
 def test_missing_embedded_package_says_what_to_install(monkeypatch):
@@ -44,7 +45,7 @@ def test_embedded_model_converts_once_and_writes_two_sentences(real_home):
     assert modellib.ensure_converted() == target  # cached: not converted again
     assert (target / "model.safetensors").stat().st_mtime_ns == stamp
     engine = load_engine(EngineSpec(engine="transformers", adapter="none"))
-    result = engine.run("Batman and Robin slide down the Batpoles.",
+    result = passagelib.run(engine, "Batman and Robin slide down the Batpoles.",
                         Settings(sentences=2, seed=1, max_new_tokens=120))
     assert len(result.sentences) == 2, result
     assert split_sentences(result.text) == result.sentences

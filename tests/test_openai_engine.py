@@ -14,11 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from batplots.engine import Settings, consume
+from batplots.engine import Settings
 from batplots.engine.base import EngineError
 from batplots.engine.openai_engine import OpenAIEngine
 from batplots.engine.transformers_engine import TransformersEngine
 from batplots.web.openai_api import model_id
+from batplots import passage as passagelib
+from batplots.passage import Passage, consume
 from tests import tiny
 from tests.tiny_gguf import write_gguf
 from tests.webserver import make_server, new_story, sse_events  # noqa: F401  (fixture)
@@ -68,10 +70,10 @@ def llama_cpp_server(tmp_path_factory):
 def test_continues_a_story_through_llama_cpp_server(llama_cpp_server):
     engine = OpenAIEngine(llama_cpp_server, "tiny", timeout=30)
     assert engine.list_models() == ["tiny"]
-    draft, result = consume(engine.stream(STORY, Settings(sentences=2, seed=3, temperature=0.5)))
+    draft, result = consume(Passage(engine, STORY, Settings(sentences=2, seed=3, temperature=0.5)))
     assert len(result.sentences) == 2 and draft == result.text and result.text.startswith(" ")
     assert result.first_piece_seconds is not None and result.tokens >= 4
-    again = engine.run(STORY, Settings(sentences=2, seed=3, temperature=0.5))
+    again = passagelib.run(engine, STORY, Settings(sentences=2, seed=3, temperature=0.5))
     assert again.text == result.text  # the seed travels with the request
     assert engine.describe() == {"engine": "openai", "base_url": llama_cpp_server, "model": "tiny"}
 
@@ -81,20 +83,20 @@ def test_a_batplots_app_serves_another_through_v1(make_server):  # noqa: F811
     srv = make_server(engine=local)
     remote = OpenAIEngine(f"{srv.url}/v1", model_id(local), timeout=30)
     settings = Settings(sentences=2, seed=5, temperature=0)
-    result = remote.run(STORY, settings)
+    result = passagelib.run(remote, STORY, settings)
     assert len(result.sentences) == 2
-    assert result.text == local.run(STORY, settings).text  # greedy: the same model writes the same text
+    assert result.text == passagelib.run(local, STORY, settings).text  # greedy: the same model writes the same text
     with pytest.raises(EngineError, match=r"answered 404.*'nope' is not served here.*is --model 'nope' served"):
-        OpenAIEngine(f"{srv.url}/v1", "nope").run(STORY, settings)
+        passagelib.run(OpenAIEngine(f"{srv.url}/v1", "nope"), STORY, settings)
     with pytest.raises(EngineError, match="answered 404"):
-        OpenAIEngine(srv.url, model_id(local)).run(STORY, settings)  # forgot the /v1
+        passagelib.run(OpenAIEngine(srv.url, model_id(local)), STORY, settings)  # forgot the /v1
 
 
 def test_server_down_is_a_clear_error_and_the_story_is_untouched(make_server):  # noqa: F811
     dead = f"http://127.0.0.1:{free_port()}/v1"
     engine = OpenAIEngine(dead, "batman66", timeout=5)
     with pytest.raises(EngineError, match=r"model server at http://127\.0\.0\.1:\d+/v1 is not reachable.*is it running"):
-        engine.run(STORY, Settings(seed=1))
+        passagelib.run(engine, STORY, Settings(seed=1))
     srv = make_server(engine=engine)
     c = srv.client
     story = new_story(c, text=STORY)
@@ -161,7 +163,7 @@ def test_a_slow_server_times_out(slow_server, delay, trickle, message):
     engine = OpenAIEngine(slow_server(delay=delay, trickle=trickle), "batman66", timeout=0.5)
     started = time.monotonic()
     with pytest.raises(EngineError, match=message):
-        engine.run(STORY, Settings(seed=1, max_new_tokens=500, max_context=2048))
+        passagelib.run(engine, STORY, Settings(seed=1, max_new_tokens=500, max_context=2048))
     assert time.monotonic() - started < 2.5
 
 

@@ -10,9 +10,11 @@ import threading
 
 import pytest
 
-from batplots.engine import Settings, consume
+from batplots.engine import Settings
+from batplots.passage import consume
 from batplots.engine.base import Cancelled, Engine, Guidance, Rewind
-from batplots.writer import (MAX_SENTENCE_WORDS, Lore, Writer, lore_from_text, score_take, take_seeds)
+from batplots.lore import Lore, lore_from_text
+from batplots.writer import MAX_SENTENCE_WORDS, Writer, score_take, take_seeds
 from tests import tiny
 from tests.tiny_gguf import write_gguf
 
@@ -85,9 +87,14 @@ def test_the_first_take_streams_and_a_rewind_brings_the_winner():
     assert draft == result.text  # what a client shows is the winner
 
 
-def _replay(events, result):
-    yield from events
-    return result
+class _replay:
+    """Recorded events played back as a Take would give them."""
+
+    def __init__(self, events, result):
+        self.events, self.result = events, result
+
+    def __iter__(self):
+        return iter(self.events)
 
 
 def test_a_near_miss_name_is_resampled_like_a_copy():

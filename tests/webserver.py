@@ -45,10 +45,10 @@ class LiveServer:
 @pytest.fixture
 def make_server(tmp_path):
     with ExitStack() as stack:
-        def make(engine=None, load_engine=None, db_name="stories.sqlite3", security=None):
+        def make(engine=None, load_engine=None, db_name="stories.sqlite3", security=None, guard=None):
             if engine is None and load_engine is None:
                 engine = FakeEngine()
-            config = WebConfig(db_path=tmp_path / db_name, engine=engine, load_engine=load_engine)
+            config = WebConfig(db_path=tmp_path / db_name, engine=engine, load_engine=load_engine, guard=guard)
             if security is not None:
                 config.security = security
             app = create_app(config)

@@ -13,7 +13,6 @@ from batplots.engine.base import (  # noqa: F401  (re-exported API)
     Rewind,
     Settings,
     SettingsError,
-    consume,
 )
 from batplots.engine import selfcheck
 
@@ -34,8 +33,8 @@ class EngineSpec:
 
 
 def load_engine(spec: EngineSpec) -> Engine:
-    """Load the engine that spec names (the model is loaded once, here)."""
-    from batplots import guard
+    """Load the engine that spec names (the model is loaded once, here): a bare
+    backend; the Writer (batplots.writer.open_writer) adds the copy guard and lore."""
     from batplots import model as modellib
 
     if spec.engine not in ENGINES:
@@ -49,10 +48,8 @@ def load_engine(spec: EngineSpec) -> Engine:
         if not spec.base_url or not spec.model:
             raise modellib.ModelError("--engine openai needs --base-url URL (e.g. http://127.0.0.1:8000/v1) "
                                       "and --model NAME (a model the server lists at /v1/models)")
-        engine = OpenAIEngine(spec.base_url, spec.model)
-    else:
-        engine = _load_local(spec, adapter_dir)
-    return guard.attach(engine, adapter_dir)  # the copy guard is on wherever an engine is used
+        return OpenAIEngine(spec.base_url, spec.model)
+    return _load_local(spec, adapter_dir)
 
 
 def _load_local(spec: EngineSpec, adapter_dir) -> Engine:

@@ -1,21 +1,19 @@
-"""The continuation engine interface that every backend implements.
+"""The interface every backend implements, and the types a generation speaks in.
 
-A backend only knows how to turn a prompt into a stream of text pieces
-(`Engine.pieces`). Everything that makes a continuation a *continuation* lives
-here, once: validated settings, left-truncating the story to fit the context,
-stopping after exactly N complete sentences, trimming back to the last complete
-sentence when the token cap is hit, the leading space, cancellation, and a
-`sentence_check` hook through which the copy guard vets each finished sentence.
+A backend is bare: it tokenises (`count_tokens`, and `encode` where it can), turns a
+prompt into a stream of text pieces (`Engine.pieces`), and may score text. What
+makes pieces a passage of the story (the sentence loop, checks, takes and ranking)
+is the Writer's (batplots.passage, batplots.writer). Here too: validated Settings,
+the Continuation a passage ends as, Rewind events and the Writer's Guidance.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Callable, Iterator
+from typing import Iterator
 
 from batplots import text as textlib
 
@@ -201,23 +199,12 @@ def is_sentence_end(piece: str) -> bool:
         c in textlib.TERMINALS or c in textlib.CLOSING_QUOTES for c in body)
 
 
-# Vets one finished sentence: returns None to accept it, or a dict describing why it
-# was rejected (the copy guard returns the copied span); see Engine.stream.
-SentenceCheck = Callable[[str], "dict | None"]
-
-# Rejected sentences are resampled at most this many times, then the best is kept.
-MAX_SENTENCE_RETRIES = 4
-
-
 class Engine(ABC):
     """A causal language model that continues stories sentence by sentence."""
 
     name: str = "engine"
     # Serialises generations: one model, 2 CPU cores; parallel runs only thrash.
     lock: threading.Lock
-    # The corpus the output is checked against (a batplots.guard.CopyGuard), attached
-    # by load_engine; Settings.copy_limit turns the check on and off per call.
-    copy_guard = None
     # One line when this engine is a fallback (engine.selfcheck: llama.cpp crashed here).
     notice: str | None = None
 
@@ -256,215 +243,3 @@ class Engine(ABC):
         shapes than a fresh one, and float sums in another order can flip a rare
         sampled token; the eval resets before every sample to be reproducible.
         Backends without a cache need not override it."""
-
-    # --- shared logic -------------------------------------------------------------
-    def fit_story(self, story: str, settings: Settings) -> tuple[str, bool]:
-        """Left-truncate story at a sentence boundary so it fits the context budget.
-
-        Returns (prompt, truncated). The budget is max_context - max_new_tokens.
-        When even the last sentence is too long it is cut at a word boundary.
-        """
-        budget = settings.max_context - settings.max_new_tokens
-        story = story.rstrip()
-        if self.count_tokens(story) <= budget:
-            return story, False
-        spans, rest = textlib.sentence_spans(story)
-        starts = [a for a, _ in spans] + ([rest] if rest < len(story) else [])
-        # Binary search the earliest sentence start whose suffix fits.
-        lo, hi = 0, len(starts)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.count_tokens(story[starts[mid]:]) <= budget:
-                hi = mid
-            else:
-                lo = mid + 1
-        if lo < len(starts):
-            return story[starts[lo]:], True
-        words = story.split(" ")
-        lo, hi = 0, len(words)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.count_tokens(" ".join(words[mid:])) <= budget:
-                hi = mid
-            else:
-                lo = mid + 1
-        return " ".join(words[lo:]), True
-
-    def stream(
-        self,
-        story: str,
-        settings: Settings | None = None,
-        cancel: threading.Event | None = None,
-        sentence_check: SentenceCheck | None = None,
-        guidance: Guidance | None = None,
-    ) -> Iterator["str | Rewind"]:
-        """Stream a continuation of story: text pieces (str), an occasional Rewind,
-        and finally returns the Continuation (StopIteration.value; see `run`).
-
-        Joined, the str pieces (restarting at each Rewind) equal Continuation.text.
-        Without an explicit sentence_check, the engine's copy guard vets sentences
-        when settings.copy_limit is not 0.
-        """
-        settings = (settings or Settings()).validate().with_seed()
-        guard = self.copy_guard
-        if sentence_check is None and guard is not None:
-            sentence_check = guard.sentence_check(settings.copy_limit)
-        started = time.perf_counter()
-        prompt, truncated = self.fit_story(story, settings)
-        prefix = textlib.join_continuation(story, "x")[:-1]  # "" or " "
-        first_piece = None
-        with self.lock:
-            gen = self._sentences(prompt, prefix, settings, cancel, sentence_check, guidance)
-            try:
-                while True:
-                    try:
-                        event = next(gen)
-                    except StopIteration as stop:
-                        result = stop.value
-                        break
-                    if first_piece is None and isinstance(event, str) and event:
-                        first_piece = time.perf_counter() - started
-                    yield event
-            finally:
-                gen.close()
-        result.first_piece_seconds = first_piece
-        if guard is not None:
-            result.provenance = guard.provenance(result.sentences, result.flags)
-        result.prompt_tokens = self.count_tokens(prompt)
-        result.truncated_story = truncated
-        result.seconds = time.perf_counter() - started
-        return result
-
-    def _sentences(self, prompt, prefix, settings, cancel, sentence_check, guidance=None):
-        """Generate sentence after sentence, vetting each, until settings.sentences."""
-        accepted: list[str] = []
-        flags: list[dict] = []
-        total_tokens = 0
-        used_tokens = 0  # tokens behind the accepted sentences: they count against the cap
-        stop_reason = "sentences"
-        trimmed = False
-        rng = random.Random(settings.seed)
-        attempt_seed = settings.seed
-        while len(accepted) < settings.sentences:
-            so_far = (prefix + " ".join(accepted)) if accepted else ""
-            lead = " " if accepted else prefix
-            ctx = prompt + (" " + " ".join(accepted) if accepted else "")
-            budget = settings.max_new_tokens - used_tokens
-            candidates: list[tuple[str, dict | None, int]] = []
-            status = "cap"
-            for _attempt in range(MAX_SENTENCE_RETRIES + 1):
-                if budget <= 0:
-                    break
-                sentence, status, n_tok, emitted = yield from self._one_sentence(
-                    ctx, lead, budget, settings, attempt_seed, cancel, guidance)
-                total_tokens += n_tok
-                attempt_seed = rng.randint(MIN_SEED, MAX_SEED)
-                if sentence is None:
-                    if emitted:
-                        yield Rewind(so_far)  # the cap cut this sentence: take it back
-                    break
-                verdict = sentence_check(sentence) if sentence_check else None
-                candidates.append((sentence, verdict, n_tok))
-                if verdict is None:
-                    break
-                yield Rewind(so_far)  # take the rejected sentence back, then resample
-            if not candidates:
-                stop_reason = status
-                trimmed = status == "cap"
-                break
-            # Keep the first accepted candidate, or else the one the check scored lowest.
-            sentence, verdict, n_tok = min(candidates, key=lambda c: -1 if c[1] is None else c[1].get("score", 0))
-            used_tokens += n_tok
-            if verdict is not None:
-                flags.append({"sentence": len(accepted), **verdict, "attempts": len(candidates)})
-                yield lead + sentence
-            accepted.append(sentence)
-            if status != "sentences":
-                stop_reason = status
-                break
-        text = (prefix + " ".join(accepted)) if accepted else ""
-        return Continuation(text=text, sentences=accepted, settings=settings, tokens=total_tokens,
-                            trimmed=trimmed, stop_reason=stop_reason,
-                            flags=flags)
-
-    def _one_sentence(self, ctx, lead, budget, settings, seed, cancel, guidance=None):
-        """Stream one sentence; returns (sentence | None, status, tokens, emitted).
-
-        status is "sentences" when the sentence ended, "eos" when the backend stopped
-        on its own (the sentence counts if it ended cleanly) and "cap" when the token
-        budget ran out first. Text after the sentence's end is never shown. Pieces are
-        shown as they come, except a trailing stop mark, which waits until the next
-        characters tell whether it ends the sentence ("Mr." or "3." may go on).
-        """
-        raw = ""
-        shown = 0  # characters of the cleaned body already yielded
-        n_tok = 0
-        gen = self.pieces(ctx, replace(settings, max_new_tokens=budget), seed, cancel, guidance)
-        try:
-            for piece in gen:
-                n_tok += 1
-                raw += piece
-                body = textlib.sentence_start(textlib.clean_model_text(raw).lstrip())
-                spans, _ = textlib.sentence_spans(body, final=False)
-                if spans:
-                    end = spans[0][1]
-                    if end > shown:
-                        yield (lead if shown == 0 else "") + body[shown:end]
-                    return body[:end], "sentences", n_tok, True
-                safe = _safe_length(body)
-                if safe > shown:
-                    yield (lead if shown == 0 else "") + body[shown:safe]
-                    shown = safe
-        finally:
-            gen.close()
-        body = textlib.sentence_start(textlib.clean_model_text(raw).strip())
-        spans, _ = textlib.sentence_spans(body, final=True)
-        if spans and n_tok < budget:
-            end = spans[0][1]
-            if end > shown:
-                yield (lead if shown == 0 else "") + body[shown:end]
-            return body[:end], "eos", n_tok, True
-        return None, "cap" if n_tok >= budget else "eos", n_tok, shown > 0
-
-    def run(
-        self,
-        story: str,
-        settings: Settings | None = None,
-        cancel: threading.Event | None = None,
-        sentence_check: SentenceCheck | None = None,
-    ) -> Continuation:
-        """Generate a whole continuation (the non-streaming form of `stream`)."""
-        gen = self.stream(story, settings, cancel, sentence_check)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return stop.value
-
-
-def _safe_length(body: str) -> int:
-    """How much of a growing sentence can be shown now: all but trailing whitespace
-    and a trailing stop mark (with its closing quotes) that may yet end the sentence."""
-    end = len(body.rstrip())
-    k = end
-    while k > 0 and (body[k - 1] in textlib.CLOSING_QUOTES or body[k - 1] in textlib.CLOSING_BRACKETS):
-        k -= 1
-    if k > 0 and body[k - 1] in textlib.TERMINALS:
-        while k > 0 and body[k - 1] in textlib.TERMINALS:
-            k -= 1
-        return k
-    return end
-
-
-def consume(stream: Iterator["str | Rewind"]) -> tuple[str, Continuation]:
-    """Drain a stream; return (the draft as a client would have shown it, result)."""
-    draft = ""
-    while True:
-        try:
-            event = next(stream)
-        except StopIteration as stop:
-            return draft, stop.value
-        if isinstance(event, Rewind):
-            draft = event.text
-        else:
-            draft += event

@@ -25,8 +25,10 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from batplots import store as storelib
-from batplots.engine.base import Engine, SentenceCheck, Settings
-from batplots.writer import Lore
+from batplots.engine.base import Engine, Settings
+from batplots.guard import CopyGuard
+from batplots.passage import SentenceCheck
+from batplots.lore import Lore
 from batplots.web import export, login
 from batplots.web.generation import StoryClaims
 from batplots.web.openai_api import router as openai_router
@@ -52,7 +54,9 @@ class WebConfig:
     settings: Settings = field(default_factory=Settings)  # server defaults (story settings override)
     engine: Engine | None = None
     load_engine: Callable[[], Engine] | None = None
-    sentence_check: SentenceCheck | None = None  # replaces the copy guard's check (tests)
+    # The copy guard the Writer holds (serve: the adapter's training corpus); None: off.
+    guard: CopyGuard | None = None
+    copy_check: SentenceCheck | None = None  # replaces the copy guard's check (tests)
     # The Writer's ranked takes per passage (serve: writer.DEFAULT_TAKES; 1 = one sample).
     takes: int = 1
     lore: Lore | None = None  # the corpus's names (the adapter's lore.json), for the Writer
@@ -123,7 +127,8 @@ def create_app(config: WebConfig) -> FastAPI:
     state.engine_loading_since = time.monotonic()
     state.engine_ready_seconds = 0.0 if config.engine is not None else None
     state.loader_thread = None
-    state.sentence_check = config.sentence_check
+    state.guard = config.guard
+    state.copy_check = config.copy_check
     state.takes = config.takes
     state.lore = config.lore
     state.claims = StoryClaims()  # one generation per story at a time
@@ -147,7 +152,7 @@ def create_app(config: WebConfig) -> FastAPI:
     def healthz(request: Request) -> dict:
         st = request.app.state
         if st.engine is not None:
-            guard = st.engine.copy_guard
+            guard = st.guard
             return {"status": "ready", "model": st.engine.describe(), "load_seconds": st.engine_ready_seconds,
                     "copy_guard": guard.describe() if guard is not None else None,
                     # Set when the engine is a fallback (llama.cpp crashed in the self-check here).

@@ -60,7 +60,8 @@ def writer_of(request: Request, engine: Engine, staged: bool = True) -> Writer:
     """The Writer over the loaded engine, with the server's takes and the corpus's names
     (staged=False: whole passages race, as alternatives must)."""
     state = request.app.state
-    return Writer(engine, lore=state.lore, takes=state.takes, copy_check=state.sentence_check, staged=staged)
+    return Writer(engine, guard=state.guard, lore=state.lore, takes=state.takes, copy_check=state.copy_check,
+                  staged=staged)
 
 
 def base_settings(request: Request) -> Settings:
@@ -110,8 +111,7 @@ def turn_fields(cont: Continuation, engine: Engine) -> dict:
 def picked_provenance(request: Request, text: str, settings: Settings) -> list[dict]:
     """Provenance for a picked alternative (the client sends only its text): a sentence
     copying copy_limit or more words is marked as one the guard let through."""
-    engine = request.app.state.engine
-    guard = engine.copy_guard if engine is not None else None
+    guard = request.app.state.guard
     if guard is None:
         return []
     prov = guard.provenance(split_sentences(text))
