@@ -58,10 +58,10 @@ _END += r"which|who|that|where|until|because|then|is|are|was|were|has|have|will|
 _NP = r"((?:(?:the|a|an|his|her|their|its)\s+)?[\w'’-]+(?:\s+[\w'’-]+){0,5}?)" + _END
 LOOT_NOUN = (r"(?:diamonds?|jewels?|jewelry|jewellery|gems?|emeralds?|rubies|ruby|sapphires?|pearls?|crown|tiara|"
              r"treasure|gold|bullion|necklace|painting|statue|idol|vase|fortune|payroll|money|cash|stamps?|"
-             r"formula|plans|secret|papers|scroll|egg|mummy|artifact|artefact|collection|ransom)")
+             r"formula|scroll|egg|mummy|artifact|artefact|collection|ransom)")
 TARGET_RULES = (re.compile(r"\b(?:steal|steals|stealing|stole|stolen|swipe[sd]?|swiping|snatch(?:es|ed|ing)?|"
                            r"rob|robs|robbed|robbing|loot|loots|looted|looting|pilfer\w*|heist of|"
-                           r"kidnap(?:s|ped|ping)?|ransom(?:s|ed|ing)?|after)\s+" + _NP, re.IGNORECASE),
+                           r"kidnap(?:s|ped|ping)?|ransom(?:s|ed|ing)?)\s+" + _NP, re.IGNORECASE),
                 re.compile(r"\b((?:the|a|an)\s+(?:(?!(?:the|a|an)\b)[\w'’-]+\s+){0,3}?" + LOOT_NOUN
                            + r"(?:\s+" + LOOT_NOUN + r")?)\b", re.IGNORECASE))
 HIDEOUT_RULES = (re.compile(r"\b(?:hide-?outs?|lairs?|headquarters|hq|den|hideaway|hiding place|base)\s+"

@@ -10,6 +10,7 @@ nothing is saved by this module: callers commit a finished Continuation.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import threading
 import time
@@ -84,7 +85,7 @@ class Generation:
     _pending_lock = threading.Lock()
 
     def __init__(self, writer: Writer, story: str, settings: Settings, takes: int | None = None,
-                 tagged: bool = False):
+                 tagged: bool = False, case: dict | None = None, beat: str | None = None):
         with Generation._pending_lock:
             if Generation._pending >= MAX_PENDING_GENERATIONS:
                 raise Busy(f"the model is busy with {Generation._pending} other requests (at most "
@@ -94,7 +95,7 @@ class Generation:
         self.consumed = False  # someone reads the events (and will save, or cancel)
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
-        self._thread = threading.Thread(target=self._work, args=(writer, story, settings, takes, tagged),
+        self._thread = threading.Thread(target=self._work, args=(writer, story, settings, takes, tagged, case, beat),
                                         name="batplots-generation", daemon=True)
         self._thread.start()
 
@@ -107,9 +108,12 @@ class Generation:
         except RuntimeError:
             pass  # the event loop is gone (server shutting down): nobody is listening
 
-    def _work(self, writer, story, settings, takes, tagged) -> None:
+    def _work(self, writer, story, settings, takes, tagged, case, beat) -> None:
         try:
-            take = writer.stream(story, settings, cancel=self.cancel, takes=takes, tagged=tagged)
+            # case: the story's case file (its names count as the story's); beat: the one asked for
+            # (passed once writer.stream takes them: the agreed signature, being added to the Writer)
+            asks = {"case": case, "beat": beat} if _takes_case(writer) else {}
+            take = writer.stream(story, settings, cancel=self.cancel, takes=takes, tagged=tagged, **asks)
             events = iter(take)
             try:
                 for item in events:
@@ -176,6 +180,10 @@ class Generation:
             if kind == "cancelled":
                 raise ClientGone()
         raise ClientGone()
+
+
+def _takes_case(writer) -> bool:
+    return {"case", "beat"} <= set(inspect.signature(writer.stream).parameters)
 
 
 def sse(event: str, data: dict) -> str:

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
+from batplots import beats as beatlib
+from batplots import casefile
 from batplots import store as storelib
 from batplots.storerules import clean_text
 from batplots.engine.base import MAX_SEED, MIN_SEED, Continuation, Engine, EngineError, Settings, SettingsError
@@ -20,6 +22,7 @@ from batplots.web.schemas import (
     MAX_ALTERNATIVES,
     MIN_ALTERNATIVES,
     AlternativesRequest,
+    CaseUpdate,
     ContinueRequest,
     EditTurn,
     NewStory,
@@ -43,7 +46,9 @@ class ModelUnavailable(Exception):
 def store_of(request: Request) -> storelib.Store:
     """The store as the signed-in user sees it (only their stories); on a server
     without accounts, the local writer's."""
-    return request.app.state.store.for_owner(owner_of(request))
+    store = request.app.state.store.for_owner(owner_of(request))
+    store.lore = request.app.state.lore  # the corpus's names fill in case files
+    return store
 
 
 def engine_of(request: Request) -> Engine:
@@ -118,6 +123,19 @@ def picked_provenance(request: Request, text: str, settings: Settings) -> list[d
     for entry in prov:
         entry["flagged"] = bool(settings.copy_limit) and entry["words"] >= settings.copy_limit
     return prov
+
+
+def check_beat(beat: str | None) -> str | None:
+    """The beat a request asks for, if it is one of the show's (batplots.beats.BEATS)."""
+    if beat is not None and beat not in beatlib.BEATS:
+        raise storelib.Invalid(f"beat must be one of: {', '.join(beatlib.BEATS)}; got {beat!r}")
+    return beat
+
+
+def case_for(request: Request, story: dict, text: str) -> dict:
+    """The case file for a generation: the story's, filled in from the text being continued
+    (which may hold the writer's unsaved passage, or lack the passage Retry replaces)."""
+    return casefile.autofill(story["case_file"], text, request.app.state.lore)
 
 
 def require_text(cont: Continuation) -> str:
@@ -214,12 +232,19 @@ def redo(request: Request, story_id: str, body: Versioned) -> dict:
     return store_of(request).redo(story_id, body.version)
 
 
+@router.put("/stories/{story_id}/case", summary="Change the case file: the fields given (a changed field is the "
+                                               "writer's from then on); auto hands fields back to autofill")
+def put_case(request: Request, story_id: str, body: CaseUpdate) -> dict:
+    return store_of(request).set_case(story_id, body.version, body.changes(), auto=body.auto)
+
+
 # --- generation ---------------------------------------------------------------------
 async def _start(request: Request, story_id: str, body: ContinueRequest, retry: bool, typed: str | None = None):
     """Check everything a generation needs before the slow part and claim the story
     (one generation per story at a time); returns (engine, story, text, settings, claim).
     typed: a passage the writer has not saved yet, continued as if it were (Alternatives).
     The caller releases the claim."""
+    check_beat(body.beat)
     engine = engine_of(request)
     store = store_of(request)
     story = await run_in_threadpool(store.check_can_add, story_id, body.version, retry)
@@ -239,12 +264,16 @@ async def _generate_turn(request: Request, story_id: str, body: ContinueRequest,
     store = store_of(request)
 
     def save(cont: Continuation) -> dict:
+        fields = turn_fields(cont, engine)
+        if body.beat is not None:
+            fields["meta"]["beat"] = body.beat  # the beat the writer asked for
         return store.add_turn(story_id, body.version, "model", require_text(cont),
-                              replace_last_model=retry, **turn_fields(cont, engine))
+                              replace_last_model=retry, **fields)
 
     streaming = False
     try:
-        gen = claim.generation = Generation(writer_of(request, engine), text, settings)
+        gen = claim.generation = Generation(writer_of(request, engine), text, settings,
+                                            case=case_for(request, story, text), beat=body.beat)
         if wants_sse(request):
             streaming = True  # the stream releases the claim when it ends
             return StreamingResponse(_sse_stream(gen, save, claim), media_type="text/event-stream",
@@ -341,7 +370,8 @@ async def alternatives(request: Request, story_id: str, body: AlternativesReques
         # One batch of n takes, ranked (not n runs one after another); the runners-up
         # are alternatives too.
         gen = claim.generation = Generation(writer_of(request, engine, staged=False), text, settings, takes=body.n,
-                                            tagged=wants_sse(request))
+                                            tagged=wants_sse(request), case=case_for(request, story, text),
+                                            beat=body.beat)
         if wants_sse(request):
             streaming = True  # the stream releases the claim when it ends
             return StreamingResponse(_alternatives_stream(request, gen, story["version"], claim),

@@ -65,6 +65,8 @@ class EditTurn(Strict):
 
 class ContinueRequest(Strict):
     version: int
+    # The next beat the writer asks for (batplots.beats.BEATS: "batphone", "fight"...).
+    beat: str | None = None
     sentences: int | None = None
     temperature: float | None = None
     top_p: float | None = None
@@ -79,6 +81,24 @@ class AlternativesRequest(ContinueRequest):
     n: int = DEFAULT_ALTERNATIVES
     # The writer's passage still in the box: the takes continue it, nothing is saved.
     text: str | None = None
+
+
+class CaseUpdate(Strict):
+    """The writer's changes to the case file (batplots.casefile): the fields given replace
+    theirs, and a changed field is the writer's from then on; `auto` hands fields back
+    to autofill."""
+
+    version: int
+    villains: list[str] | None = None
+    henchmen: list[str] | None = None
+    guests: list[str] | None = None
+    target: list[str] | None = None
+    hideout: list[str] | None = None
+    deathtrap: list[str] | None = None
+    auto: list[str] = []
+
+    def changes(self) -> dict:
+        return {k: v for k, v in self.model_dump(exclude={"version", "auto"}).items() if v is not None}
 
 
 def default_story_settings(base: Settings) -> dict:

@@ -24,6 +24,7 @@ const el = {
   exportMd: $("export-md"), exportTxt: $("export-txt"), moreStories: $("more-stories"),
   accountBar: $("account-bar"), noAuthWarning: $("no-auth-warning"), logoutForm: $("logout-form"),
   signedInAs: $("signed-in-as"),
+  beats: [...document.querySelectorAll(".beat-btn")],
   shareLink: $("share-link"), copyShare: $("copy-share"), openShare: $("open-share"),
 };
 
@@ -178,6 +179,7 @@ function render(story) {
   el.exportMd.href = `${base}?format=md`;
   el.exportTxt.href = `${base}?format=txt`;
   showShareLink(story);
+  renderCase(story);  // casefile.js: the case file and the outline beside the story
   updateButtons();
 }
 
@@ -200,6 +202,8 @@ function updateButtons() {
   const idle = !state.busy && !!s;
   const focused = document.activeElement;
   el.cont.disabled = !idle || !state.ready;
+  for (const b of el.beats) b.disabled = el.cont.disabled || (turns.length === 0 && !el.text.value.trim());
+  caseEl.edit.disabled = caseEl.refill.disabled = !idle;
   el.retry.disabled = !idle || !state.ready || !last || last.author !== "model";
   el.alts.disabled = !idle || !state.ready || (turns.length === 0 && !el.text.value.trim());
   el.undo.disabled = !idle || turns.length === 0;
@@ -227,7 +231,7 @@ function updateCount() {
 }
 
 // Streams a model passage into a draft at the end of the story; resolves with the saved story.
-async function generate(action) {
+async function generate(action, beat) {
   const s = state.story;
   const draft = document.createElement("div");
   draft.className = "turn model";
@@ -249,7 +253,8 @@ async function generate(action) {
   if (state.toStop) { el.stop.focus(); state.toStop = false; }
   say("The model is writing… (Escape stops)", "busy");
   try {
-    await streamEvents(`/api/stories/${encodeURIComponent(s.id)}/${action}`, { version: s.version }, (event, data) => {
+    const body = beat ? { version: s.version, beat } : { version: s.version };
+    await streamEvents(`/api/stories/${encodeURIComponent(s.id)}/${action}`, body, (event, data) => {
       if (event === "piece") { text += data.text; draftText.textContent = text.trimStart(); keepInView(); }
       else if (event === "rewind") { text = data.text; draftText.textContent = text.trimStart(); keepInView(); }
       else if (event === "done") saved = data.story;
@@ -285,7 +290,8 @@ async function withBusy(fn) {
   }
 }
 
-async function continueStory() {
+// beat: the next beat of the show asked for (a beat button), or none (Continue).
+async function continueStory(beat) {
   hideAlternatives();
   await withBusy(async () => {
     const typed = el.text.value;
@@ -300,7 +306,7 @@ async function continueStory() {
     } else if (!state.story.turns.length) {
       throw new Error("The story is empty: write its first sentence or two, then press Continue.");
     }
-    render(await generate("continue"));
+    render(await generate("continue", beat));
     say("Your turn!");
     refreshList().catch(handleError);  // the drawer catches up; the pen is back at once
   });
@@ -331,6 +337,7 @@ async function simple(action, message, button) {
 
 // --- wiring ---------------------------------------------------------------------------
 el.writeForm.addEventListener("submit", (ev) => { ev.preventDefault(); continueStory(); });
+for (const b of el.beats) b.addEventListener("click", () => continueStory(b.dataset.beat));
 el.text.addEventListener("keydown", (ev) => {
   if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); continueStory(); }
 });
