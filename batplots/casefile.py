@@ -343,9 +343,15 @@ def _limit(entries: list[str]) -> list[str]:
     return out
 
 
-@functools.lru_cache(maxsize=64)  # a story is read again right after each change
 def outline(text: str) -> list[dict]:
     """The beats the story has had, in order: [{beat, label}] (batplots.beats)."""
     from batplots import beats
 
-    return [{"beat": b, "label": beats.BEAT_LABELS[b]} for b in beats.outline(text)] if text.strip() else []
+    return [{"beat": b, "label": beats.BEAT_LABELS[b]} for b in _beats(text)]
+
+
+@functools.lru_cache(maxsize=64)  # a story is read again right after each change
+def _beats(text: str) -> tuple[str, ...]:
+    from batplots import beats
+
+    return tuple(beats.outline(text)) if text.strip() else ()
