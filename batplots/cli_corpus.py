@@ -75,11 +75,12 @@ def corpus_group():
 def corpus_stats(path, tokenizer, as_json):
     """Episodes, words, tokens, per-season counts and the shortest/longest episode of PATH."""
     from batplots import corpus as c
+    from batplots.model import ModelError, load_tokenizer
 
     try:
         episodes = c.read_corpus(path)
-        tok = c.load_tokenizer(tokenizer)
-    except c.CorpusError as exc:
+        tok = load_tokenizer(tokenizer)
+    except (c.CorpusError, ModelError) as exc:
         raise click.ClickException(str(exc)) from exc
     count = (lambda text: len(tok(text, add_special_tokens=False)["input_ids"])) if tok is not None else None
     stats = c.compute_stats(episodes, count)

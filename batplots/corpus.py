@@ -14,12 +14,11 @@ import html
 import json
 import os
 import re
-import shutil
-import tempfile
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from batplots.files import atomic_write_text
 from batplots.text import normalize_whitespace, sentence_spans
 
 # Larger files are refused: a corpus of plot summaries is megabytes at most, and
@@ -283,32 +282,6 @@ def _read_json(path: Path, text: str) -> list[Episode]:
     return episodes
 
 
-def default_file_mode() -> int:
-    """The mode a plain open() would give a new file under the current umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to path via a temporary file in the same directory and os.replace,
-    so a crash leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, default_file_mode())  # mkstemp makes it private (0600); a report is not
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def episodes_to_jsonl(episodes: list[Episode]) -> str:
     return "".join(json.dumps(ep.to_dict(), ensure_ascii=False) + "\n" for ep in episodes)
 
@@ -398,37 +371,3 @@ def provenance(episodes: list[Episode]) -> dict:
     attribution = (f"Plot summaries from {', '.join(wikis)} (the pages listed, at the revisions listed), "
                    f"licensed {WIKI_LICENSE}." if wikis else None)
     return {"wikis": wikis, "pages": pages, "license": WIKI_LICENSE if wikis else None, "attribution": attribution}
-
-
-def load_tokenizer(spec: str | None):
-    """The tokenizer for token counts: None = the embedded base model's (its converted copy,
-    or read from the GGUF once and saved under $BATPLOTS_HOME/tokenizers), a directory or
-    cached name, or 'none' for no token counts (returns None). Raises CorpusError."""
-    if spec is not None and spec.strip().lower() == "none":
-        return None
-    from transformers import AutoTokenizer
-
-    if spec:
-        try:
-            return AutoTokenizer.from_pretrained(spec)
-        except (OSError, ValueError) as exc:
-            raise CorpusError(f"cannot load the tokenizer {spec!r}: {exc}; pass a tokenizer directory, "
-                              "or 'none' to skip token counts") from None
-    from batplots import model
-
-    converted = model.converted_dir()
-    if (converted / "tokenizer.json").is_file():
-        return AutoTokenizer.from_pretrained(converted)
-    saved = model.home() / "tokenizers" / converted.name
-    if (saved / "tokenizer.json").is_file():
-        return AutoTokenizer.from_pretrained(saved)
-    gguf = model.embedded_gguf()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)  # slow (~25 s): once
-    saved.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=saved.name + ".", suffix=".tmp", dir=saved.parent))
-    tokenizer.save_pretrained(tmp)
-    try:
-        os.replace(tmp, saved)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)  # another process saved it first: theirs is the same
-    return tokenizer

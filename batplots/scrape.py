@@ -27,7 +27,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from batplots.corpus import Episode, atomic_write_text, write_jsonl, write_text
+from batplots.corpus import Episode, write_jsonl, write_text
+from batplots.files import atomic_write_text
 from batplots.wikitext import DEFAULT_SECTIONS, list_entries, normalize_title, read_episode_page
 
 DEFAULT_WIKI = "https://batman.fandom.com"
@@ -296,7 +297,7 @@ class PageCache:
 
 
 def default_cache_dir(wiki: str) -> Path:
-    from batplots.model import home
+    from batplots.files import home
 
     host = urlsplit(wiki if "//" in wiki else "https://" + wiki).netloc or "wiki"
     return home() / "scrape-cache" / host.replace(":", "_")

@@ -27,7 +27,7 @@ import torch
 
 from batplots import dataset, trainreport
 from batplots import model as modellib
-from batplots.corpus import default_file_mode
+from batplots.files import default_file_mode
 from batplots.layercache import CHECK_TOLERANCE, FrozenBottom, find_layers
 from batplots.trainconfig import ConfigError, TrainConfig, parse_layers
 

@@ -13,7 +13,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-from batplots.corpus import atomic_write_text, default_file_mode
+from batplots.files import atomic_write_text, default_file_mode
 
 TARGET_PPL_RATIO = 0.6  # the quality target: adapter perplexity / base perplexity
 DATA_SOURCE = "Batman Wiki, batman.fandom.com, plot sections of the 1960s series episode pages"

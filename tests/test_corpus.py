@@ -250,7 +250,8 @@ def test_cli_corpus_errors_are_clear(tmp_path):
 @pytest.mark.real_model
 def test_default_tokenizer_is_the_embedded_base(real_home, shared_corpus):
     """Token counts use the embedded SmolLM2 tokenizer, read once and then kept on disk."""
-    from batplots.corpus import compute_stats, load_tokenizer
+    from batplots.corpus import compute_stats
+    from batplots.model import load_tokenizer
 
     tok = load_tokenizer(None)
     assert len(tok) == 49152  # SmolLM2's vocabulary
@@ -261,7 +262,7 @@ def test_default_tokenizer_is_the_embedded_base(real_home, shared_corpus):
 
 
 def test_atomic_writes_leave_no_temp_file_and_the_usual_mode(tmp_path):
-    from batplots.corpus import atomic_write_text, default_file_mode
+    from batplots.files import atomic_write_text, default_file_mode
 
     import os
 

@@ -4,6 +4,7 @@ import importlib.util
 
 import pytest
 
+from batplots import files
 from batplots import model as modellib
 from batplots.engine import EngineSpec, Settings, load_engine
 from batplots.text import split_sentences
@@ -24,7 +25,7 @@ def test_embedded_gguf_is_found_in_the_installed_wheel():
 
 
 def test_home_follows_the_environment(batplots_home):
-    assert modellib.home() == batplots_home
+    assert files.home() == batplots_home
 
 
 @pytest.mark.parametrize("value", ["none", "None", " NONE "])

@@ -13,7 +13,7 @@ the runtime LoRA is a little further off and pays f32 matmuls beside the quantis
 ones; merging back into Q4_1 loses the fine-tune (a LoRA's delta is small next to a
 4-bit step); F16 is exact but slower and larger.
 
-Conversions are cached under `batplots.model.home()`, keyed by a hash of the
+Conversions are cached under `batplots.files.home()`, keyed by a hash of the
 adapter's files, so a retrained adapter converts afresh and an unchanged one
 never converts twice.
 """
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from batplots import files
 from batplots import model as modellib
 
 # Bump when the written file changes meaning: old cache entries are then ignored.
@@ -77,9 +78,9 @@ def cached_path(adapter_dir: Path, fmt: str = "lora", base_gguf: Path | None = N
     files (which hold the base too) by the base file's name and size."""
     digest = adapter_hash(adapter_dir)[:16]
     if fmt == "lora":
-        return modellib.home() / CACHE_SUBDIR / f"{adapter_dir.name}-{digest}.gguf"
+        return files.home() / CACHE_SUBDIR / f"{adapter_dir.name}-{digest}.gguf"
     base = f"{base_gguf.stem}-{base_gguf.stat().st_size}"
-    return modellib.home() / MERGED_SUBDIR / f"{adapter_dir.name}-{digest}-{base}-{fmt}.gguf"
+    return files.home() / MERGED_SUBDIR / f"{adapter_dir.name}-{digest}-{base}-{fmt}.gguf"
 
 
 def ensure_gguf_lora(adapter_dir: Path, base_gguf: Path) -> Path:

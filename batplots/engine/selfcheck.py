@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from batplots import files
 from batplots.engine import cpu
 
 # A first load of a 135M model and 8 tokens take a few seconds; a busy or slow
@@ -102,10 +103,8 @@ def cache_key(gguf: Path, lora: Path | None) -> dict:
 
 
 def cache_path(key: dict) -> Path:
-    from batplots import model as modellib
-
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    return modellib.home() / SELFCHECK_DIR / f"{digest}.json"
+    return files.home() / SELFCHECK_DIR / f"{digest}.json"
 
 
 def cached(gguf: Path, lora: Path | None = None) -> Verdict | None:
@@ -189,7 +188,7 @@ def check(gguf: Path, lora: Path | None = None, probe=run_probe) -> Verdict:
     verdict.key = key
     verdict.checked_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if all(a.outcome in ("ok", "signal") for a in attempts):  # a hang or error may not recur: probe again next time
-        from batplots.corpus import atomic_write_text
+        from batplots.files import atomic_write_text
 
         atomic_write_text(path, json.dumps(verdict.to_dict(), indent=1) + "\n")
     return verdict

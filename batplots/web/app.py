@@ -80,7 +80,7 @@ def check_public_url(url: str) -> str:
 
 
 def default_db_path() -> Path:
-    from batplots.model import home
+    from batplots.files import home
 
     return home() / DB_NAME
 
