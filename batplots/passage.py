@@ -31,14 +31,20 @@ SentenceCheck = Callable[[str], "dict | None"]
 MAX_SENTENCE_RETRIES = 4
 
 
-def fit_story(engine: Engine, story: str, settings: Settings) -> tuple[str, bool]:
+# Tokens kept free beyond a frame's own count: a header joined to the story may
+# tokenise a little differently from the two apart.
+FRAME_SLACK_TOKENS = 4
+
+
+def fit_story(engine: Engine, story: str, settings: Settings, reserve: int = 0) -> tuple[str, bool]:
     """Left-truncate story at a sentence boundary so it fits the context budget.
 
-    Returns (prompt, truncated). The budget is max_context - max_new_tokens.
-    When even the last sentence is too long it is cut at a word boundary.
+    Returns (prompt, truncated). The budget is max_context - max_new_tokens - reserve
+    (tokens a frame, the conditioning header, adds). When even the last sentence is
+    too long it is cut at a word boundary.
     """
     count = engine.count_tokens
-    budget = settings.max_context - settings.max_new_tokens
+    budget = settings.max_context - settings.max_new_tokens - reserve
     story = story.rstrip()
     if count(story) <= budget:
         return story, False
@@ -72,8 +78,10 @@ class Passage:
 
     def __init__(self, engine: Engine, story: str, settings: Settings | None = None,
                  cancel: threading.Event | None = None, check: SentenceCheck | None = None,
-                 guidance: Guidance | None = None):
+                 guidance: Guidance | None = None, frame: Callable[[str], str] | None = None):
         self.engine, self.story, self.cancel, self.check, self.guidance = engine, story, cancel, check, guidance
+        # Builds the model's prompt from the fitted story (the conditioning header); None: the story.
+        self.frame = frame
         self.settings = (settings or Settings()).validate().with_seed()
         self.result: Continuation | None = None
 
@@ -82,7 +90,10 @@ class Passage:
             raise RuntimeError("a Passage runs once; make a new one")
         settings = self.settings
         started = time.perf_counter()
-        prompt, truncated = fit_story(self.engine, self.story, settings)
+        reserve = self.engine.count_tokens(self.frame("")) + FRAME_SLACK_TOKENS if self.frame else 0
+        prompt, truncated = fit_story(self.engine, self.story, settings, reserve)
+        if self.frame is not None:
+            prompt = self.frame(prompt)
         prefix = textlib.join_continuation(self.story, "x")[:-1]  # "" or " "
         first_piece = None
         loop = _Loop(self.engine, prompt, prefix, settings, self.cancel, self.check, self.guidance)

@@ -13,6 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
+from batplots import beats as beatslib
+from batplots import casefile
+from batplots.brief import BUTTON_BEATS
 from batplots.engine import Rewind, Settings, SettingsError
 from batplots.engine.base import MAX_SEED, MIN_SEED, EngineError
 from batplots.guard import flag_text
@@ -22,6 +25,14 @@ from batplots.writer import Writer
 HELP = """Write a sentence or two and press Enter; the model adds its sentences.
 An empty Enter lets the model go on alone.
 Commands:
+  /beat NAME        the model writes the next beat of the show: batphone, batcave,
+                    fight, deathtrap (ends on a cliffhanger), escape (or crime,
+                    manor, batmobile, capture)
+  /case             the case file: villains, henchmen, guests, target, hideout,
+                    deathtrap (filled in from the story as it grows)
+  /case FIELD A, B  set a field yourself (kept from then on); /case FIELD auto
+                    hands it back to the story
+  /outline          the beats the story has had
   /retry            a new sample of the model's last passage
   /undo             remove the last passage (yours or the model's)
   /sentences N      sentences the model adds per turn (1-5)
@@ -44,12 +55,13 @@ class Turn:
 DEFAULT_TITLE = "A Batman '66 episode"
 
 
-def to_markdown(turns: list[Turn], title: str = DEFAULT_TITLE) -> str:
-    """The web app's Markdown export of the same story: every passage marked by its
-    author, escaped for Markdown."""
+def to_markdown(turns: list[Turn], title: str = DEFAULT_TITLE, case: dict | None = None) -> str:
+    """The web app's Markdown export of the same story: the case file, then every
+    passage marked by its author, escaped for Markdown."""
     from batplots.web.export import to_markdown as story_markdown  # here: the web package loads FastAPI
 
-    return story_markdown({"title": title, "turns": [{"author": t.author, "text": t.text} for t in turns]})
+    return story_markdown({"title": title, "case_file": case,
+                           "turns": [{"author": t.author, "text": t.text} for t in turns]})
 
 
 class WriteSession:
@@ -60,6 +72,7 @@ class WriteSession:
         self.engine = writer.engine
         self.settings = settings.validate()
         self.turns: list[Turn] = []
+        self.case = casefile.empty()  # the story's case file (batplots.casefile), as on the page
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self._retries = 0
@@ -68,14 +81,18 @@ class WriteSession:
     def say(self, message: str) -> None:
         print(message, file=self.err, flush=True)
 
-    def _generate(self) -> None:
-        """Add a model passage, streaming it to the terminal (or printing it once when piped)."""
+    def _refill_case(self) -> None:
+        self.case = casefile.autofill(self.case, story_text(self.turns), self.writer.lore)
+
+    def _generate(self, beat: str | None = None) -> None:
+        """Add a model passage (playing beat, when given), streaming it to the terminal
+        (or printing it once when piped)."""
         settings = self.settings
         if settings.seed is not None and self._retries:
             # A fixed seed would give the same passage again: step it for each retry.
             settings = replace(settings, seed=(settings.seed + self._retries) % (MAX_SEED + 1) + MIN_SEED)
         tty = self.out.isatty()
-        take = self.writer.stream(story_text(self.turns), settings)
+        take = self.writer.stream(story_text(self.turns), settings, case=self.case, beat=beat)
         draft = ""
         if tty:
             self.out.write("\033[3m")  # the model's passages in italics
@@ -107,6 +124,7 @@ class WriteSession:
             self.say(flag_text(flag))
         if result.text.strip():
             self.turns.append(Turn("model", result.text.strip(), result.settings.seed, result.provenance))
+            self._refill_case()
         else:
             self.say("The model wrote no complete sentence; try /retry or write on.")
 
@@ -136,6 +154,7 @@ class WriteSession:
             self.say(f"This story has reached {MAX_TURNS} passages; /save it and start a new one.")
             return
         self.turns.append(Turn("user", line))
+        self._refill_case()
         self._retries = 0
         self._generate()
 
@@ -156,7 +175,15 @@ class WriteSession:
                 self.say("Nothing to undo.")
                 return
             removed = self.turns.pop()
+            self._refill_case()
             self.say(f"Removed the {'model' if removed.author == 'model' else 'your'} passage: {removed.text[:60]}")
+        elif name == "/beat":
+            self._beat(arg)
+        elif name == "/case":
+            self._case(arg)
+        elif name == "/outline":
+            had = beatslib.outline(story_text(self.turns))
+            self.say("Beats so far: " + (", ".join(beatslib.BEAT_LABELS[b] for b in had) if had else "none yet"))
         elif name in ("/sentences", "/temperature"):
             self._set(name[1:], arg)
         elif name == "/show":
@@ -169,13 +196,47 @@ class WriteSession:
                 return
             path = Path(arg).expanduser()
             try:
-                path.write_text(to_markdown(self.turns), encoding="utf-8")
+                path.write_text(to_markdown(self.turns, case=self.case), encoding="utf-8")
             except OSError as exc:
                 self.say(f"Could not save to {path}: {exc.strerror or exc}")
                 return
             self.say(f"Saved {len(self.turns)} passages to {path}")
         else:
-            self.say(f"Unknown command {name}. Commands: /retry /undo /sentences /temperature /show /sources /save /help")
+            self.say(f"Unknown command {name}. Commands: /beat /case /outline /retry /undo /sentences /temperature "
+                     "/show /sources /save /help")
+
+    def _beat(self, arg: str) -> None:
+        beat = arg.strip().lower()
+        if beat not in beatslib.BEATS:
+            self.say(f"Usage: /beat NAME, one of: {', '.join(BUTTON_BEATS)} "
+                     f"(or {', '.join(b for b in beatslib.BEATS if b not in BUTTON_BEATS)})")
+            return
+        if not self.turns:
+            self.say("The story is empty: write its first sentence or two, then ask for a beat.")
+            return
+        if len(self.turns) + 1 > MAX_TURNS:
+            self.say(f"This story has reached {MAX_TURNS} passages; /save it and start a new one.")
+            return
+        self._retries = 0
+        self._generate(beat)
+
+    def _case(self, arg: str) -> None:
+        if arg:
+            field, _, value = arg.partition(" ")
+            field = field.lower()
+            try:
+                if value.strip().lower() == "auto":
+                    self.case = casefile.updated(self.case, {}, auto=[field])
+                else:
+                    entries = [v.strip() for v in value.split(",") if v.strip()]
+                    self.case = casefile.updated(self.case, {field: entries})
+            except Invalid as exc:
+                self.say(f"Not changed: {exc}")
+                return
+            self._refill_case()
+        for field in casefile.FIELDS:
+            mark = " (yours)" if field in self.case["edited"] else ""
+            self.say(f"{casefile.FIELD_LABELS[field]}{mark}: {', '.join(self.case[field]) or '-'}")
 
     def _sources(self) -> None:
         model_turns = [t for t in self.turns if t.author == "model"]

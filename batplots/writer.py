@@ -32,35 +32,27 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
+from batplots import beats as beatslib
 from batplots import names as nameslib
+from batplots.brief import BEAT_CUES, Brief, brief_for
 from batplots.engine.base import (MAX_SEED, MIN_NEW_TOKENS, MIN_SEED, Cancelled, Continuation, Engine, Guidance,
                                   Rewind, Settings)
 from batplots.lore import Lore, load_lore
 from batplots.passage import Passage, SentenceCheck
+from batplots.ranking import MAX_SENTENCE_WORDS, score_take, why
 
 DEFAULT_TAKES = 4
 MIN_TAKES, MAX_TAKES = 1, 8
-# Logit added to the first token of each of the writer's own names (not the stock cast).
+# Logit added to the first token of each of the writer's own names (not the stock cast)
+# and of the case file's villains.
 NAME_BIAS = 2.5
-# A longer sentence is resampled: the corpus averages ~24 words a sentence and a fan
-# reads 50+ as sprawl.
-MAX_SENTENCE_WORDS = 45
+# Logit added to the first token of the cue words of the beat the writer asked for
+# (brief.BEAT_CUES): a nudge; ranking (ranking.WEIGHT_BEAT) does the rest.
+BEAT_BIAS = 1.5
 # Past this many tokens of a sentence (~18 words), its possible ends get a bias growing
 # by END_SLOPE a token: a nudge toward the show's ~24-word sentences, not a cut.
 END_AFTER_TOKENS = 24
 END_SLOPE = 0.25
-# Ranking: sentence length near this is best; SLACK words either side cost nothing.
-TARGET_WORDS, LENGTH_SLACK = 22, 8
-# Ranking weights (score_take): what a fan notices first weighs most.
-WEIGHT_OWN_NAME = 1.5  # each of the writer's own names kept (at most MAX_NAMES_COUNTED)
-WEIGHT_CAST_NAME = 0.5  # each stock-cast name of the story kept
-# The writer's own name the story uses most (in a Batman story, as a rule, its villain).
-WEIGHT_LEAD_NAME = 1.0
-MAX_NAMES_COUNTED = 2
-WEIGHT_NEAR_MISS = 3.0
-WEIGHT_LENGTH = 0.1  # per word past the slack, averaged over sentences
-WEIGHT_LOGPROB = 1.0  # mean log-probability per token
-WEIGHT_COPY = 3.0  # each sentence the copy guard let through
 # A run of stop marks ("......!!!??") is no sentence of the show's: resampled.
 JUNK = re.compile(r"[.!?…]{4,}|[.!?…]\s*[.!?…]\s*[.!?…]\s*[.!?…]")
 POLL_SECONDS = 0.1
@@ -73,65 +65,6 @@ GRACE = 1.25
 GRACE_MIN_TOKENS = 8  # and at least this many more: a few words are no sprawl
 # Write-on attempts of a staged passage when a near-miss name survived every resample.
 WRITE_ON_TRIES = 2
-
-
-def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lore) -> dict:
-    """A take's score and its parts (shown in generate --json and each turn's meta)."""
-    story_names = nameslib.names(story)
-    own = story_names - lore.cast
-    text = " ".join(result.sentences)
-    own_kept = sorted(own & nameslib.names(text))
-    lead = lead_name(story, lore)
-    cast_kept = sorted((story_names & lore.cast) & nameslib.names(text))
-    misses = nameslib.near_misses(text, story_names | lore.cast, lore.vocabulary)
-    lengths = [nameslib.words(s) for s in result.sentences] or [0]
-    over = sum(max(0, abs(n - TARGET_WORDS) - LENGTH_SLACK) for n in lengths) / len(lengths)
-    mean_lp = sum(logprobs) / len(logprobs) if logprobs else 0.0
-    copies = len(result.flags)
-    parts = {
-        "own_names": own_kept, "lead_name": lead if lead in own_kept else None, "cast_names": cast_kept,
-        "near_misses": [m for m, _ in misses],
-        "words": lengths, "mean_logprob": round(mean_lp, 3), "copies": copies,
-    }
-    score = (WEIGHT_OWN_NAME * min(len(own_kept), MAX_NAMES_COUNTED) + WEIGHT_LEAD_NAME * (lead in own_kept)
-             + WEIGHT_CAST_NAME * min(len(cast_kept), MAX_NAMES_COUNTED)
-             - WEIGHT_NEAR_MISS * len(misses) - WEIGHT_LENGTH * over + WEIGHT_LOGPROB * mean_lp
-             - WEIGHT_COPY * copies)
-    if not result.sentences:
-        score -= 100.0  # nothing usable (the cap cut every sentence)
-    return {"score": round(score, 3), **parts}
-
-
-def lead_name(story: str, lore: Lore) -> str | None:
-    """The writer's own name the story uses most (first used, on a tie), or None."""
-    counts: dict[str, int] = {}
-    for word in nameslib.name_words(story):
-        if word not in lore.cast:
-            counts[word] = counts.get(word, 0) + 1
-    return max(counts, key=lambda w: counts[w]) if counts else None
-
-
-def why(winner: dict, others: list[dict]) -> str:
-    """One line: what the winning take had that the others lacked."""
-    if not others:
-        return "the only take"
-    reasons = []
-    if winner["own_names"] and sum(1 for o in others if not o["own_names"]):
-        reasons.append(f"keeps your name{'s' if len(winner['own_names']) > 1 else ''} "
-                       + ", ".join(winner["own_names"]))
-    if not winner["near_misses"] and any(o["near_misses"] for o in others):
-        reasons.append("no mangled names")
-    if not winner["copies"] and any(o["copies"] for o in others):
-        reasons.append("copies nothing")
-    if max(winner["words"]) <= MAX_SENTENCE_WORDS < max(max(o["words"]) for o in others):
-        reasons.append("no overlong sentence")
-    if not reasons:
-        reasons.append("the likeliest text (mean log-probability "
-                       f"{winner['mean_logprob']:.2f} against "
-                       f"{max(o['mean_logprob'] for o in others):.2f})"
-                       if winner["mean_logprob"] >= max(o["mean_logprob"] for o in others)
-                       else "the best balance of names, length and likelihood")
-    return f"best of {len(others) + 1} takes (score {winner['score']:.2f}): " + "; ".join(reasons)
 
 
 class Writer:
@@ -154,10 +87,11 @@ class Writer:
         self.copy_check = copy_check
 
     # --- what steers one take ------------------------------------------------------
-    def guidance(self, story: str) -> Guidance:
-        """Bias toward the writer's own names; exempt every story name from the penalty."""
-        story_names = nameslib.names(story)
-        own = story_names - self.lore.cast
+    def guidance(self, story: str, brief: Brief = Brief()) -> Guidance:
+        """Bias toward the writer's own names (the case file's villains too) and the
+        asked-for beat's cue words; exempt every story name from the penalty."""
+        story_names = nameslib.names(story) | brief.names
+        own = (story_names - self.lore.cast) | brief.villain_names
         encode = getattr(self.engine, "encode", None)
         guidance = Guidance(logprobs=[], end_tokens=self.engine.sentence_end_tokens(), end_after=END_AFTER_TOKENS,
                             end_slope=self.end_slope)
@@ -173,16 +107,22 @@ class Writer:
                 unpenalised.update(ids)
                 if name in own and self.name_bias:
                     bias[ids[0]] = self.name_bias
+        for cue in BEAT_CUES.get(brief.beat, ()) if brief.beat else ():
+            for form in (" " + cue, " " + cue.lower(), cue):
+                ids = encode(form)
+                if ids and ids[0] not in bias:
+                    bias[ids[0]] = BEAT_BIAS
         guidance.bias, guidance.unpenalised = bias, frozenset(unpenalised)
         return guidance
 
-    def sentence_check(self, story: str, settings: Settings, rejected: list | None = None) -> SentenceCheck:
+    def sentence_check(self, story: str, settings: Settings, rejected: list | None = None,
+                       brief: Brief = Brief()) -> SentenceCheck:
         """The copy guard, then near-miss names, then sprawl; rejections are appended to
         rejected (what was resampled, for the take's notes)."""
         copy_check = self.copy_check
         if copy_check is None and self.guard is not None:
             copy_check = self.guard.sentence_check(settings.copy_limit)
-        story_names = nameslib.names(story)
+        story_names = nameslib.names(story) | brief.names
         known = story_names | self.lore.cast
         vocabulary = self.lore.vocabulary | story_names
 
@@ -210,15 +150,23 @@ class Writer:
 
     # --- a passage ---------------------------------------------------------------------
     def stream(self, story: str, settings: Settings | None = None, cancel: threading.Event | None = None,
-               takes: int | None = None, tagged: bool = False) -> "Take":
+               takes: int | None = None, tagged: bool = False, case: dict | None = None,
+               beat: str | None = None) -> "Take":
         """A passage as a Take: iterate it for pieces and Rewinds, then read .result.
-        tagged: every take streams, as (take index, event) pairs (alternatives side by side)."""
+        tagged: every take streams, as (take index, event) pairs (alternatives side by side).
+        case: the story's case file (batplots.casefile); beat: the next beat asked for
+        (batplots.beats.BEATS; brief.BriefError names the allowed ones)."""
         return Take(self, story, (settings or Settings()).validate().with_seed(), cancel,
-                    self.takes if takes is None else takes, tagged)
+                    self.takes if takes is None else takes, tagged, brief_for(case, beat, self.frame(case, beat)))
+
+    def frame(self, case: dict | None, beat: str | None):
+        """The prompt builder for the trained conditioning header (batplots.conditioning)
+        when the adapter was trained with one; None shows the model the story alone."""
+        return None
 
     def run(self, story: str, settings: Settings | None = None, cancel: threading.Event | None = None,
-            takes: int | None = None) -> Continuation:
-        take = self.stream(story, settings, cancel, takes)
+            takes: int | None = None, case: dict | None = None, beat: str | None = None) -> Continuation:
+        take = self.stream(story, settings, cancel, takes, case=case, beat=beat)
         for _ in take:
             pass
         return take.result
@@ -243,11 +191,12 @@ class Take:
     """One passage in the making: iterate for events (str pieces, Rewind), then `.result`."""
 
     def __init__(self, writer: Writer, story: str, settings: Settings, cancel: threading.Event | None, takes: int,
-                 tagged: bool = False):
+                 tagged: bool = False, brief: Brief = Brief()):
         if not MIN_TAKES <= takes <= MAX_TAKES:
             raise ValueError(f"takes must be from {MIN_TAKES} to {MAX_TAKES}, got {takes}")
         self.writer, self.story, self.settings, self.cancel, self.n = writer, story, settings, cancel, takes
         self.tagged = tagged
+        self.brief = brief
         self.result: Continuation | None = None
 
     def __iter__(self) -> Iterator["str | Rewind"]:
@@ -256,12 +205,19 @@ class Take:
         staged = self.writer.staged and not self.tagged and self.n > 1 and settings.sentences > 1
         first_settings = replace(settings, sentences=1) if staged else settings
         winner, ranked, dropped, first_piece = yield from self._ranked(self.story, first_settings)
-        why_line = why(ranked[0], ranked[1:])
+        why_line = why(ranked[0], ranked[1:], self.brief.beat)
         if dropped:
             why_line += f" ({dropped} longer take{'s' if dropped > 1 else ''} dropped)"
         if staged and winner.sentences:
             why_line = "first sentence: " + why_line + f"; then {settings.sentences - 1} more written on from it"
             winner = yield from self._write_on(winner, settings)
+        if self.brief.beat == "deathtrap" and winner.sentences:
+            # The show's cliffhanger closes a deathtrap turn: the narrator's line, not the model's.
+            line = beatslib.cliffhanger(self.brief.villains[0] if self.brief.villains else None, settings.seed)
+            winner.sentences.append(line)
+            winner.text += " " + line
+            yield " " + line
+            why_line += "; the narrator's cliffhanger closes the deathtrap"
         if self.writer.guard is not None:
             winner.provenance = self.writer.guard.provenance(winner.sentences, winner.flags)
         winner.candidates = ranked
@@ -282,8 +238,8 @@ class Take:
                            max_new_tokens=max(MIN_NEW_TOKENS,
                                               settings.max_new_tokens - w.engine.count_tokens(first.text)))
             rejected: list[dict] = []
-            passage = Passage(w.engine, story, rest, self.cancel, w.sentence_check(story, rest, rejected),
-                              w.guidance(story))
+            passage = Passage(w.engine, story, rest, self.cancel, w.sentence_check(story, rest, rejected, self.brief),
+                              w.guidance(story, replace(self.brief, beat=None)), self.brief.framer(False))
             for event in passage:
                 yield Rewind(first.text + event.text) if isinstance(event, Rewind) else event
             second = passage.result
@@ -306,17 +262,17 @@ class Take:
         w = self.writer
         seeds = take_seeds(settings.seed, self.n)
         rejected: list[list[dict]] = [[] for _ in seeds]
-        checks = [w.sentence_check(story, settings, rejected[i]) for i in range(self.n)]
+        checks = [w.sentence_check(story, settings, rejected[i], self.brief) for i in range(self.n)]
         stops = [threading.Event() for _ in seeds]  # one per take: stragglers stop alone
         events: queue.Queue = queue.Queue()
         outcomes: list = [None] * self.n
-        steer = w.guidance(story)  # the same for every take; each records its own log-probabilities
+        steer = w.guidance(story, self.brief)  # the same for every take; each records its own log-probabilities
         guidances = [replace(steer, logprobs=[]) for _ in seeds]
 
         def work(i: int) -> None:
             try:
                 passage = Passage(w.engine, story, replace(settings, seed=seeds[i]), stops[i], checks[i],
-                                  guidances[i])
+                                  guidances[i], self.brief.framer())
                 for event in passage:
                     if i == 0 or self.tagged:
                         events.put(("event", (i, event)))
@@ -378,7 +334,7 @@ class Take:
         scored = []
         for i, result in done:
             result.flags = [f for f in result.flags if "kind" not in f]  # flags are copies let through
-            parts = score_take(story, result, guidances[i].logprobs, w.lore)
+            parts = score_take(story, result, guidances[i].logprobs, w.lore, self.brief)
             scored.append({"take": i, "seed": seeds[i], "text": result.text.strip(), **parts,
                            "resampled": rejected[i], "sentences": result.sentences, "flags": result.flags,
                            "stop_reason": result.stop_reason, "tokens": tokens(i)})

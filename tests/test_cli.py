@@ -171,3 +171,21 @@ def test_write_saves_markdown_escaped_for_markdown():
 
     md = to_markdown([Turn("user", "Batman & Robin *sneak* <in>."), Turn("model", "The Joker laughs.")])
     assert "**You:** Batman \\& Robin \\*sneak\\* \\<in\\>." in md and "**Model:** *The Joker laughs.*" in md
+
+
+def test_write_keeps_a_case_file_and_asks_for_beats(runner, tiny_dir, tmp_path):
+    out = tmp_path / "case.md"
+    result = run_write(runner, tiny_dir, ["The villainous Pendulum steals the great clock of Gotham City Hall.",
+                                          "/case", "/case hideout the old clock tower", "/case bogus x",
+                                          "/beat nap", "/beat deathtrap", "/outline", "/case hideout auto",
+                                          f"/save {out}"])
+    assert result.exit_code == 0, result.output
+    assert "Villains: Pendulum" in result.output or "Villains: The Pendulum" in result.output
+    assert "Hideout (yours): the old clock tower" in result.output
+    assert "the case file has no field 'bogus'" in result.output
+    assert "Usage: /beat NAME, one of: batphone, batcave, fight, deathtrap, escape" in result.output
+    replies = model_lines(result.stdout)
+    assert len(replies) == 2 and "same Bat-" in replies[1]  # the deathtrap turn ends on the cliffhanger
+    assert "Beats so far:" in result.output and "Deathtrap!" in result.output
+    md = out.read_text()
+    assert "## Case file" in md and "**Villains:**" in md

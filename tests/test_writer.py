@@ -14,7 +14,8 @@ from batplots.engine import Settings
 from batplots.passage import consume
 from batplots.engine.base import Cancelled, Engine, Guidance, Rewind
 from batplots.lore import Lore, lore_from_text
-from batplots.writer import MAX_SENTENCE_WORDS, Writer, score_take, take_seeds
+from batplots.ranking import MAX_SENTENCE_WORDS, score_take
+from batplots.writer import Writer, take_seeds
 from tests import tiny
 from tests.tiny_gguf import write_gguf
 
@@ -213,7 +214,7 @@ def test_a_passage_of_two_sentences_ranks_the_first_and_writes_on_from_the_winne
 
 
 def test_the_lead_name_is_the_writers_own_name_used_most():
-    from batplots.writer import lead_name
+    from batplots.ranking import lead_name
 
     assert lead_name("Batman frowns. The Pendulum waits. Tick runs. The Pendulum laughs.", LORE) == "Pendulum"
     assert lead_name("Batman and Robin sleep.", LORE) is None
@@ -246,3 +247,58 @@ def test_write_on_tries_again_when_a_mangled_name_survived_every_resample():
     script[seeds[3] % 1000] = "Batman follows him."  # ...but the second write-on does not
     result = Writer(Scripted(script), lore=LORE, takes=2).run(STORY, Settings(seed=31, sentences=2, copy_limit=0))
     assert result.text == " The Pendulum swings. Batman follows him."
+
+
+# ------------------------------------------------------------ the brief: case file and beats
+
+CASE_STORY = "A thief robs the Gotham Gem Exchange at noon."
+
+
+def test_the_case_files_villain_is_biased_kept_and_ranked_even_when_the_story_never_names_him():
+    """The story names no villain; the case file says the Riddler (stock cast, so not
+    biased as the writer's own name would be): the take naming him wins and says so."""
+    texts = ["Batman and Robin drive to the museum.", "The Riddler laughs in his lair.",
+             "Robin finds a clue.", "Gordon calls again."]
+    engine = Scripted(script_for(11, texts))
+    writer = Writer(engine, lore=Lore({**LORE.counts, "Riddler": 60}), takes=4)
+    case = {"villains": ["The Riddler"], "henchmen": ["Molly"]}
+    result = writer.run(CASE_STORY, Settings(seed=11, sentences=1, copy_limit=0), case=case)
+    assert result.text == " " + texts[1]
+    assert result.candidates[0]["lead_name"] == "Riddler" and "names Riddler" in result.why
+    riddler = engine.encode(" Riddler")[0]
+    assert all(g.bias.get(riddler) == 2.5 for g in engine.guidance)  # the case's villain is biased
+    plain = Writer(Scripted(script_for(11, texts)), lore=Lore({**LORE.counts, "Riddler": 60}), takes=4)
+    without = plain.run(CASE_STORY, Settings(seed=11, sentences=1, copy_limit=0)).candidates
+    riddler_take = next(c for c in without if c["take"] == 1)
+    assert riddler_take["lead_name"] is None  # without the case file he is just stock cast
+    assert next(c for c in result.candidates if c["take"] == 1)["score"] > riddler_take["score"] + 0.9
+
+
+def test_a_near_miss_of_a_case_file_name_is_resampled():
+    writer = Writer(Scripted(["The Pendum strikes at dawn.", "Robin waits by the door."]), lore=LORE, takes=1)
+    result = writer.run(CASE_STORY, Settings(seed=0, sentences=1, copy_limit=0), case={"villains": ["The Pendulum"]})
+    assert result.sentences == ["Robin waits by the door."]
+
+
+def test_a_requested_beat_biases_its_cues_and_wins_the_ranking():
+    texts = ["Robin finds a clue at the museum.", "Batman and Robin slide into the Batcave to study the clue.",
+             "Gordon calls again.", "The thief laughs."]
+    engine = Scripted(script_for(5, texts))
+    writer = Writer(engine, lore=LORE, takes=4)
+    result = writer.run(CASE_STORY, Settings(seed=5, sentences=1, copy_limit=0), beat="batcave")
+    assert result.text == " " + texts[1] and result.candidates[0]["beat"] == "batcave"
+    assert "plays the beat you asked for (To the Batcave!)" in result.why
+    cave = engine.encode(" Batcave")[0]
+    assert engine.guidance[0].bias.get(cave) == 1.5
+    with pytest.raises(ValueError, match="unknown beat 'nap'; choose one of: crime, batphone"):
+        writer.run(CASE_STORY, Settings(seed=5, sentences=1), beat="nap")
+
+
+def test_a_deathtrap_turn_ends_with_the_narrators_cliffhanger_naming_the_villain():
+    writer = Writer(Scripted(["The Riddler ties Batman to a giant clock hand."]), lore=LORE, takes=1)
+    take = writer.stream(CASE_STORY, Settings(seed=2, sentences=1, copy_limit=0), case={"villains": ["The Riddler"]},
+                         beat="deathtrap")
+    draft, result = consume(take)
+    assert draft == result.text and len(result.sentences) == 2
+    assert "The Riddler" in result.sentences[1] and "Bat-" in result.sentences[1]
+    assert "cliffhanger" in result.why

@@ -10,7 +10,6 @@ nothing is saved by this module: callers commit a finished Continuation.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import threading
 import time
@@ -111,9 +110,7 @@ class Generation:
     def _work(self, writer, story, settings, takes, tagged, case, beat) -> None:
         try:
             # case: the story's case file (its names count as the story's); beat: the one asked for
-            # (passed once writer.stream takes them: the agreed signature, being added to the Writer)
-            asks = {"case": case, "beat": beat} if _takes_case(writer) else {}
-            take = writer.stream(story, settings, cancel=self.cancel, takes=takes, tagged=tagged, **asks)
+            take = writer.stream(story, settings, cancel=self.cancel, takes=takes, tagged=tagged, case=case, beat=beat)
             events = iter(take)
             try:
                 for item in events:
@@ -180,10 +177,6 @@ class Generation:
             if kind == "cancelled":
                 raise ClientGone()
         raise ClientGone()
-
-
-def _takes_case(writer) -> bool:
-    return {"case", "beat"} <= set(inspect.signature(writer.stream).parameters)
 
 
 def sse(event: str, data: dict) -> str:

@@ -1,0 +1,87 @@
+"""A passage's brief: what the writer asked of it beyond the story's own text.
+
+The case file (batplots.casefile) names the villain, henchmen and guests, and the
+writer may ask for the next beat of the show's formula (batplots.beats). The Writer
+reads the brief to steer (a logit bias on the villain's name and on the beat's cue
+words), to check (the case file's names count as the story's, so a near miss of one
+is resampled) and to rank (the villain named, the beat played). Pure data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from batplots import beats as beatslib
+from batplots import casefile
+from batplots import names as nameslib
+
+# Words that open a sentence of each beat (their first tokens get BEAT_BIAS when the
+# beat is asked for): the labeller's own cues, as a reader of the show would expect them.
+BEAT_CUES: dict[str, tuple[str, ...]] = {
+    "crime": ("steal", "steals", "robbery", "crime", "loot", "heist"),
+    "batphone": ("Batphone", "Bat-phone", "Commissioner", "Gordon", "O'Hara", "phone"),
+    "manor": ("Wayne", "Manor", "Alfred", "Batpoles", "Aunt"),
+    "batmobile": ("Batmobile", "race", "speed"),
+    "batcave": ("Batcave", "Bat-computer", "Batcomputer", "cave"),
+    "fight": ("fight", "POW", "BIFF", "punches", "brawl", "battle"),
+    "deathtrap": ("trap", "deathtrap", "tied", "strapped", "doom"),
+    "escape": ("escape", "escapes", "free", "frees", "manage"),
+    "capture": ("captured", "arrested", "jail", "prison", "caught"),
+}
+# The beats the page offers as buttons (and `write` as /beat NAME); every beat in
+# beats.BEATS is accepted by the API.
+BUTTON_BEATS = ("batphone", "batcave", "fight", "deathtrap", "escape")
+
+
+class BriefError(ValueError):
+    """A beat that is not one of beats.BEATS."""
+
+
+@dataclass(frozen=True)
+class Brief:
+    """What a passage must follow besides the story text."""
+
+    # Names in the case file: they count as the story's (kept, never near-missed).
+    names: frozenset[str] = frozenset()
+    # Name words of the case's villains: biased even when they are stock cast (Riddler).
+    villain_names: frozenset[str] = frozenset()
+    # The first villain's telling name word: ranked as the story's lead name.
+    lead: str | None = None
+    villains: tuple[str, ...] = ()
+    # The beat asked for (beats.BEATS), or None.
+    beat: str | None = None
+    # Builds the model's prompt from the (fitted) story and a beat: the trained
+    # conditioning header (batplots.conditioning), or None to show the story alone.
+    frame: Callable[[str, str | None], str] | None = None
+
+    def framer(self, with_beat: bool = True) -> Callable[[str], str] | None:
+        """The prompt builder for one Passage: with the beat for the passage's first
+        sentence, without it for sentences written on after it."""
+        if self.frame is None:
+            return None
+        frame, beat = self.frame, self.beat if with_beat else None
+        return lambda story: frame(story, beat)
+
+
+def check_beat(beat: str | None) -> str | None:
+    """beat, or BriefError saying which beats there are."""
+    if beat is None or beat in beatslib.BEATS:
+        return beat
+    raise BriefError(f"unknown beat {beat!r}; choose one of: {', '.join(beatslib.BEATS)}")
+
+
+def brief_for(case: dict | None, beat: str | None = None,
+              frame: Callable[[str, str | None], str] | None = None) -> Brief:
+    """The brief of a case file (None: none) and a requested beat."""
+    beat = check_beat(beat)
+    villains = tuple((case or {}).get("villains") or ())
+    villain_names: set[str] = set()
+    lead = None
+    for villain in villains:
+        words = nameslib.names(villain)
+        villain_names |= words
+        if lead is None and words:
+            lead = max(sorted(words), key=len)  # "Mr. Freeze" -> Freeze; "The Pendulum" -> Pendulum
+    return Brief(names=frozenset(casefile.case_names(case)), villain_names=frozenset(villain_names), lead=lead,
+                 villains=villains, beat=beat, frame=frame)
