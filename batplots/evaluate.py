@@ -440,7 +440,8 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
     samples.update(generate_samples(engine, prompts, opts.samples, {
         "adapter": replace(settings, copy_limit=0), "adapter+guard": settings}, progress, guard))
     story_run("adapter", engine, settings)  # today's passage: the adapter with the copy guard
-    story_run("adapter+writer", engine, settings)
+    for name in storyeval.WRITER_RUNS:  # the Writer; + the case file; + a drawn beat each story turn
+        story_run(name, engine, settings)
     runs = {name: {**continuation_metrics(s, guard.index, settings.sentences, settings.copy_limit),
                    "copy_limit": 0 if name != "adapter+guard" else settings.copy_limit}
             for name, s in samples.items()}

@@ -9,18 +9,26 @@ Two sets, written for batplots (not from any corpus):
 
 Per run (bare base, adapter, adapter + Writer): those shares, near-miss names,
 words per sentence (mean, longest), the exact-N rate, copied 8-grams and seconds
-per turn.
+per turn. Two more Writer runs follow the story the way the web app does: "+case"
+with the case file filled in from the story before every turn (villain adherence),
+and "+beat" asking, on every story turn, for a beat drawn (seeded) from the page's
+beat buttons (beat adherence: does the labeller find that beat in the passage's
+first sentence? The other runs give the base rate for the same drawn beats).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import statistics
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from batplots import beats as beatslib
+from batplots import casefile
 from batplots import names as nameslib
+from batplots.brief import BUTTON_BEATS
 from batplots.engine.base import Continuation, Settings
 
 STORIES_FILE = Path(__file__).parent / "data" / "stories.json"
@@ -28,6 +36,9 @@ STORY_SEED = 66
 # Targets of the issue "The model stays on the user's story".
 TARGET_NAMES_KEPT = 0.5
 TARGET_VILLAIN_NAMED = 0.5
+# Targets of the issue "Case file and episode beats".
+TARGET_VILLAIN_NAMED_CASE = 0.7
+TARGET_BEAT_PLAYED = 0.6
 TARGET_WORDS = (18, 25)
 TARGET_LONGEST = 50
 NGRAM = 8
@@ -47,6 +58,8 @@ class Passage:
     own_names_kept: list[str] = field(default_factory=list)
     villain_named: bool | None = None
     near_misses: list[str] = field(default_factory=list)
+    beat_drawn: str | None = None  # the turn's drawn beat (asked for only in the +beat run)
+    beat_played: str | None = None  # the labeller's beat of the passage's first sentence
 
 
 def load_stories(path: Path | None = None) -> list[dict]:
@@ -58,32 +71,43 @@ def _seed(item: int, turn: int) -> int:
     return STORY_SEED * 1000 + item * 10 + turn
 
 
-def measure(write: Callable[[str, Settings], Continuation], openings: list[str], stories: list[dict],
+def drawn_beat(item: int, turn: int) -> str:
+    """The beat a story turn asks for in the +beat run (the same draw in every run)."""
+    return random.Random(_seed(100 + item, turn)).choice(BUTTON_BEATS)
+
+
+# write(story so far, seeded settings, beat drawn for the turn or None) -> the passage
+Write = Callable[[str, Settings, "str | None"], Continuation]
+
+
+def measure(write: Write, openings: list[str], stories: list[dict],
             settings: Settings, cast: frozenset[str], vocabulary: frozenset[str],
             progress: Callable[[int, int], None] | None = None) -> list[Passage]:
-    """Every passage of one run: write(story_so_far, seeded settings) makes each one."""
+    """Every passage of one run: write(story so far, seeded settings, drawn beat) makes each one."""
     out: list[Passage] = []
     todo = len(openings) + sum(len(s["turns"]) for s in stories)
 
-    def add(kind, item, turn, story, result, villain=None):
+    def add(kind, item, turn, story, result, villain=None, beat=None):
         passage = result.text.strip()
         story_names = nameslib.names(story)
         kept = sorted(story_names & nameslib.names(passage))
         misses = nameslib.near_misses(passage, story_names | cast, vocabulary | story_names)
         out.append(Passage(kind, item, turn, passage, list(result.sentences), round(result.seconds, 3), kept,
                            sorted(set(kept) - cast), None if villain is None else villain in nameslib.names(passage),
-                           [f"{w} ({n})" for w, n in misses]))
+                           [f"{w} ({n})" for w, n in misses], beat,
+                           beatslib.label(result.sentences[0]) if result.sentences else None))
         if progress:
             progress(len(out), todo)
 
     for i, opening in enumerate(openings):
-        add("opening", i, 0, opening, write(opening, replace(settings, seed=_seed(i, 0))))
+        add("opening", i, 0, opening, write(opening, replace(settings, seed=_seed(i, 0)), None))
     for i, story in enumerate(stories):
         text = ""
         for turn, writer_passage in enumerate(story["turns"]):
             text = f"{text} {writer_passage}" if text else writer_passage  # turns join with one space
-            result = write(text, replace(settings, seed=_seed(100 + i, turn)))
-            add("story", i, turn, text, result, story["villain"])
+            beat = drawn_beat(i, turn)
+            result = write(text, replace(settings, seed=_seed(100 + i, turn)), beat)
+            add("story", i, turn, text, result, story["villain"], beat)
             text = f"{text} {result.text.strip()}"
     return out
 
@@ -110,6 +134,8 @@ def metrics(passages: list[Passage], index, sentences: int) -> dict:
         "own_names_kept_openings": share(openings, lambda p: p.own_names_kept),
         "names_kept_stories": share(story, lambda p: p.names_kept),
         "villain_named": share(story, lambda p: p.villain_named),
+        # Asked for in the +beat run; elsewhere the base rate of the same drawn beats.
+        "beat_played": share(story, lambda p: p.beat_played == p.beat_drawn),
         "near_miss_names": sum(len(p.near_misses) for p in passages),
         "words_per_sentence_mean": statistics.fmean(lengths) if lengths else None,
         "words_per_sentence_max": max(lengths) if lengths else None,
@@ -131,6 +157,10 @@ def targets(run: dict) -> dict:
         "villain_named >= 50%": run["villain_named"] is not None and run["villain_named"] >= TARGET_VILLAIN_NAMED,
         "no near-miss names": run["near_miss_names"] == 0,
         "words per sentence 18-25, none over 50": mean is not None and lo <= mean <= hi and longest <= TARGET_LONGEST,
+        "villain_named >= 70% (with the case file)": run["villain_named"] is not None
+        and run["villain_named"] >= TARGET_VILLAIN_NAMED_CASE,
+        "beat played >= 60% (when asked)": run.get("beat_played") is not None
+        and run["beat_played"] >= TARGET_BEAT_PLAYED,
     }
 
 
@@ -138,6 +168,7 @@ ROWS = [
     ("continuations keeping a name of the opening", "names_kept_openings", "pct"),
     ("... keeping one of the writer's own names", "own_names_kept_openings", "pct"),
     ("story passages naming the villain", "villain_named", "pct"),
+    ("first sentence plays the drawn beat (asked only in +beat)", "beat_played", "pct"),
     ("story passages keeping a name", "names_kept_stories", "pct"),
     ("near-miss names", "near_miss_names", "int"),
     ("words per sentence, mean", "words_per_sentence_mean", "num"),
@@ -171,7 +202,8 @@ def as_dicts(passages: list[Passage]) -> list[dict]:
 
 
 # The story runs of `batplots eval`, side by side.
-RUNS = ("base", "adapter", "adapter+writer")
+RUNS = ("base", "adapter", "adapter+writer", "adapter+writer+case", "adapter+writer+beat")
+WRITER_RUNS = RUNS[2:]
 
 
 def run(name: str, engine, settings: Settings, lore, takes: int, openings: list[str], stories: list[dict], guard,
@@ -181,14 +213,18 @@ def run(name: str, engine, settings: Settings, lore, takes: int, openings: list[
     from batplots import passage as passagelib
     from batplots.writer import Writer
 
-    if name == "adapter+writer":
-        write = Writer(engine, guard=guard, lore=lore, takes=takes).run
-    else:
-        def write(story: str, s: Settings) -> Continuation:
+    writer = Writer(engine, guard=guard, lore=lore, takes=takes)
+
+    def write(story: str, s: Settings, beat: str | None) -> Continuation:
+        if name not in WRITER_RUNS:
             return passagelib.run(engine, story, s, check=guard.sentence_check(s.copy_limit))
+        # The case file as the web app keeps it: filled in from the story before each turn.
+        case = casefile.autofill(casefile.empty(), story, lore) if name != "adapter+writer" else None
+        return writer.run(story, s, case=case, beat=beat if name == "adapter+writer+beat" else None)
+
     passages = measure(write, openings, stories, settings, lore.cast, lore.vocabulary,
                        (lambda done, total: progress(f"story {name}", done, total)) if progress else None)
     result = metrics(passages, guard.index, settings.sentences)
-    result["takes"] = takes if name == "adapter+writer" else 1
+    result["takes"] = takes if name in WRITER_RUNS else 1
     result["targets"] = targets(result)
     return result, passages

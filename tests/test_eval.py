@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from batplots import evaluate as ev
-from batplots import guard
+from batplots import guard, storyeval
 from batplots.cli import main
 from batplots.corpus import Episode
 from batplots.engine import Settings
@@ -173,11 +173,14 @@ def test_eval_command_runs_end_to_end_and_is_reproducible(tiny_setup, tmp_path):
     assert report["runs"]["adapter+guard"]["copy_limit"] == 8 and report["runs"]["adapter"]["copy_limit"] == 0
     assert report["targets"]["exact_n_rate"]["at_least"] == 0.98
     story = report["story"]
-    assert set(story["runs"]) == {"base", "adapter", "adapter+writer"} and story["takes"] == 2
+    assert set(story["runs"]) == set(storyeval.RUNS) and story["takes"] == 2
     for name, run in story["runs"].items():  # 2 openings + 1 scripted story of 4 model turns
         assert run["passages"] == 6 and len(story["passages"][name]) == 6
         assert {p["kind"] for p in story["passages"][name]} == {"opening", "story"}
     assert story["runs"]["adapter+writer"]["takes"] == 2 and "villain_named >= 50%" in story["runs"]["base"]["targets"]
+    beat_run = story["passages"]["adapter+writer+beat"]
+    assert all(p["beat_drawn"] in storyeval.BUTTON_BEATS for p in beat_run if p["kind"] == "story")
+    assert 0 <= story["runs"]["adapter+writer+beat"]["beat_played"] <= 1
     assert "story metrics: 2 openings and 1 scripted stories" in out.stdout and "naming the villain" in out.stdout
     again = json.loads(runner.invoke(main, args + ["--json", "--out", str(tmp_path / "r2.json")]).stdout)
     for name in ev.RUNS:

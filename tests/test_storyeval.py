@@ -14,7 +14,7 @@ def scripted(texts):
     """write() that answers with texts in order (one sentence each)."""
     queue = list(texts)
 
-    def write(story, settings):
+    def write(story, settings, beat):
         text = queue.pop(0)
         return Continuation(text=" " + text, sentences=[text], settings=settings, seconds=0.5)
 
@@ -35,7 +35,8 @@ def test_measure_and_metrics_count_names_villains_and_near_misses():
     assert m["near_miss_names"] == 1 and m["words_per_sentence_max"] == 66 and m["exact_n_rate"] == 1.0
     t = storyeval.targets(m)
     assert t == {"names_kept_openings >= 50%": False, "villain_named >= 50%": True, "no near-miss names": False,
-                 "words per sentence 18-25, none over 50": False}
+                 "words per sentence 18-25, none over 50": False, "villain_named >= 70% (with the case file)": False,
+                 "beat played >= 60% (when asked)": False}
     table = storyeval.format_table({"adapter": m})
     assert "| story passages naming the villain | 50% |" in table and "| near-miss names | 1 |" in table
 
@@ -45,3 +46,27 @@ def test_the_shipped_stories_open_with_their_villain():
     assert len(stories) >= 10
     for s in stories:
         assert len(s["turns"]) == 4 and s["villain"] in s["turns"][0]
+
+
+def test_story_turns_draw_a_beat_and_the_labeller_scores_the_first_sentence():
+    """Each story turn draws one of the page's beats (the same draw in every run); a
+    passage whose first sentence plays it counts, whichever run asked for it."""
+    beat0, beat1 = storyeval.drawn_beat(0, 0), storyeval.drawn_beat(0, 1)
+    assert beat0 in storyeval.BUTTON_BEATS and storyeval.drawn_beat(0, 0) == beat0
+    asked = []
+    plays = {"batphone": "Gordon lifts the red Batphone at headquarters.",
+             "batcave": "In the Batcave, the Bat-computer decodes the riddle.",
+             "fight": "Batman and Robin fight the henchmen: POW! BIFF!",
+             "deathtrap": "The Pendulum straps Batman to a giant conveyor belt.",
+             "escape": "Batman frees himself just in time."}
+
+    def write(story, settings, beat):
+        asked.append(beat)
+        text = "Robin yawns." if beat is None else plays[beat]
+        return Continuation(text=" " + text, sentences=[text], settings=settings, seconds=0.1)
+
+    passages = storyeval.measure(write, OPENINGS, STORIES, Settings(sentences=1), frozenset(), frozenset())
+    assert asked == [None, beat0, beat1]  # openings draw none
+    assert [p.beat_drawn for p in passages] == [None, beat0, beat1]
+    assert [p.beat_played for p in passages[1:]] == [beat0, beat1]
+    assert storyeval.metrics(passages, None, 1)["beat_played"] == 1.0
