@@ -45,7 +45,13 @@ _PHRASE = re.compile(rf"(?:\b(?:{'|'.join(TITLES)})\.?\s+)?{_CAP}(?:[ \t]+{_CAP}
 VILLAIN_CUE = re.compile(r"\b(?:villain\w*|criminal\w*|crook\w*|mastermind|fiend\w*|evil|sinister|diabolical|"
                          r"dastardly|arch-?\w+|steal\w*|stole\w*|rob|robs|robbed|robber\w*|heist|kidnap\w*|"
                          r"plot\w*|scheme\w*|hench\w+|gang\w*|moll|lair|hide-?out|hides?\s+out|holed\s+up|loot\w*|"
-                         r"ransom\w*|crime\w*|trap\w*)\b", re.IGNORECASE)
+                         r"ransom\w*|crime\w*|trap\w*|"
+                         # the show's villains' own deeds: poisoners, forgers, storm-makers, pirates
+                         r"poison\w*|forg(?:e|es|ed|er|ery|ing)|rigs?|rigged|vanish\w*|disappear\w*|"
+                         r"takes?\s+over|took\s+over|bur(?:y|ies|ied)|sabotag\w*|swindl\w*|blackmail\w*|"
+                         r"extort\w*|counterfeit\w*|smuggl\w*|raid\w*|menac\w*|terroriz\w*|threat\w*|"
+                         r"pirate\w*|army|armies|hypnoti\w*|controls?\s+people|empties|empty\s+the|slumber|to\s+sleep)\b",
+                         re.IGNORECASE)
 # X is surely the villain: "X's henchmen", "villainous X", "X steals".
 _STRONG = r"(?:hench\w+|gang|moll|lair|hide-?out|scheme|plot|loot)"
 HENCH_CUE = re.compile(r"\b(?:hench(?:man|men|woman|women|person|people)|molls?|goons?|thugs?|accomplices?|"

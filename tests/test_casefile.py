@@ -79,3 +79,18 @@ def test_case_names_and_outline():
                                 "deathtrap": ["tied to a candle"]}) == {"Nobody", "Gotham"}
     assert [b["beat"] for b in casefile.outline("Commissioner Gordon picks up the Batphone.")] == ["batphone"]
     assert casefile.outline("") == []
+
+
+def test_a_villain_introduced_by_the_deeds_of_the_shows_villains_is_found():
+    """The writer's own villain is rarely called a villain: a poisoner, a forger, a
+    storm-maker or a pirate is one (sentences written for this test)."""
+    for opening, villain in [
+        ("The Saucier, a cook with a grudge, poisons the soup at the Gotham Charity Dinner.", "Saucier"),
+        ("Baron Blizzard, a meteorologist gone bad, buries Gotham City under a mountain of hail.", "Blizzard"),
+        ("The Scrivener, a forger with a silver pen, signs the Mayor's name to a bogus decree.", "Scrivener"),
+        ("Admiral Anchor, a pirate of the Gotham River, leaves a message in a bottle at the docks.", "Anchor"),
+        ("Lady Lilt, whose songs put people to sleep, sends the bank's guards into a deep slumber.", "Lilt"),
+    ]:
+        found = casefile.extract(opening)["villains"]
+        assert any(villain in v for v in found), (opening, found)
+    assert casefile.extract("Mayor Linseed, a kindly old man, opens the Gotham Flower Show.")["villains"] == []
