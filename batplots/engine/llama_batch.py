@@ -14,6 +14,12 @@ only what is new. Idle slots' caches are evicted, least recently used first, whe
 a new prompt needs their cells; a request that cannot fit even then waits for
 running ones to finish.
 
+Slots share cells: a new request takes the longest prefix cached in ANY slot, busy
+or idle, by adding its sequence id to those cells (llama_memory_seq_cp; nothing is
+copied). The Writer's takes (k requests with one prompt, submitted together) wait
+for the first of them to read the prompt and then share its cells, so a ranked turn
+reads the story once instead of k times.
+
 One scheduler thread owns the context. Each step it builds a batch of: one token
 per decoding request (the one it sampled last step) and chunks of the prompts
 still being read, then decodes and samples a token for every request whose
@@ -40,6 +46,10 @@ IDLE_EXIT_SECONDS = 2.0
 CLOSE_JOIN_SECONDS = 30.0
 # reset() waits this long for running generations to end.
 RESET_WAIT_SECONDS = 30.0
+# A pending request waits for a running one to read their common prefix when it would
+# then share at least this many more tokens than any slot holds now: shorter, and
+# reading them itself costs less than the wait.
+SHARE_WAIT_MIN_TOKENS = 16
 
 
 @dataclass(eq=False)
@@ -73,6 +83,11 @@ class Slot:
     tokens: list[int] = field(default_factory=list)  # evaluated into the KV cache
     busy: Request | None = None
     last_used: float = 0.0
+    # Where its cells came from, as (run, start, end) position spans. A run is cells one
+    # slot evaluated in a row, keyed (seq, epoch); a copy shares the source's spans, so
+    # a cell several slots hold is counted once (_used_cells).
+    spans: list[tuple[tuple[int, int], int, int]] = field(default_factory=list)
+    epoch: int = 0  # bumped when the slot's cells are cut or replaced: new cells, new run
 
 
 class Scheduler:
@@ -153,6 +168,8 @@ class Scheduler:
             self._llama_cpp.llama_memory_clear(self.ctx.memory, True)
             for slot in self.slots:
                 slot.tokens.clear()
+                slot.spans.clear()
+                slot.epoch += 1
                 slot.last_used = 0.0
 
     def cached_tokens(self, seq: int) -> list[int]:
@@ -207,19 +224,51 @@ class Scheduler:
         self._pending = [r for r in self._pending if not r.closed]
 
     def _used_cells(self) -> int:
-        used = sum(len(s.tokens) for s in self.slots)
+        # Distinct cells: every span of one run starts where the run does (copies take
+        # prefixes), so the run's cells are its furthest end minus that start.
+        runs: dict[tuple[int, int], tuple[int, int]] = {}
+        for slot in self.slots:
+            for run, start, end in slot.spans:
+                runs[run] = (start, max(end, runs.get(run, (start, end))[1]))
+        used = sum(end - start for start, end in runs.values())
         # Running requests will still need cells for their unread prompt and new tokens.
         return used + sum(len(r.todo) + 1 + r.max_new - r.produced for r in self._active)
 
+    def _should_wait(self, req: Request, cached: int) -> bool:
+        """Whether a running request still reading its prompt will soon hold a prefix of
+        req's much longer than any slot's now. Bounded: the reader leaves _active when
+        it is read, cancelled, closed or fails, and then req is admitted as usual."""
+        for reader in self._active:
+            if reader.todo:
+                # The reader holds all of its prompt but the last token once todo is empty.
+                shared = min(_common_prefix(reader.ids, req.ids), len(reader.ids) - 1, len(req.ids) - 1)
+                if shared >= cached + SHARE_WAIT_MIN_TOKENS:
+                    return True
+        return False
+
     def _admit(self) -> None:
-        while self._pending:
-            req = self._pending[0]
+        # FIFO, except that requests waiting for a reader (_should_wait) let the ones
+        # behind them in; one that does not fit the cache stops the queue, as before.
+        for req in list(self._pending):
             free = [s for s in self.slots if s.busy is None]
             if not free:
                 return
+            # The prompt's last token is always decoded (see below): never reuse it.
+            prefix = {s.seq: min(_common_prefix(s.tokens, req.ids), len(req.ids) - 1) for s in self.slots}
+            common = max(prefix.values())
+            if self._should_wait(req, common):
+                continue
+            src = max(self.slots, key=lambda s: (prefix[s.seq], s.busy is None))
             # The free slot sharing the longest prefix with the prompt; ties: least recently used.
-            best = max(free, key=lambda s: (_common_prefix(s.tokens, req.ids), -s.last_used))
-            common = min(_common_prefix(best.tokens, req.ids), len(req.ids) - 1)
+            best = max(free, key=lambda s: (prefix[s.seq], -s.last_used))
+            empty = [s for s in free if not s.tokens]
+            if prefix[best.seq] < common or (len(best.tokens) > common and empty):
+                # Another slot holds a longer prefix (a busy one), or taking the best one
+                # would cut its cache short: share the prefix's cells with a slot whose
+                # cache is empty, else the least recently used one.
+                best = empty[0] if empty else min(free, key=lambda s: s.last_used)
+                self._trim(best, 0)  # one cell per position: none of its own may stay
+                self._share(src, best, common)
             need = (len(req.ids) - common) + req.max_new
             self._trim(best, common)
             # Evict idle caches, oldest first, until the prompt and its new tokens fit.
@@ -231,7 +280,7 @@ class Scheduler:
                 # Running requests hold the cells (submit() made sure the prompt fits an
                 # empty cache): wait for them to finish.
                 return
-            self._pending.pop(0)
+            self._pending.remove(req)
             req.slot, req.reused = best.seq, common
             self.prompt_tokens_reused += common
             self.prompt_tokens_evaluated += len(req.ids) - common
@@ -245,9 +294,30 @@ class Scheduler:
             self._active.append(req)
 
     def _trim(self, slot: Slot, keep: int) -> None:
+        """Drop the slot's cells from position keep on (cells other slots share stay)."""
         if len(slot.tokens) > keep:
             self._llama_cpp.llama_memory_seq_rm(self.ctx.memory, slot.seq, keep, -1)
             del slot.tokens[keep:]
+            slot.spans = [(run, start, min(end, keep)) for run, start, end in slot.spans if start < keep]
+            slot.epoch += 1
+
+    def _share(self, src: Slot, dst: Slot, n: int) -> None:
+        """Give dst (empty) src's first n cells: positions 0..n-1, as dst needs them."""
+        if n <= 0:
+            return
+        self._llama_cpp.llama_memory_seq_cp(self.ctx.memory, src.seq, dst.seq, 0, n)
+        dst.tokens = src.tokens[:n]
+        dst.spans = [(run, start, min(end, n)) for run, start, end in src.spans if start < n]
+        dst.epoch += 1
+
+    def _extend(self, slot: Slot, tokens: list[int]) -> None:
+        start, end = len(slot.tokens), len(slot.tokens) + len(tokens)
+        slot.tokens.extend(tokens)
+        run = (slot.seq, slot.epoch)
+        if slot.spans and slot.spans[-1][0] == run:
+            slot.spans[-1] = (run, slot.spans[-1][1], end)
+        else:
+            slot.spans.append((run, start, end))
 
     def _step(self, work: list[Request]) -> None:
         # Decoding requests first (one token each), then prompt chunks in the room left.
@@ -295,7 +365,7 @@ class Scheduler:
         self.max_batch_requests = max(self.max_batch_requests, len(logits_at))
         for req, tokens, wants in entries:
             slot = self.slots[req.slot]
-            slot.tokens.extend(tokens)
+            self._extend(slot, tokens)
             if not wants:
                 del req.todo[:len(tokens)]
                 continue
