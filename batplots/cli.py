@@ -132,17 +132,18 @@ def takes_option(func):
 
 
 def writer_parts(adapter: str | None):
-    """The copy guard and lore (lore.json) of the adapter, for the Writer; both off or
-    empty when the adapter cannot be found (loading the engine then says why)."""
+    """The copy guard, lore (lore.json) and conditioning of the adapter, for the Writer;
+    off or empty when the adapter cannot be found (loading the engine then says why)."""
     from batplots import model as modellib
     from batplots.guard import guard_for_adapter
     from batplots.lore import Lore, load_lore
+    from batplots.writer import adapter_conditioned
 
     try:
         adapter_dir = modellib.resolve_adapter(adapter)
     except ModelError:
-        return guard_for_adapter(None), Lore()
-    return guard_for_adapter(adapter_dir), load_lore(adapter_dir)
+        return guard_for_adapter(None), Lore(), False
+    return guard_for_adapter(adapter_dir), load_lore(adapter_dir), adapter_conditioned(adapter_dir)
 
 
 def open_writer(engine_name: str, base: str | None, adapter: str | None, takes: int):
@@ -150,8 +151,8 @@ def open_writer(engine_name: str, base: str | None, adapter: str | None, takes: 
     from batplots.writer import Writer
 
     engine = open_engine(engine_name, base, adapter)
-    guard, lore = writer_parts(adapter)
-    return Writer(engine, guard=guard, lore=lore, takes=takes)
+    guard, lore, conditioned = writer_parts(adapter)
+    return Writer(engine, guard=guard, lore=lore, takes=takes, conditioned=conditioned)
 
 
 def open_engine(engine_name: str, base: str | None, adapter: str | None):
@@ -286,7 +287,7 @@ def serve(host, port, db_path, public_url, allowed_hosts, api_key, no_auth, sent
     security = serve_security(host, allowed_hosts, api_key, no_auth, db)
 
     spec = engine_spec(engine_name, base, adapter)  # here: load() runs in another thread
-    guard, lore = writer_parts(adapter)
+    guard, lore, conditioned = writer_parts(adapter)
     guard_notice(guard, settings)
 
     def load():
@@ -302,7 +303,8 @@ def serve(host, port, db_path, public_url, allowed_hosts, api_key, no_auth, sent
 
     try:
         app = webapp.create_app(webapp.WebConfig(db_path=db, settings=settings, load_engine=load, security=security,
-                                                 takes=takes, guard=guard, lore=lore, public_url=public_url))
+                                                 takes=takes, guard=guard, lore=lore, conditioned=conditioned,
+                                                 public_url=public_url))
     except (OSError, sqlite3.Error, StoreError) as exc:
         raise click.ClickException(f"cannot open the story database {db_shown(db)}: {exc}") from exc
     webapp.serve(app, host, port, lambda url: click.echo(

@@ -72,7 +72,7 @@ class Writer:
 
     def __init__(self, engine: Engine, guard=None, lore: Lore | None = None, takes: int = DEFAULT_TAKES,
                  name_bias: float = NAME_BIAS, copy_check: SentenceCheck | None = None, end_slope: float = END_SLOPE,
-                 staged: bool = True):
+                 staged: bool = True, conditioned: bool = False):
         self.engine = engine
         # The copy guard (batplots.guard.CopyGuard): vets sentences, gives provenance.
         self.guard = guard
@@ -85,6 +85,9 @@ class Writer:
         self.staged = staged
         # Replaces the guard's check when given (tests script what counts as a copy).
         self.copy_check = copy_check
+        # The adapter was trained with control codes (batplots.conditioning): prompts get
+        # the case file's header and the asked-for beat's marker.
+        self.conditioned = conditioned
 
     # --- what steers one take ------------------------------------------------------
     def guidance(self, story: str, brief: Brief = Brief()) -> Guidance:
@@ -162,7 +165,19 @@ class Writer:
     def frame(self, case: dict | None, beat: str | None):
         """The prompt builder for the trained conditioning header (batplots.conditioning)
         when the adapter was trained with one; None shows the model the story alone."""
-        return None
+        if not self.conditioned:
+            return None
+        from batplots import conditioning
+        from batplots.lore import characters_in
+
+        villains = list((case or {}).get("villains") or ())
+        lore = self.lore
+
+        def build(story: str, asked: str | None) -> str:
+            # As in training: the case's villains, and the recurring cast the story has.
+            return conditioning.condition(story, villains, characters_in(story, lore), asked)
+
+        return build
 
     def run(self, story: str, settings: Settings | None = None, cancel: threading.Event | None = None,
             takes: int | None = None, case: dict | None = None, beat: str | None = None) -> Continuation:
@@ -178,7 +193,15 @@ def open_writer(engine: Engine, adapter_dir: Path | None, takes: int = DEFAULT_T
     from batplots.guard import guard_for_adapter
 
     return Writer(engine, guard=guard_for_adapter(adapter_dir), lore=load_lore(adapter_dir), takes=takes,
-                  staged=staged)
+                  staged=staged, conditioned=adapter_conditioned(adapter_dir))
+
+
+def adapter_conditioned(adapter_dir: Path | None) -> bool:
+    """Whether the adapter was trained with control codes (its training.json says so)."""
+    from batplots.guard import read_training_info
+
+    info = read_training_info(adapter_dir) if adapter_dir is not None else None
+    return bool(info and info.get("conditioning"))
 
 
 def take_seeds(seed: int, n: int) -> list[int]:

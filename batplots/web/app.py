@@ -60,6 +60,8 @@ class WebConfig:
     # The Writer's ranked takes per passage (serve: writer.DEFAULT_TAKES; 1 = one sample).
     takes: int = 1
     lore: Lore | None = None  # the corpus's names (the adapter's lore.json), for the Writer
+    # The adapter was trained with control codes: the Writer conditions on the case file.
+    conditioned: bool = False
     security: SecurityConfig = field(default_factory=SecurityConfig)  # loopback, no login, unless serve says
     # The address readers reach this server by (serve --public-url, e.g. behind a proxy):
     # share links start with it; without it the page uses the address it was opened by.
@@ -131,6 +133,7 @@ def create_app(config: WebConfig) -> FastAPI:
     state.copy_check = config.copy_check
     state.takes = config.takes
     state.lore = config.lore
+    state.conditioned = config.conditioned
     state.claims = StoryClaims()  # one generation per story at a time
     state.login_limiter = login.LoginLimiter()
 

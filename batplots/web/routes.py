@@ -66,7 +66,7 @@ def writer_of(request: Request, engine: Engine, staged: bool = True) -> Writer:
     (staged=False: whole passages race, as alternatives must)."""
     state = request.app.state
     return Writer(engine, guard=state.guard, lore=state.lore, takes=state.takes, copy_check=state.copy_check,
-                  staged=staged)
+                  staged=staged, conditioned=state.conditioned)
 
 
 def base_settings(request: Request) -> Settings:
