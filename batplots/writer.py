@@ -49,6 +49,9 @@ NAME_BIAS = 2.5
 # Logit added to the first token of the cue words of the beat the writer asked for
 # (brief.BEAT_CUES): a nudge; ranking (ranking.WEIGHT_BEAT) does the rest.
 BEAT_BIAS = 1.5
+# A one-sentence passage (the raced first sentence of a staged passage) that does not play
+# the asked-for beat is resampled at most this many times per take, like a near miss.
+BEAT_TRIES = 2
 # Past this many tokens of a sentence (~18 words), its possible ends get a bias growing
 # by END_SLOPE a token: a nudge toward the show's ~24-word sentences, not a cut.
 END_AFTER_TOKENS = 24
@@ -120,14 +123,17 @@ class Writer:
 
     def sentence_check(self, story: str, settings: Settings, rejected: list | None = None,
                        brief: Brief = Brief()) -> SentenceCheck:
-        """The copy guard, then near-miss names, then sprawl; rejections are appended to
-        rejected (what was resampled, for the take's notes)."""
+        """The copy guard, then near-miss names, then sprawl, then (for a one-sentence
+        passage with a beat asked for, BEAT_TRIES times) the beat; rejections are appended
+        to rejected (what was resampled, for the take's notes)."""
         copy_check = self.copy_check
         if copy_check is None and self.guard is not None:
             copy_check = self.guard.sentence_check(settings.copy_limit)
         story_names = nameslib.names(story) | brief.names
         known = story_names | self.lore.cast
         vocabulary = self.lore.vocabulary | story_names
+        beat = brief.beat if settings.sentences == 1 else None
+        off_beat = [0]  # resamples spent on the beat so far
 
         def verdict_for(sentence: str) -> dict | None:
             verdict = copy_check(sentence) if copy_check else None
@@ -140,6 +146,10 @@ class Writer:
                 return {"kind": "long", "score": 1, "words": nameslib.words(sentence)}
             if JUNK.search(sentence):
                 return {"kind": "junk", "score": 1}
+            if beat is not None and off_beat[0] < BEAT_TRIES and beatslib.label(sentence) != beat:
+                off_beat[0] += 1
+                # Scored below every other rejection: kept before them when all tries fail.
+                return {"kind": "off-beat", "score": 0.5, "beat": beatslib.label(sentence)}
             return None
 
         def check(sentence: str) -> dict | None:

@@ -15,7 +15,7 @@ from batplots.passage import consume
 from batplots.engine.base import Cancelled, Engine, Guidance, Rewind
 from batplots.lore import Lore, lore_from_text
 from batplots.ranking import MAX_SENTENCE_WORDS, score_take
-from batplots.writer import Writer, take_seeds
+from batplots.writer import BEAT_TRIES, Writer, take_seeds
 from tests import tiny
 from tests.tiny_gguf import write_gguf
 
@@ -302,3 +302,57 @@ def test_a_deathtrap_turn_ends_with_the_narrators_cliffhanger_naming_the_villain
     assert draft == result.text and len(result.sentences) == 2
     assert "The Riddler" in result.sentences[1] and "Bat-" in result.sentences[1]
     assert "cliffhanger" in result.why
+
+
+class InOrder(Scripted):
+    """Says its script's sentences in call order, whatever the seed."""
+
+    def __init__(self, script):
+        super().__init__(script)
+        self.calls = 0
+
+    def pieces(self, prompt, settings, seed, cancel, guidance=None):
+        self.prompts = getattr(self, "prompts", []) + [prompt]
+        text = self.script[min(self.calls, len(self.script) - 1)]
+        self.calls += 1
+        return self._say(text, guidance)
+
+    def _say(self, text, guidance):
+        for k, word in enumerate(text.split()):
+            if guidance is not None and guidance.logprobs is not None:
+                guidance.logprobs.append(-1.0)
+            yield (" " if k else "") + word
+
+
+def test_a_first_sentence_off_the_asked_beat_is_resampled_a_bounded_number_of_times():
+    engine = InOrder(["Robin yawns at the clock.", "Batman and Robin fight the henchmen: POW!", "Robin sleeps."])
+    result = Writer(engine, lore=LORE, takes=1).run(CASE_STORY, Settings(seed=1, sentences=1, copy_limit=0),
+                                                    beat="fight")
+    assert result.sentences == ["Batman and Robin fight the henchmen: POW!"] and engine.calls == 2
+    assert result.candidates[0]["resampled"][0]["kind"] == "off-beat"
+    # Never more than BEAT_TRIES resamples for the beat: then the sentence stands.
+    stubborn = InOrder(["Robin yawns at the clock."])
+    result = Writer(stubborn, lore=LORE, takes=1).run(CASE_STORY, Settings(seed=1, sentences=1, copy_limit=0),
+                                                      beat="fight")
+    assert result.sentences == ["Robin yawns at the clock."] and stubborn.calls == 1 + BEAT_TRIES
+    # A passage of several sentences is not held to the beat sentence by sentence.
+    two = InOrder(["Robin yawns at the clock. And", "Gordon calls again. And"])  # each runs on: no early end
+    result = Writer(two, lore=LORE, takes=1).run(CASE_STORY, Settings(seed=1, sentences=2, copy_limit=0), beat="fight")
+    assert result.sentences == ["Robin yawns at the clock.", "Gordon calls again."]
+    assert result.candidates[0]["resampled"] == []
+
+
+def test_a_conditioned_writer_puts_the_case_files_header_and_the_beat_marker_in_the_prompt():
+    from batplots import conditioning
+
+    engine = InOrder(["Batman and Robin slide down the Batpoles to the Batcave.", "The Bat-computer hums."])
+    writer = Writer(engine, lore=Lore({**LORE.counts}), takes=2, conditioned=True)
+    writer.run(CASE_STORY, Settings(seed=1, sentences=2, copy_limit=0), case={"villains": ["The Riddler"]},
+               beat="batcave")
+    first, *rest = engine.prompts
+    assert first.startswith(conditioning.header(["The Riddler"], [])) and first.endswith(" [Next: batcave]")
+    assert CASE_STORY in first
+    assert rest and not rest[-1].endswith("]") and rest[-1].startswith("[Villain: The Riddler")  # the write-on: no marker
+    plain = InOrder(["Robin waits."])
+    Writer(plain, lore=LORE, takes=1).run(CASE_STORY, Settings(seed=1, sentences=1), beat="batcave")
+    assert plain.prompts[0] == CASE_STORY  # an adapter trained without control codes sees the story alone
