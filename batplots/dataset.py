@@ -8,12 +8,18 @@ The held-out split is deterministic and never lets a window straddle it:
   joined back into one text and cut at the first sentence boundary at or after
   (1 - fraction) of its characters; the contiguous tail is validation.
 Each side is tokenised and packed on its own, so no window mixes the two.
+
+With conditioning (`--header`), Codes annotate each side's stream with its episodes
+and sentences, and a seeded share of the training windows gets the episode's header
+and beat markers (batplots.conditioning) on top of its tokens, masked out of the loss.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,6 +44,10 @@ class Split:
     episodes: int
     val_titles: list[str]
     revids: list[tuple[str, int]]  # (title, revid) of scraped episodes, for the model card
+    # Per side, per item of train/val: the (start, end) character spans of its episodes
+    # (what conditioned training reads its headers from; a JSONL item is one episode).
+    train_spans: list[list[tuple[int, int]]] | None = None
+    val_spans: list[list[tuple[int, int]]] | None = None
 
 
 def is_jsonl(path: Path) -> bool:
@@ -82,11 +92,19 @@ def split_corpus(path: str | Path, fraction: float) -> Split:
         val_pos = {math.floor((j + 0.5) * n / k) for j in range(k)}
         val = [keep[j] for j in sorted(val_pos)]
         train = [keep[j] for j in range(n) if j not in val_pos]
-        return Split("jsonl", [plots[i] for i in train], [plots[i] for i in val], sha, n,
-                     [episodes[i].title for i in val], revids)
+        train_texts, val_texts = [plots[i] for i in train], [plots[i] for i in val]
+        return Split("jsonl", train_texts, val_texts, sha, n, [episodes[i].title for i in val], revids,
+                     [[(0, len(t))] for t in train_texts], [[(0, len(t))] for t in val_texts])
     text = "\n".join(plots[i] for i in keep)
     cut = tail_cut(text, fraction)
-    return Split("text", [text[:cut].rstrip()], [text[cut:]], sha, len(keep), [], revids)
+    head = text[:cut].rstrip()
+    spans, at = [], 0
+    for i in keep:
+        spans.append((at, at + len(plots[i])))
+        at += len(plots[i]) + 1
+    train_spans = [(a, min(b, len(head))) for a, b in spans if a < len(head)]
+    val_spans = [(max(a, cut) - cut, b - cut) for a, b in spans if b > cut]
+    return Split("text", [head], [text[cut:]], sha, len(keep), [], revids, [train_spans], [val_spans])
 
 
 @dataclass
@@ -96,6 +114,9 @@ class Packed:
     train: torch.Tensor  # 1-D long, episodes joined by EOS
     val: torch.Tensor
     seq_len: int
+    # With conditioned training: the control codes of each side (Codes, below).
+    cond: "Codes | None" = None
+    val_cond: "Codes | None" = None
 
     @property
     def train_windows(self) -> int:
@@ -119,24 +140,47 @@ class Packed:
         n = self.train_windows
         return self.train[:n * self.seq_len].view(n, self.seq_len)
 
-    def windows(self, starts: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self.train[s:s + self.seq_len] for s in starts.tolist()])
+    def windows(self, starts: torch.Tensor, epoch: int = 0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, labels) of the windows at starts. Plain windows are their own labels;
+        with conditioning, a seeded share of them (a pure function of seed, epoch and
+        start) gets its header and beat markers, masked out of the labels (-100), and is
+        longer (Codes.window); the rows are padded at the end with unscored tokens."""
+        if self.cond is None:
+            x = torch.stack([self.train[s:s + self.seq_len] for s in starts.tolist()])
+            return x, x
+        rows = [self.cond.window(self.train, s, self.seq_len, seed, epoch) for s in starts.tolist()]
+        width = max(len(x) for x, _ in rows)  # coded windows are longer: pad at the end, unscored
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for row, (x, y) in enumerate(rows):
+            ids[row, :len(x)], labels[row, :len(y)] = x, y
+        return ids, labels
 
-    def val_batches(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def val_batches(self, batch_size: int, codes: str = "") -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Non-overlapping validation windows covering every token; the short last window
-        is padded and its padding masked out of the labels (-100)."""
-        chunks = list(torch.split(self.val, self.seq_len))
-        if len(chunks) > 1 and len(chunks[-1]) < 2:
-            chunks.pop()  # a 1-token window predicts nothing
+        is padded and its padding masked out of the labels (-100). codes "header" puts each
+        window's header before it (and at each episode start inside it), "beats" also a
+        marker before every sentence that plays a beat; either way the same tokens are
+        scored, so the perplexities compare."""
+        bounds = list(range(0, len(self.val), self.seq_len))
+        if len(bounds) > 1 and len(self.val) - bounds[-1] < 2:
+            bounds.pop()  # a 1-token window predicts nothing
+        ends = bounds[1:] + [len(self.val)]
+        rows = []
+        for a, b in zip(bounds, ends):
+            if codes and self.val_cond is not None:
+                rows.append(self.val_cond.scored(self.val, a, b, markers=codes == "beats"))
+            else:
+                rows.append((self.val[a:b], self.val[a:b]))
         out = []
-        for i in range(0, len(chunks), batch_size):
-            group = chunks[i:i + batch_size]
-            width = max(len(c) for c in group)
+        for i in range(0, len(rows), batch_size):
+            group = rows[i:i + batch_size]
+            width = max(len(x) for x, _ in group)
             ids = torch.zeros(len(group), width, dtype=torch.long)
             labels = torch.full((len(group), width), -100, dtype=torch.long)
-            for row, c in enumerate(group):
-                ids[row, :len(c)] = c
-                labels[row, :len(c)] = c
+            for row, (x, y) in enumerate(group):
+                ids[row, :len(x)] = x
+                labels[row, :len(y)] = y
             out.append((ids, labels))
         return out
 
@@ -151,9 +195,13 @@ def _stream(tokenizer, texts: list[str]) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
-def pack(split: Split, tokenizer, seq_len: int) -> Packed:
-    """Tokenise each side on its own and check both are big enough for seq_len."""
+def pack(split: Split, tokenizer, seq_len: int, conditioning=None) -> Packed:
+    """Tokenise each side on its own and check both are big enough for seq_len. With
+    conditioning (a Conditioning), both sides also get their control codes."""
     packed = Packed(_stream(tokenizer, split.train), _stream(tokenizer, split.val), seq_len)
+    if conditioning is not None:
+        packed.cond = build_codes(split.train, split.train_spans, tokenizer, conditioning, packed.train)
+        packed.val_cond = build_codes(split.val, split.val_spans, tokenizer, conditioning, packed.val)
     if packed.train_windows < MIN_TRAIN_WINDOWS:
         raise CorpusError(f"the corpus is too small to train on: its training part has {len(packed.train)} tokens, "
                           f"fewer than {MIN_TRAIN_WINDOWS} windows of {seq_len}; give a longer corpus "
@@ -163,3 +211,178 @@ def pack(split: Split, tokenizer, seq_len: int) -> Packed:
                           f"{len(packed.val)} tokens, at least {MIN_VAL_TOKENS} are needed; give a longer corpus "
                           "or a larger --val-fraction")
     return packed
+
+
+# ---------------------------------------------------------------- conditioned training
+
+# A coded window that starts mid-sentence starts its text at that sentence's start when it
+# is at most this many tokens back (those tokens are context, not scored: the window
+# before scores them), so that, as at generation time, the header is followed by a
+# sentence's start.
+BACK_TOKENS = 32
+
+@dataclass
+class Conditioning:
+    """How conditioned training marks its windows (TrainConfig's --header settings) and
+    the lore whose names the headers use (batplots.conditioning has the format)."""
+
+    lore: object
+    header_share: float  # windows that get codes; the rest stay plain
+    marker_share: float  # sentences playing a beat, in a coded window, that get a marker
+
+
+@dataclass
+class Codes:
+    """One side's token stream annotated for conditioning: which episode each token is in,
+    each episode's header tokens, where sentences start and the marker of each one that
+    plays a beat (an episode's first sentence gets none: only its header comes before it)."""
+
+    episode: list[int]  # per token: the episode's number, -1 for a separator (EOS, newline)
+    headers: list[list[int]]  # per episode: its header's token ids ([] when it names nobody)
+    firsts: set[int]  # each episode's first token
+    sentence_starts: list[int]  # sorted
+    marks: dict[int, list[int]]  # sentence start -> its beat marker's token ids
+    beats: dict[int, str]
+    header_share: float
+    marker_share: float
+    header_lengths: list[int] = field(default_factory=list)
+
+    def _episode_at(self, t: int) -> int:
+        while t < len(self.episode) and self.episode[t] < 0:
+            t += 1
+        return self.episode[t] if t < len(self.episode) else -1
+
+    def _coded(self, stream, start: int, stop: int, scored_from: int, marker) -> tuple[list[int], list[int]]:
+        """Tokens start..stop-1 with the codes: the header of start's episode first, another
+        at each episode start, a marker before a sentence that plays a beat when marker()
+        says so (not at start). Labels: -100 on the codes and on tokens before scored_from."""
+        ids: list[int] = []
+        labels: list[int] = []
+
+        def code(tokens):
+            ids.extend(tokens)
+            labels.extend([-100] * len(tokens))
+
+        ep = self._episode_at(start)
+        if ep >= 0:
+            code(self.headers[ep])
+        for t in range(start, stop):
+            if t != start and t in self.firsts:
+                code(self.headers[self.episode[t]])
+            if t != start and t in self.marks and marker():
+                code(self.marks[t])
+            ids.append(int(stream[t]))
+            labels.append(int(stream[t]) if t >= scored_from else -100)
+        return ids, labels
+
+    def window(self, stream: torch.Tensor, start: int, seq_len: int, seed: int, epoch: int):
+        """(inputs, labels) of the training window at start: plain, or (header_share of
+        them, seeded by seed, epoch and start) with the codes added on top: the header, then
+        the window's sentence from its start (at most BACK_TOKENS back: context, unscored),
+        then the window's seq_len tokens with a marker before a marker_share of the sentences
+        that play a beat. The same tokens are scored either way; codes and context are -100,
+        so a coded window is longer than seq_len."""
+        rng = random.Random(f"{seed}:{epoch}:{start}")
+        if rng.random() >= self.header_share:
+            x = stream[start:start + seq_len]
+            return x, x
+        i = bisect.bisect_right(self.sentence_starts, start) - 1
+        back = self.sentence_starts[i] if i >= 0 and start - self.sentence_starts[i] <= BACK_TOKENS else start
+        ids, labels = self._coded(stream, back, min(start + seq_len, len(stream)), start,
+                                  lambda: rng.random() < self.marker_share)
+        return torch.tensor(ids), torch.tensor(labels)
+
+    def scored(self, stream: torch.Tensor, start: int, stop: int, markers: bool):
+        """Tokens start..stop with the header before them (and at each episode start), and
+        with markers a marker before every sentence that plays a beat; codes unscored, and so
+        is the first token, as in the plain window (nothing before it): the same tokens count."""
+        ids, labels = self._coded(stream, start, stop, start + 1, lambda: markers)
+        return torch.tensor(ids), torch.tensor(labels)
+
+    def report(self) -> dict:
+        counts: dict[str, int] = {}
+        for beat in self.beats.values():
+            counts[beat] = counts.get(beat, 0) + 1
+        return {"episodes": len(self.headers), "episodes_with_header": sum(1 for h in self.headers if h),
+                "header_tokens_max": max(self.header_lengths, default=0),
+                "header_tokens_mean": round(sum(self.header_lengths) / max(1, len(self.header_lengths)), 1),
+                "sentences": len(self.sentence_starts), "sentences_with_beat": dict(sorted(counts.items()))}
+
+
+def build_codes(texts: list[str], spans: list[list[tuple[int, int]]] | None, tokenizer, cond: Conditioning,
+                stream: torch.Tensor) -> Codes:
+    """The Codes of one side (texts and their episode spans as split_corpus gives them;
+    stream is what _stream made of texts). Raises CorpusError when the text uses the codes'
+    reserved characters or the tokenizer gives no character offsets."""
+    from batplots import beats as beatslib
+    from batplots import conditioning
+    from batplots.lore import characters_in, villains_in
+
+    if spans is None:
+        spans = [[(0, len(t))] for t in texts]
+
+    def tok(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+
+    codes = Codes([], [], set(), [], {}, {}, cond.header_share, cond.marker_share)
+    eos = tokenizer.eos_token_id
+    for n, (text, item_spans) in enumerate(zip(texts, spans)):
+        bad = [ch for ch in conditioning.RESERVED if ch in text]
+        if bad:
+            raise CorpusError(f"the corpus uses {' '.join(bad)}, which only the conditioning header may use; "
+                              "train with --no-header")
+        if n and eos is not None:
+            codes.episode.append(-1)
+        base = len(codes.episode)
+        try:
+            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        except (NotImplementedError, TypeError, ValueError) as exc:
+            raise CorpusError(f"--header needs a tokenizer with character offsets (a fast one): {exc}") from exc
+        ends = [e for _, e in enc["offset_mapping"]]
+        owner = [-1] * len(ends)
+        for a, b in item_spans:
+            number = len(codes.headers)
+            ep_text = text[a:b]
+            head = tok(conditioning.header(villains_in(ep_text, cond.lore), characters_in(ep_text, cond.lore)))
+            codes.headers.append(head)
+            codes.header_lengths.append(len(head))
+            first, last = bisect.bisect_right(ends, a), bisect.bisect_right(ends, b)
+            owner[first:last] = [number] * (last - first)
+            if first < last:
+                codes.firsts.add(base + first)
+            sentences, rest = sentence_spans(ep_text, final=True)
+            if rest < len(ep_text) and ep_text[rest:].strip():
+                sentences = sentences + [(rest, len(ep_text))]
+            for i, (s, e) in enumerate(sentences):
+                k = bisect.bisect_right(ends, a + s)
+                if not first <= k < last:
+                    continue
+                codes.sentence_starts.append(base + k)
+                beat = beatslib.label(ep_text[s:e]) if i else None
+                if beat:
+                    codes.marks[base + k] = tok(conditioning.beat_marker(beat))
+                    codes.beats[base + k] = beat
+        codes.episode.extend(owner)
+    if len(codes.episode) != len(stream):
+        raise CorpusError("the tokenizer's offsets do not match its tokens; train with --no-header")
+    codes.sentence_starts.sort()
+    return codes
+
+
+def conditioning_for(cfg) -> Conditioning | None:
+    """The Conditioning a TrainConfig asks for (None with --no-header); the headers name
+    the lore of the corpus's own episodes (batplots.lore.build_lore, as write_lore does)."""
+    if not cfg.header:
+        return None
+    from batplots.lore import build_lore
+
+    return Conditioning(build_lore(read_corpus(cfg.corpus)), cfg.header_share, cfg.marker_share)
+
+
+def conditioning_report(packed: Packed, evaluate) -> dict:
+    """For training.json: the codes of each side, and the held-out loss and perplexity with
+    the headers, and with headers and a marker before every beat (evaluate(batches) -> dict),
+    over the same tokens as the plain figure."""
+    return {"train": packed.cond.report(), "val": packed.val_cond.report(),
+            "val_with_header": evaluate(packed.val_batches(4, codes="header")),
+            "val_with_header_and_beats": evaluate(packed.val_batches(4, codes="beats"))}

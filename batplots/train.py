@@ -235,7 +235,7 @@ def _load_checkpoint(cfg: TrainConfig) -> tuple[TrainConfig, dict]:
         raise TrainError(f"--resume: there is no {CHECKPOINT} in {out}; nothing to continue "
                          "(start a new run without --resume)")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    saved = TrainConfig.from_dict(ckpt["config"])
+    saved = TrainConfig.from_dict({"header": False} | ckpt["config"])  # runs from before --header had none
     saved.resume, saved.progress, saved.out = True, cfg.progress, str(out)
     if cfg.corpus:
         saved.corpus = cfg.corpus  # the corpus may have moved; its sha256 is checked below
@@ -267,7 +267,7 @@ def main(config: TrainConfig, on_step: Callable | None = None) -> TrainResult:
     from batplots.model import load_base
 
     model, tokenizer, base_label = load_base(cfg.base)
-    packed = dataset.pack(split, tokenizer, cfg.seq_len)
+    packed = dataset.pack(split, tokenizer, cfg.seq_len, dataset.conditioning_for(cfg))
     model.to(device)
     out.mkdir(parents=True, exist_ok=True)
     from batplots.lore import write_lore
@@ -357,12 +357,12 @@ def main(config: TrainConfig, on_step: Callable | None = None) -> TrainResult:
             while state.batch < len(batches):
                 starts = batches[state.batch]
                 tick = time.perf_counter()
-                x = packed.windows(starts).to(device)
+                x, y = (t.to(device) for t in packed.windows(starts, state.epoch, cfg.seed))
                 with autocast(device):
                     if bottom is not None:
                         loss = bottom.forward(model, train_hidden[starts // cfg.seq_len], labels=x).loss
                     else:
-                        loss = model(input_ids=x, labels=x, use_cache=False).loss
+                        loss = model(input_ids=x, labels=y, use_cache=False).loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
@@ -409,6 +409,8 @@ def main(config: TrainConfig, on_step: Callable | None = None) -> TrainResult:
     summary = trainreport.summary(cfg, status, split, packed, state, base_label, device, wall,
                                   steps_per_epoch, planned)
     summary["frozen_layer_cache"] = cache_note
+    if packed.cond is not None:  # the headers' share of the job, and the held-out perplexity with them
+        summary["conditioning"] = dataset.conditioning_report(packed, lambda b: evaluate(model, b, device))
     summary["setup_seconds"] = setup  # this process's share of wall_seconds before the first step
     if cfg.memorisation_samples:
         summary["memorisation"] = measure_memorisation(model, tokenizer, cfg)
@@ -420,8 +422,8 @@ def main(config: TrainConfig, on_step: Callable | None = None) -> TrainResult:
 def _frozen_bottom(model, cfg: TrainConfig, layers, packed: dataset.Packed, device):
     """A FrozenBottom when the trained layers start above 0 and caching is exact for this
     model, else None; with a note for training.json saying which and why."""
-    if not cfg.cache_frozen:
-        return None, "off (--no-cache-frozen)"
+    if not cfg.cache_frozen or cfg.header:
+        return None, "off (--header: the windows change every epoch)" if cfg.header else "off (--no-cache-frozen)"
     if not layers or layers[0] == 0:
         return None, "off (the lowest layer trains, nothing below it is frozen)"
     bottom = FrozenBottom(model, layers[0])

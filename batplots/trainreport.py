@@ -158,6 +158,7 @@ def model_card(summary: dict) -> str:
         ratio = summary["ppl_ratio_vs_base"]
         lines += ["", f"Perplexity ratio adapter / base: **{ratio:.3f}** (the project's target is at most "
                       f"{TARGET_PPL_RATIO}: {'met' if ratio <= TARGET_PPL_RATIO else 'not met'})."]
+    lines += _conditioning_lines(summary)
     dev = summary["device"]
     lines += [
         "",
@@ -190,7 +191,9 @@ def model_card(summary: dict) -> str:
         "```",
         "batplots train " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in cfg.items()
                                      if k in ("corpus", "out", "method", "layers", "lora_r", "lora_alpha",
-                                              "lora_dropout", "lr", "epochs", "seq_len", "batch_size", "seed")),
+                                              "lora_dropout", "lr", "epochs", "seq_len", "batch_size", "seed"))
+        + (f" --header --header-share {cfg['header_share']} --marker-share {cfg['marker_share']}"
+           if cfg.get("header") else (" --no-header" if "header" in cfg else "")),
         "```",
         "",
         "Every setting, each evaluation and the software versions are in `training.json`; `loss.png` plots "
@@ -205,6 +208,35 @@ def model_card(summary: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _conditioning_lines(summary: dict) -> list[str]:
+    """The model card's Conditioning section (batplots.conditioning), when the run had headers."""
+    cond, cfg = summary.get("conditioning"), summary["config"]
+    if not cond:
+        return []
+    train = cond["train"]
+    return [
+        "",
+        "## Conditioning",
+        "",
+        f"Trained with control codes (`--header`): {cfg['header_share']:.0%} of the training windows start with "
+        "their episode's header, e.g. `[Villain: Riddler | Cast: Batman, Robin, Commissioner Gordon]`, "
+        f"and {cfg['marker_share']:.0%} of those windows' beat-playing sentences have a marker such as "
+        "` [Next: batcave]` before them; the codes are masked out of the loss (batplots/conditioning.py builds "
+        "them, for training and generation alike). The rest of the windows are plain text. "
+        f"{train['episodes_with_header']} of {train['episodes']} training episodes have a header "
+        f"(at most {train['header_tokens_max']} tokens).",
+        "",
+        "| validation text | validation loss | validation perplexity |",
+        "| --- | --- | --- |",
+        f"| plain (the figure above) | {(summary.get('best') or {}).get('loss', float('nan')):.4f} | "
+        f"{(summary.get('best') or {}).get('ppl', float('nan')):.2f} |",
+        f"| with each episode's header | {cond['val_with_header']['loss']:.4f} | "
+        f"{cond['val_with_header']['ppl']:.2f} |",
+        f"| with header and a marker before every beat | {cond['val_with_header_and_beats']['loss']:.4f} | "
+        f"{cond['val_with_header_and_beats']['ppl']:.2f} |",
+    ]
 
 
 def write_outputs(out: Path, summary: dict) -> None:
