@@ -12,8 +12,11 @@ batplots.conditioning exactly as the Writer builds them:
   (the header alone): the share whose first sentence beats.label()s as B, beside the
   share of unrequested first sentences that play B anyway (the base rate).
 
-    .venv/bin/python benchmarks/header_obedience.py --adapter batplots/adapters/batman66 \
-        --adapter /tmp/adapter-old --corpus ../shared/data/batman66.txt
+    BATPLOTS_THREADS=1 .venv/bin/python benchmarks/header_obedience.py \
+        --adapter batplots/adapters/batman66 --adapter /tmp/adapter-header --seeds 1
+
+(On a busy 2-core box, BATPLOTS_THREADS=1: llama.cpp's threads wait at a barrier after
+every operation, and with other work running that made the run ~10x slower.)
 
 Prints one table, the adapters side by side; --json writes the figures too.
 """
@@ -91,6 +94,7 @@ def run_adapter(adapter: str, items: list[dict], seeds: list[int], lore) -> dict
         story, villain = item["story"], item["villain"]
         cast = characters_in(story, lore)
         other = other_villain(villain, story, lore, i)
+        print(f"  {i + 1}/{len(items)} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
         for seed in seeds:
             v["n"] += 1
             v["asked"] += names(" ".join(go(story, [villain], cast, None, seed, 2)), villain, lore)
