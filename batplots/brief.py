@@ -24,9 +24,9 @@ BEAT_CUES: dict[str, tuple[str, ...]] = {
     "manor": ("Wayne", "Manor", "Alfred", "Batpoles", "Aunt"),
     "batmobile": ("Batmobile", "race", "speed"),
     "batcave": ("Batcave", "Bat-computer", "Batcomputer", "cave"),
-    "fight": ("fight", "POW", "BIFF", "punches", "brawl", "battle"),
-    "deathtrap": ("trap", "deathtrap", "tied", "strapped", "doom"),
-    "escape": ("escape", "escapes", "free", "frees", "manage"),
+    "fight": ("fight", "POW", "BIFF", "brawl", "battle", "attack", "confront"),
+    "deathtrap": ("deathtrap", "strapped", "suspended", "vat", "conveyor", "furnace", "plummet"),
+    "escape": ("escape", "escapes", "free", "frees", "manage", "just"),
     "capture": ("captured", "arrested", "jail", "prison", "caught"),
 }
 # The beats the page offers as buttons (and `write` as /beat NAME); every beat in
@@ -44,7 +44,8 @@ class Brief:
 
     # Names in the case file: they count as the story's (kept, never near-missed).
     names: frozenset[str] = frozenset()
-    # Name words of the case's villains: biased even when they are stock cast (Riddler).
+    # Name words of the case's lead villain: biased even when stock cast (the Riddler).
+    # Only the lead's: a stock villain the model brought in must not be pushed further.
     villain_names: frozenset[str] = frozenset()
     # The first villain's telling name word: ranked as the story's lead name.
     lead: str | None = None
@@ -79,9 +80,11 @@ def brief_for(case: dict | None, beat: str | None = None,
     villain_names: set[str] = set()
     lead = None
     for villain in villains:
-        words = nameslib.names(villain)
-        villain_names |= words
-        if lead is None and words:
-            lead = max(sorted(words), key=len)  # "Mr. Freeze" -> Freeze; "The Pendulum" -> Pendulum
+        # The telling word is the last that is no title: "Madame Mirage" -> Mirage,
+        # "Doctor Domino" -> Domino, "The Gilded Gourmet" -> Gourmet.
+        words = [w for w in nameslib.name_words(villain) if w not in casefile.TITLES]
+        if words:
+            lead, villain_names = words[-1], nameslib.names(villain)
+            break
     return Brief(names=frozenset(casefile.case_names(case)), villain_names=frozenset(villain_names), lead=lead,
                  villains=villains, beat=beat, frame=frame)

@@ -184,7 +184,8 @@ def extract(text: str, lore=None) -> dict:
     not_people = (HEROES | _lore_words(lore) | _words_of(lore_villains)
                   | {w for p in phrases if p["thing"] for w in p["words"]})
     own = [w for w in nameslib.name_words(text) if w not in not_people and not w.lower().startswith("bat")]
-    villains = lore_villains + [_full_name(w, phrases) for w in _own_villains(own, sentences, text)]
+    villains = _by_mentions(lore_villains + [_full_name(w, phrases) for w in _own_villains(own, sentences, text)],
+                            text)
     villain_words = _words_of(villains) | _words_of(lore_villains)
     henchmen = _henchmen(text, sentences, lore, lore_villains, not_people | villain_words)
     people = not_people | villain_words | _words_of(henchmen)
@@ -195,6 +196,16 @@ def extract(text: str, lore=None) -> dict:
         "hideout": _limit(_matches(HIDEOUT_RULES, sentences)),
         "deathtrap": _limit(_deathtraps(sentences)),
     }
+
+
+def _by_mentions(names: list[str], text: str) -> list[str]:
+    """names, the one the text mentions most first (ties keep their order): the writer's
+    own villain, named in every turn, leads a stock villain the model brought in once."""
+    def mentions(name: str) -> int:
+        words = [w for w in nameslib.name_words(name) if w not in TITLES] or [name]
+        return len(re.findall(rf"\b{re.escape(words[-1])}\b", text))
+
+    return sorted(names, key=mentions, reverse=True)
 
 
 def _lore_words(lore) -> set[str]:

@@ -22,7 +22,7 @@ TARGET_WORDS, LENGTH_SLACK = 22, 8
 WEIGHT_OWN_NAME = 1.5  # each of the writer's own names kept (at most MAX_NAMES_COUNTED)
 WEIGHT_CAST_NAME = 0.5  # each stock-cast name of the story kept
 # The writer's own name the story uses most (in a Batman story, as a rule, its villain).
-WEIGHT_LEAD_NAME = 1.0
+WEIGHT_LEAD_NAME = 2.0
 MAX_NAMES_COUNTED = 2
 WEIGHT_NEAR_MISS = 3.0
 WEIGHT_LENGTH = 0.1  # per word past the slack, averaged over sentences

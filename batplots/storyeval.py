@@ -92,7 +92,8 @@ def measure(write: Write, openings: list[str], stories: list[dict],
         story_names = nameslib.names(story)
         kept = sorted(story_names & nameslib.names(passage))
         misses = nameslib.near_misses(passage, story_names | cast, vocabulary | story_names)
-        out.append(Passage(kind, item, turn, passage, list(result.sentences), round(result.seconds, 3), kept,
+        model_sentences = [s for s in result.sentences if s != result.narrator]  # the narrator's line is ours
+        out.append(Passage(kind, item, turn, passage, model_sentences, round(result.seconds, 3), kept,
                            sorted(set(kept) - cast), None if villain is None else villain in nameslib.names(passage),
                            [f"{w} ({n})" for w, n in misses], beat,
                            beatslib.label(result.sentences[0]) if result.sentences else None))

@@ -15,7 +15,7 @@ from batplots.passage import consume
 from batplots.engine.base import Cancelled, Engine, Guidance, Rewind
 from batplots.lore import Lore, lore_from_text
 from batplots.ranking import MAX_SENTENCE_WORDS, score_take
-from batplots.writer import BEAT_TRIES, Writer, take_seeds
+from batplots.writer import BEAT_BIAS, BEAT_TRIES, LEAD_BIAS, Writer, take_seeds
 from tests import tiny
 from tests.tiny_gguf import write_gguf
 
@@ -124,12 +124,13 @@ def test_an_overlong_sentence_is_resampled():
 def test_guidance_biases_the_writers_own_names_and_exempts_every_story_name():
     engine = Scripted(["Batman yawns."])
     writer = Writer(engine, lore=LORE, takes=1)
-    g = writer.guidance(STORY + " Batman sighs.")
-    own_first = engine.encode(" Pendulum")[0]
-    assert g.bias == {own_first: writer.name_bias}  # the cast (Batman, Gotham...) is not biased
+    g = writer.guidance(STORY + " Batman sighs. Tick laughs.")
+    own_first, tick = engine.encode(" Pendulum")[0], engine.encode(" Tick")[0]
+    # The cast (Batman, Gotham...) is not biased; the lead name (used most) more than the others.
+    assert g.bias == {own_first: LEAD_BIAS, tick: writer.name_bias}
     assert set(engine.encode(" Batman")) <= g.unpenalised and own_first in g.unpenalised
     writer.run(STORY, Settings(seed=1, sentences=1, copy_limit=0))
-    assert engine.guidance[-1].bias == {own_first: writer.name_bias}
+    assert engine.guidance[-1].bias == {own_first: LEAD_BIAS}
 
 
 def test_cancel_stops_every_take():
@@ -192,7 +193,7 @@ def test_a_long_winded_take_is_dropped_once_two_have_finished():
              "Gordon " + " ".join(["talks"] * 40) + "."]
     engine = Scripted(script_for(9, texts), delay=0.005)
     result = Writer(engine, lore=LORE, takes=4).run(STORY, Settings(seed=9, sentences=1, copy_limit=0))
-    assert sorted(c["take"] for c in result.candidates) == [0, 1, 2]  # take 3 ran past 1.25x the quorum's tokens
+    assert sorted(c["take"] for c in result.candidates) == [0, 1, 2]  # take 3 ran past GRACE x the quorum's tokens
     assert result.settings.seed == 9  # the passage's seed; each take's own is in its candidate
     assert result.text == " The Pendulum waits."
 
@@ -266,7 +267,7 @@ def test_the_case_files_villain_is_biased_kept_and_ranked_even_when_the_story_ne
     assert result.text == " " + texts[1]
     assert result.candidates[0]["lead_name"] == "Riddler" and "names Riddler" in result.why
     riddler = engine.encode(" Riddler")[0]
-    assert all(g.bias.get(riddler) == 2.5 for g in engine.guidance)  # the case's villain is biased
+    assert all(g.bias.get(riddler) == LEAD_BIAS for g in engine.guidance)  # the case's villain leads
     plain = Writer(Scripted(script_for(11, texts)), lore=Lore({**LORE.counts, "Riddler": 60}), takes=4)
     without = plain.run(CASE_STORY, Settings(seed=11, sentences=1, copy_limit=0)).candidates
     riddler_take = next(c for c in without if c["take"] == 1)
@@ -289,7 +290,7 @@ def test_a_requested_beat_biases_its_cues_and_wins_the_ranking():
     assert result.text == " " + texts[1] and result.candidates[0]["beat"] == "batcave"
     assert "plays the beat you asked for (To the Batcave!)" in result.why
     cave = engine.encode(" Batcave")[0]
-    assert engine.guidance[0].bias.get(cave) == 1.5
+    assert engine.guidance[0].bias.get(cave) == BEAT_BIAS
     with pytest.raises(ValueError, match="unknown beat 'nap'; choose one of: crime, batphone"):
         writer.run(CASE_STORY, Settings(seed=5, sentences=1), beat="nap")
 

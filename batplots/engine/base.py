@@ -141,6 +141,9 @@ class Continuation:
     # Every take the Writer ranked (batplots.writer.score_take), best first; and why it won.
     candidates: list[dict] = field(default_factory=list)
     why: str | None = None
+    # A line of batplots's own appended to the model's sentences (the narrator's
+    # cliffhanger closing a Deathtrap! turn), or None.
+    narrator: str | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
