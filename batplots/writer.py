@@ -125,7 +125,9 @@ class Writer:
         for cue in BEAT_CUES.get(brief.beat, ()) if brief.beat else ():
             for form in (" " + cue, " " + cue.lower(), cue):
                 ids = encode(form)
-                if ids and ids[0] not in bias:
+                # Only a cue that is one token: the first token of " Batcave" is " Bat",
+                # and a bias on it filled passages with "Batbolt" and "Batcarriage".
+                if len(ids) == 1 and ids[0] not in bias:
                     bias[ids[0]] = BEAT_BIAS
         guidance.bias, guidance.unpenalised = bias, frozenset(unpenalised)
         return guidance

@@ -15,6 +15,7 @@ from batplots.passage import consume
 from batplots.engine.base import Cancelled, Engine, Guidance, Rewind
 from batplots.lore import Lore, lore_from_text
 from batplots.ranking import MAX_SENTENCE_WORDS, score_take
+from batplots.brief import brief_for
 from batplots.writer import BEAT_BIAS, BEAT_TRIES, LEAD_BIAS, Writer, take_seeds
 from tests import tiny
 from tests.tiny_gguf import write_gguf
@@ -289,7 +290,7 @@ def test_a_requested_beat_biases_its_cues_and_wins_the_ranking():
     result = writer.run(CASE_STORY, Settings(seed=5, sentences=1, copy_limit=0), beat="batcave")
     assert result.text == " " + texts[1] and result.candidates[0]["beat"] == "batcave"
     assert "plays the beat you asked for (To the Batcave!)" in result.why
-    cave = engine.encode(" Batcave")[0]
+    cave = engine.encode(" Batcave")[0]  # one token in the scripted engine's vocabulary
     assert engine.guidance[0].bias.get(cave) == BEAT_BIAS
     with pytest.raises(ValueError, match="unknown beat 'nap'; choose one of: crime, batphone"):
         writer.run(CASE_STORY, Settings(seed=5, sentences=1), beat="nap")
@@ -357,3 +358,17 @@ def test_a_conditioned_writer_puts_the_case_files_header_and_the_beat_marker_in_
     plain = InOrder(["Robin waits."])
     Writer(plain, lore=LORE, takes=1).run(CASE_STORY, Settings(seed=1, sentences=1), beat="batcave")
     assert plain.prompts[0] == CASE_STORY  # an adapter trained without control codes sees the story alone
+
+
+def test_only_beat_cues_of_one_token_are_biased(llama):
+    """" Batcave" starts with " Bat" in SmolLM2's vocabulary: biasing that first token
+    pushed every Bat-word ("Batbolt"); only cues that are one token are biased."""
+    from batplots.brief import BEAT_CUES
+
+    writer = Writer(llama, lore=LORE, takes=1)
+    for beat in ("batcave", "fight"):
+        g = writer.guidance("the night is quiet.", brief_for(None, beat))  # no names: only cues
+        forms = [f for c in BEAT_CUES[beat] for f in (" " + c, " " + c.lower(), c)]
+        single = {llama.encode(f)[0] for f in forms if len(llama.encode(f)) == 1}
+        assert set(g.bias) == single
+        assert any(len(llama.encode(f)) > 1 for f in forms)  # the rule was put to the test
