@@ -135,24 +135,21 @@ def writer_parts(adapter: str | None):
     """The copy guard, lore (lore.json) and conditioning of the adapter, for the Writer;
     off or empty when the adapter cannot be found (loading the engine then says why)."""
     from batplots import model as modellib
-    from batplots.guard import guard_for_adapter
-    from batplots.lore import Lore, load_lore
-    from batplots.writer import adapter_conditioned
+    from batplots.writer import adapter_parts
 
     try:
-        adapter_dir = modellib.resolve_adapter(adapter)
+        return adapter_parts(modellib.resolve_adapter(adapter))
     except ModelError:
-        return guard_for_adapter(None), Lore(), False
-    return guard_for_adapter(adapter_dir), load_lore(adapter_dir), adapter_conditioned(adapter_dir)
+        return adapter_parts(None)
 
 
 def open_writer(engine_name: str, base: str | None, adapter: str | None, takes: int):
     """The engine wrapped in a Writer (copy guard, ranked takes, names that stay put)."""
-    from batplots.writer import Writer
+    from batplots import writer as writerlib
 
     engine = open_engine(engine_name, base, adapter)
     guard, lore, conditioned = writer_parts(adapter)
-    return Writer(engine, guard=guard, lore=lore, takes=takes, conditioned=conditioned)
+    return writerlib.Writer(engine, guard=guard, lore=lore, takes=takes, conditioned=conditioned)
 
 
 def open_engine(engine_name: str, base: str | None, adapter: str | None):

@@ -133,14 +133,7 @@ class WriteSession:
         """Act on one line of input: a command or a user passage."""
         line = line.strip()
         if not line:  # an empty Enter lets the model go on, as an empty box does on the page
-            if not self.turns:
-                self.say("The story is empty: write its first sentence or two, then press Enter.")
-                return
-            if len(self.turns) + 1 > MAX_TURNS:
-                self.say(f"This story has reached {MAX_TURNS} passages; /save it and start a new one.")
-                return
-            self._retries = 0
-            self._generate()
+            self._go_on(None, "then press Enter")
             return
         if line.startswith("/"):
             self._command(line)
@@ -211,8 +204,12 @@ class WriteSession:
             self.say(f"Usage: /beat NAME, one of: {', '.join(BUTTON_BEATS)} "
                      f"(or {', '.join(b for b in beatslib.BEATS if b not in BUTTON_BEATS)})")
             return
+        self._go_on(beat, "then ask for a beat")
+
+    def _go_on(self, beat: str | None, how: str) -> None:
+        """The model adds a passage to the story as it stands (playing beat, when given)."""
         if not self.turns:
-            self.say("The story is empty: write its first sentence or two, then ask for a beat.")
+            self.say(f"The story is empty: write its first sentence or two, {how}.")
             return
         if len(self.turns) + 1 > MAX_TURNS:
             self.say(f"This story has reached {MAX_TURNS} passages; /save it and start a new one.")

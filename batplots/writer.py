@@ -208,13 +208,18 @@ class Writer:
         return take.result
 
 
-def open_writer(engine: Engine, adapter_dir: Path | None, takes: int = DEFAULT_TAKES, staged: bool = True) -> Writer:
-    """The Writer for an engine loaded with adapter_dir (None: the bare base): the copy
-    guard over the corpus the adapter was trained on, and the adapter's lore."""
+def adapter_parts(adapter_dir: Path | None):
+    """What the Writer takes from an adapter (None: the bare base): the copy guard over
+    the corpus it was trained on, its lore, and whether it was trained with control codes."""
     from batplots.guard import guard_for_adapter
 
-    return Writer(engine, guard=guard_for_adapter(adapter_dir), lore=load_lore(adapter_dir), takes=takes,
-                  staged=staged, conditioned=adapter_conditioned(adapter_dir))
+    return guard_for_adapter(adapter_dir), load_lore(adapter_dir), adapter_conditioned(adapter_dir)
+
+
+def open_writer(engine: Engine, adapter_dir: Path | None, takes: int = DEFAULT_TAKES, staged: bool = True) -> Writer:
+    """The Writer for an engine loaded with adapter_dir (adapter_parts)."""
+    guard, lore, conditioned = adapter_parts(adapter_dir)
+    return Writer(engine, guard=guard, lore=lore, takes=takes, staged=staged, conditioned=conditioned)
 
 
 def adapter_conditioned(adapter_dir: Path | None) -> bool:
