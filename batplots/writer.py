@@ -46,9 +46,11 @@ MIN_TAKES, MAX_TAKES = 1, 8
 # Logit added to the first token of each of the writer's own names (not the stock cast)
 # and of the case file's villains.
 NAME_BIAS = 2.5
-# ... and more on the story's lead name (the case file's villain, else the writer's own
-# name the story uses most): a fan notices first when the villain goes missing.
-LEAD_BIAS = 3.5
+# The story's lead name (the case file's villain, even when stock cast; else the writer's
+# own name the story uses most) gets this too. Not more: at +3.5 the bias outweighed the
+# repetition penalty and passages read "Riddler makes Riddler's escape from Riddler's
+# Batcave" (the bias is static for a whole sentence; the penalty alone cannot stop it).
+LEAD_BIAS = NAME_BIAS
 # Logit added to the first token of the cue words of the beat the writer asked for
 # (brief.BEAT_CUES): a nudge; ranking (ranking.WEIGHT_BEAT) does the rest.
 BEAT_BIAS = 2.5
