@@ -16,17 +16,23 @@ from batplots import beats as beatslib
 from batplots import casefile
 from batplots import names as nameslib
 
-# Words that open a sentence of each beat (their first tokens get BEAT_BIAS when the
-# beat is asked for): the labeller's own cues, as a reader of the show would expect them.
+# Words the labeller (batplots.beats) takes as the beat's marks, alone or with the words
+# that usually follow them ("suspended" over a vat, "police" headquarters), and that carry
+# the beat for a reader too (not "sink" or "examine": "sinks his toy", "examines a watch"
+# are labelled but play no deathtrap or Batcave): the Writer
+# pushes them until the sentence plays the beat (batplots.steer). A cue of one token gets
+# the push; of a longer one (" Batcave" is " Bat" "c" "ave") only the rest, once the model
+# has written its start: a push on " Bat" filled passages with "Batbolt" and "Batcarriage".
 BEAT_CUES: dict[str, tuple[str, ...]] = {
     "crime": ("steal", "steals", "robbery", "crime", "loot", "heist"),
-    "batphone": ("Batphone", "Bat-phone", "Commissioner", "Gordon", "O'Hara", "phone"),
+    "batphone": ("Batphone", "Commissioner", "Gordon", "headquarters", "police", "phone", "phones", "calls",
+                 "informs"),
     "manor": ("Wayne", "Manor", "Alfred", "Batpoles", "Aunt"),
     "batmobile": ("Batmobile", "race", "speed"),
-    "batcave": ("Batcave", "Bat-computer", "Batcomputer", "cave"),
-    "fight": ("fight", "POW", "BIFF", "brawl", "battle", "attack", "confront"),
-    "deathtrap": ("deathtrap", "strapped", "suspended", "vat", "conveyor", "furnace", "plummet"),
-    "escape": ("escape", "escapes", "free", "frees", "manage", "just"),
+    "batcave": ("Batcave", "Batcomputer", "analyzes", "analyses", "analyze", "analysis"),
+    "fight": ("fight", "fights", "POW", "battle", "attack", "attacks", "confront", "defeat", "struggle"),
+    "deathtrap": ("deathtrap", "suspended", "conveyor", "plummet", "furnace", "acid", "death", "deadly", "doom"),
+    "escape": ("escape", "escapes", "free", "manage", "manages", "save", "evade", "emerges", "just"),
     "capture": ("captured", "arrested", "jail", "prison", "caught"),
 }
 # The beats the page offers as buttons (and `write` as /beat NAME); every beat in

@@ -40,19 +40,21 @@ from batplots.engine.base import (MAX_SEED, MIN_NEW_TOKENS, MIN_SEED, Cancelled,
 from batplots.lore import Lore, load_lore
 from batplots.passage import Passage, SentenceCheck
 from batplots.ranking import MAX_SENTENCE_WORDS, lead_name, score_take, why
+from batplots.steer import Steer
 
 DEFAULT_TAKES = 4
 MIN_TAKES, MAX_TAKES = 1, 8
 # Logit added to the first token of each of the writer's own names (not the stock cast)
-# and of the case file's villains.
+# and of the case file's villains, until the sentence has the name (batplots.steer).
 NAME_BIAS = 2.5
 # The story's lead name (the case file's villain, even when stock cast; else the writer's
-# own name the story uses most) gets this too. Not more: at +3.5 the bias outweighed the
-# repetition penalty and passages read "Riddler makes Riddler's escape from Riddler's
-# Batcave" (the bias is static for a whole sentence; the penalty alone cannot stop it).
+# own name the story uses most) gets this too. While the bias was static for a whole
+# sentence, +3.5 outweighed the repetition penalty and passages read "Riddler makes
+# Riddler's escape from Riddler's Batcave"; now it stops once the name is written.
 LEAD_BIAS = NAME_BIAS
-# Logit added to the first token of the cue words of the beat the writer asked for
-# (brief.BEAT_CUES): a nudge; ranking (ranking.WEIGHT_BEAT) does the rest.
+# Logit added to the asked-for beat's cue words (brief.BEAT_CUES) at a sentence's start,
+# growing with its words (steer.CUE_SLOPE) until the labeller finds the beat; ranking
+# (ranking.WEIGHT_BEAT) and BEAT_TRIES do the rest.
 BEAT_BIAS = 2.5
 # A one-sentence passage (the raced first sentence of a staged passage) that does not play
 # the asked-for beat is resampled at most this many times per take, like a near miss.
@@ -96,11 +98,14 @@ class Writer:
         # The adapter was trained with control codes (batplots.conditioning): prompts get
         # the case file's header and the asked-for beat's marker.
         self.conditioned = conditioned
+        self._cue_cache: dict[str, tuple] = {}
 
     # --- what steers one take ------------------------------------------------------
-    def guidance(self, story: str, brief: Brief = Brief()) -> Guidance:
-        """Bias toward the writer's own names (the case file's villains too) and the
-        asked-for beat's cue words; exempt every story name from the penalty."""
+    def guidance(self, story: str, brief: Brief = Brief(), lead: bool = True) -> Guidance:
+        """Bias toward the writer's own names (the case file's villains too) until the
+        sentence has them, the lead name harder the longer it waits (lead=False: not at
+        all), and toward the asked-for beat's cue words until it plays the beat
+        (batplots.steer); exempt every story name from the penalty."""
         story_names = nameslib.names(story) | brief.names
         own = (story_names - self.lore.cast) | brief.villain_names
         encode = getattr(self.engine, "encode", None)
@@ -108,31 +113,54 @@ class Writer:
                             end_slope=self.end_slope)
         if encode is None:
             return guidance
-        bias: dict[int, float] = {}
+        names: dict[str, tuple[tuple[int, ...], float]] = {}
         unpenalised: set[int] = set()
+        lead_word = brief.lead or lead_name(story, self.lore)
+
+        def first_tokens(word: str) -> tuple[int, ...]:
+            # The spaced form's first token; the bare form (a sentence's very first word,
+            # rare: the model's text starts with a space) only when it is the whole name,
+            # not its first letter ("P" of "Pendulum", which would push every P-word).
+            spaced, bare = encode(" " + word), encode(word)
+            return tuple(dict.fromkeys([*spaced[:1], *(bare if len(bare) == 1 else ())]))
+
         for name in story_names:
             for form in (" " + name, name):
-                ids = encode(form)
-                if not ids:
-                    continue
-                unpenalised.update(ids)
-                if name in own and self.name_bias:
-                    bias[ids[0]] = self.name_bias
-        lead = brief.lead or lead_name(story, self.lore)
-        if lead and self.name_bias:
-            for form in (" " + lead, lead):
-                ids = encode(form)
-                if ids:
-                    bias[ids[0]] = max(bias.get(ids[0], 0.0), LEAD_BIAS)
-        for cue in BEAT_CUES.get(brief.beat, ()) if brief.beat else ():
-            for form in (" " + cue, " " + cue.lower(), cue):
-                ids = encode(form)
-                # Only a cue that is one token: the first token of " Batcave" is " Bat",
-                # and a bias on it filled passages with "Batbolt" and "Batcarriage".
-                if len(ids) == 1 and ids[0] not in bias:
-                    bias[ids[0]] = BEAT_BIAS
-        guidance.bias, guidance.unpenalised = bias, frozenset(unpenalised)
+                unpenalised.update(encode(form))
+            if name in own and self.name_bias:
+                names[name] = (first_tokens(name), self.name_bias)
+        if lead_word and self.name_bias:
+            if lead:
+                names[lead_word] = (first_tokens(lead_word), max(LEAD_BIAS, names.get(lead_word, ((), 0.0))[1]))
+            else:  # the passage's first sentence named the lead: the rest is not pushed to again
+                names.pop(lead_word, None)
+        named = {t for tokens, _ in names.values() for t in tokens}
+        cues, follow = self._cues(brief.beat) if brief.beat else ((), ())
+        steer = Steer(names=names, lead=lead_word if lead else None, beat=brief.beat, cues=tuple((w, t) for w, t in cues if t not in named),
+                      cue_bias=BEAT_BIAS, follow=follow)
+        guidance.unpenalised = frozenset(unpenalised)
+        guidance.step_bias = steer if steer else None
         return guidance
+
+    def _cues(self, beat: str) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+        """The beat's one-token cues as (word, token), and (text a longer cue starts with,
+        its next token) pairs (brief.BEAT_CUES says why); worked out once a beat."""
+        if beat not in self._cue_cache:
+            encode = self.engine.encode
+            cues: dict[int, str] = {}
+            follow: dict[str, int] = {}
+            for cue in BEAT_CUES.get(beat, ()):
+                for form in (" " + cue, " " + cue.lower(), cue):
+                    ids = encode(form)
+                    if len(ids) == 1:
+                        cues.setdefault(ids[0], cue)
+                        continue
+                    for j in range(1, len(form)):  # the text of each proper prefix of the tokens
+                        start = encode(form[:j])
+                        if 0 < len(start) < len(ids) and start == ids[:len(start)]:
+                            follow.setdefault(form[:j], ids[len(start)])
+            self._cue_cache[beat] = (tuple((w, t) for t, w in cues.items()), tuple(follow.items()))
+        return self._cue_cache[beat]
 
     def sentence_check(self, story: str, settings: Settings, rejected: list | None = None,
                        brief: Brief = Brief()) -> SentenceCheck:
@@ -291,7 +319,8 @@ class Take:
                                               settings.max_new_tokens - w.engine.count_tokens(first.text)))
             rejected: list[dict] = []
             passage = Passage(w.engine, story, rest, self.cancel, w.sentence_check(story, rest, rejected, self.brief),
-                              w.guidance(story, replace(self.brief, beat=None)), self.brief.framer(False))
+                              w.guidance(story, replace(self.brief, beat=None), lead=not self._named_lead(first)),
+                              self.brief.framer(False))
             for event in passage:
                 yield Rewind(first.text + event.text) if isinstance(event, Rewind) else event
             second = passage.result
@@ -306,6 +335,10 @@ class Take:
                             settings=settings, tokens=first.tokens + second.tokens, prompt_tokens=first.prompt_tokens,
                             trimmed=second.trimmed, truncated_story=first.truncated_story,
                             stop_reason=second.stop_reason, flags=first.flags + copies)
+
+    def _named_lead(self, first: Continuation) -> bool:
+        lead = self.brief.lead or lead_name(self.story, self.writer.lore)
+        return lead is not None and lead in nameslib.names(first.text)
 
     def _ranked(self, story: str, settings: Settings):
         """Decode the takes together and rank them; yields take 0's events (every take's,

@@ -238,3 +238,24 @@ def test_prefix_cache_gives_the_same_text_as_a_cold_start(tiny_engine):
     cold = passagelib.run(TransformersEngine(tiny.trained_llama(), tiny.tokenizer()), STORY, settings)
     assert warm.text == cold.text
     assert tiny_engine._cache_ids[: tiny_engine.count_tokens(STORY)] == tiny_engine.encode(STORY)
+
+
+def test_a_step_bias_is_asked_with_the_text_so_far_and_steers_until_done(engine):
+    """Guidance.step_bias (batplots.steer's hook) on the transformers backends; the llama
+    engine has the same test in test_writer."""
+    from batplots.engine.base import Guidance
+
+    target = engine.encode(" Robin")[0]
+    asked: list[str] = []
+
+    def until_robin(text: str) -> dict[int, float]:
+        asked.append(text)
+        return {} if "Robin" in text else {target: 100.0}
+
+    settings = Settings(temperature=0, max_new_tokens=5)
+    g = Guidance(logprobs=[], step_bias=until_robin)
+    steered = "".join(engine.pieces("Batman", settings, 1, None, g))
+    always = "".join(engine.pieces("Batman", settings, 1, None, Guidance(bias={target: 100.0})))
+    assert steered.startswith(" Robin") and steered != always
+    assert asked[:2] == ["", " Robin"] and len(asked) == 5
+    assert g.logprobs[0] < -0.5  # the model's own log-probability, not the pushed one (~0)

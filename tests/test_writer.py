@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 from batplots.engine import Settings
@@ -128,10 +129,12 @@ def test_guidance_biases_the_writers_own_names_and_exempts_every_story_name():
     g = writer.guidance(STORY + " Batman sighs. Tick laughs.")
     own_first, tick = engine.encode(" Pendulum")[0], engine.encode(" Tick")[0]
     # The cast (Batman, Gotham...) is not biased; the lead name (used most) more than the others.
-    assert g.bias == {own_first: LEAD_BIAS, tick: writer.name_bias}
+    assert g.step_bias("") == {own_first: LEAD_BIAS, tick: writer.name_bias}
+    # A name's bias stops once the sentence has the name: no "Pendulum ... Pendulum's".
+    assert g.step_bias("The Pendulum hides") == {tick: writer.name_bias}
     assert set(engine.encode(" Batman")) <= g.unpenalised and own_first in g.unpenalised
     writer.run(STORY, Settings(seed=1, sentences=1, copy_limit=0))
-    assert engine.guidance[-1].bias == {own_first: LEAD_BIAS}
+    assert engine.guidance[-1].step_bias("") == {own_first: LEAD_BIAS}
 
 
 def test_cancel_stops_every_take():
@@ -187,6 +190,26 @@ def test_a_logit_bias_steers_the_llama_engine(llama):
     steered = "".join(llama.pieces("Batman", Settings(temperature=0, max_new_tokens=6), 1, None,
                                    Guidance(bias={token: 100.0})))
     assert steered == " Robin" * 6 and plain != steered
+
+
+def test_a_step_bias_steers_the_llama_engine_until_it_is_done_and_logprobs_stay_raw(llama):
+    robin = llama.encode(" Robin")[0]
+    settings = Settings(temperature=0, max_new_tokens=6)
+    asked: list[str] = []
+
+    def until_robin(text: str) -> dict[int, float]:
+        asked.append(text)
+        return {} if "Robin" in text else {robin: 100.0}
+
+    always = "".join(llama.pieces("Batman", settings, 1, None, Guidance(bias={robin: 100.0})))
+    g = Guidance(logprobs=[], step_bias=until_robin)
+    steered = "".join(llama.pieces("Batman", settings, 1, None, g))
+    assert steered.startswith(" Robin") and steered != always  # pushed once, then left alone
+    assert asked[0] == "" and asked[1] == " Robin"  # asked before each token with the text so far
+    # The log-probability is the model's own, before the push.
+    row = llama.logits(llama.encode("Batman"))[-1].astype(np.float64)
+    raw = row[robin] - (row.max() + np.log(np.exp(row - row.max()).sum()))
+    assert g.logprobs[0] == pytest.approx(raw, abs=0.05)
 
 
 def test_a_long_winded_take_is_dropped_once_two_have_finished():
@@ -268,7 +291,7 @@ def test_the_case_files_villain_is_biased_kept_and_ranked_even_when_the_story_ne
     assert result.text == " " + texts[1]
     assert result.candidates[0]["lead_name"] == "Riddler" and "names Riddler" in result.why
     riddler = engine.encode(" Riddler")[0]
-    assert all(g.bias.get(riddler) == LEAD_BIAS for g in engine.guidance)  # the case's villain leads
+    assert all(g.step_bias("").get(riddler) == LEAD_BIAS for g in engine.guidance)  # the case's villain leads
     plain = Writer(Scripted(script_for(11, texts)), lore=Lore({**LORE.counts, "Riddler": 60}), takes=4)
     without = plain.run(CASE_STORY, Settings(seed=11, sentences=1, copy_limit=0)).candidates
     riddler_take = next(c for c in without if c["take"] == 1)
@@ -291,7 +314,11 @@ def test_a_requested_beat_biases_its_cues_and_wins_the_ranking():
     assert result.text == " " + texts[1] and result.candidates[0]["beat"] == "batcave"
     assert "plays the beat you asked for (To the Batcave!)" in result.why
     cave = engine.encode(" Batcave")[0]  # one token in the scripted engine's vocabulary
-    assert engine.guidance[0].bias.get(cave) == BEAT_BIAS
+    steer = engine.guidance[0].step_bias
+    assert steer("").get(cave) == BEAT_BIAS
+    # The push grows while the sentence has not played the beat, and stops once it has.
+    assert steer("Robin waits by the door of the old").get(cave) > BEAT_BIAS
+    assert cave not in steer("Robin slides into the Batcave")
     with pytest.raises(ValueError, match="unknown beat 'nap'; choose one of: crime, batphone"):
         writer.run(CASE_STORY, Settings(seed=5, sentences=1), beat="nap")
 
@@ -360,9 +387,10 @@ def test_a_conditioned_writer_puts_the_case_files_header_and_the_beat_marker_in_
     assert plain.prompts[0] == CASE_STORY  # an adapter trained without control codes sees the story alone
 
 
-def test_only_beat_cues_of_one_token_are_biased(llama):
-    """" Batcave" starts with " Bat" in SmolLM2's vocabulary: biasing that first token
-    pushed every Bat-word ("Batbolt"); only cues that are one token are biased."""
+def test_a_longer_beat_cue_is_pushed_only_once_the_model_has_begun_it(llama):
+    """" Batcave" starts with " Bat" in SmolLM2's vocabulary (and in the tiny model's):
+    a push on that first token filled passages with "Batbolt". Cues of one token are
+    pushed from the start; a longer cue's next token once the text ends with its start."""
     from batplots.brief import BEAT_CUES
 
     writer = Writer(llama, lore=LORE, takes=1)
@@ -370,5 +398,10 @@ def test_only_beat_cues_of_one_token_are_biased(llama):
         g = writer.guidance("the night is quiet.", brief_for(None, beat))  # no names: only cues
         forms = [f for c in BEAT_CUES[beat] for f in (" " + c, " " + c.lower(), c)]
         single = {llama.encode(f)[0] for f in forms if len(llama.encode(f)) == 1}
-        assert set(g.bias) == single
-        assert any(len(llama.encode(f)) > 1 for f in forms)  # the rule was put to the test
+        assert set(g.step_bias("")) == single
+        longer = [llama.encode(f) for f in forms if len(llama.encode(f)) > 1]
+        assert longer  # the rule was put to the test
+        ids = longer[0]
+        start = next(f for f in forms if llama.encode(f) == ids)
+        begun = next(start[:j] for j in range(1, len(start)) if llama.encode(start[:j]) == ids[:1])
+        assert g.step_bias("Robin looks for the" + begun)[ids[1]] >= BEAT_BIAS

@@ -13,7 +13,7 @@ import random
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Iterator
+from typing import Callable, Iterator
 
 from batplots import text as textlib
 
@@ -186,6 +186,11 @@ class Guidance:
     end_tokens: frozenset[int] = frozenset()
     end_after: int = 0
     end_slope: float = 0.0
+    # Called before each token with the text this call has sampled so far; returns
+    # extra logits for the next token (token id -> bias). It lets a bias stop once it
+    # has done its work: a beat's cue words until the sentence plays the beat, a name
+    # until the sentence has it (a static bias repeats it: "Riddler's ... Riddler's").
+    step_bias: Callable[[str], dict[int, float]] | None = None
 
     def end_bias(self, produced: int) -> float:
         """The bias on sentence ends after `produced` tokens of this call (at most END_MAX_BIAS)."""

@@ -68,6 +68,10 @@ class Request:
     end_tokens: np.ndarray | None = None
     end_set: frozenset = frozenset()
     end_bias: object = None  # Callable[[int], float]
+    # Extra logits for the next token from the tokens sampled so far (Guidance.step_bias,
+    # the engine turns ids into text); None: none.
+    step_bias: object = None  # Callable[[list[int]], dict[int, float]]
+    generated: list[int] = field(default_factory=list)
     closed: bool = False  # the consumer went away: drop at the next step
     # scheduler-private
     slot: int = -1
@@ -376,17 +380,23 @@ class Scheduler:
             # Not right after a sentence end: the nudge would only stack "..." marks.
             bias = (req.end_bias(req.produced) if req.end_bias is not None and tokens[-1] not in req.end_set
                     else 0.0)
-            raw_lse = self._logsumexp(index) if (bias and req.logprobs is not None) else None
-            if bias:  # nudge a long sentence to end: the sampler reads this row next
-                self._row(index)[req.end_tokens] += bias
+            extra = req.step_bias(req.generated) if req.step_bias is not None else None
+            raw_lse = self._logsumexp(index) if ((bias or extra) and req.logprobs is not None) else None
+            row = self._row(index)  # the sampler reads this row next
+            if bias:  # nudge a long sentence to end
+                row[req.end_tokens] += bias
+            for t, b in (extra or {}).items():
+                row[t] += b
             token = req.sampler.sample(self.ctx, index)  # also accepts it into the penalty window
             if req.logprobs is not None:
                 if raw_lse is None:
                     req.logprobs.append(self._logprob(index, token))
-                else:  # under the model's own logits, before the nudge
-                    raw = float(self._row(index)[token]) - (bias if token in req.end_set else 0.0)
+                else:  # under the model's own logits, before the nudges
+                    raw = float(row[token]) - (bias if token in req.end_set else 0.0) - (extra or {}).get(token, 0.0)
                     req.logprobs.append(raw - raw_lse)
             req.produced += 1
+            if req.step_bias is not None:
+                req.generated.append(token)
             req.out.put(("token", token))
             if req.produced >= req.max_new:
                 req.out.put(("done", None))

@@ -257,6 +257,10 @@ class LlamaEngine(Engine):
             req.end_set = guidance.end_tokens
             req.end_tokens = np.fromiter(sorted(guidance.end_tokens), dtype=np.int64)
             req.end_bias = guidance.end_bias
+        if guidance is not None and guidance.step_bias is not None:
+            step_bias, piece = guidance.step_bias, self.piece
+            req.step_bias = lambda generated: step_bias(
+                b"".join(piece(t) for t in generated).decode("utf-8", "replace"))
         try:
             self.scheduler.submit(req)  # from here on the scheduler owns the sampler
         except BaseException:

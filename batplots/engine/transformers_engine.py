@@ -115,6 +115,12 @@ class TransformersEngine(Engine):
                         bias = dict(bias or {})
                         for t in guidance.end_tokens:
                             bias[t] = bias.get(t, 0.0) + nudge
+                    if guidance is not None and guidance.step_bias is not None:
+                        extra = guidance.step_bias(shown)
+                        if extra:
+                            bias = dict(bias or {})
+                            for t, b in extra.items():
+                                bias[t] = bias.get(t, 0.0) + b
                     token = sample(logits, context, settings, rng, self._banned, bias)
                     if guidance is not None and guidance.logprobs is not None:
                         guidance.logprobs.append(float(torch.log_softmax(logits.float(), dim=-1)[token]))
