@@ -184,7 +184,7 @@ def extract(text: str, lore=None) -> dict:
     not_people = (HEROES | _lore_words(lore) | _words_of(lore_villains)
                   | {w for p in phrases if p["thing"] for w in p["words"]})
     own = [w for w in nameslib.name_words(text) if w not in not_people and not w.lower().startswith("bat")]
-    villains = _by_mentions(lore_villains + [_full_name(w, phrases) for w in _own_villains(own, sentences, text)],
+    villains = _by_first_mention(lore_villains + [_full_name(w, phrases) for w in _own_villains(own, sentences, text)],
                             text)
     villain_words = _words_of(villains) | _words_of(lore_villains)
     henchmen = _henchmen(text, sentences, lore, lore_villains, not_people | villain_words)
@@ -198,14 +198,17 @@ def extract(text: str, lore=None) -> dict:
     }
 
 
-def _by_mentions(names: list[str], text: str) -> list[str]:
-    """names, the one the text mentions most first (ties keep their order): the writer's
-    own villain, named in every turn, leads a stock villain the model brought in once."""
-    def mentions(name: str) -> int:
+def _by_first_mention(names: list[str], text: str) -> list[str]:
+    """names, the one the text names first first: the villain the story opens with leads.
+    Not the most mentioned: a villain the model made up and repeated in every sentence
+    ("Darth Vex ... Darth Vex") took the lead from the writer's own in 3 of 12 scripted
+    stories (and the Writer then pushed the model's name)."""
+    def first(name: str) -> int:
         words = [w for w in nameslib.name_words(name) if w not in TITLES] or [name]
-        return len(re.findall(rf"\b{re.escape(words[-1])}\b", text))
+        found = re.search(rf"\b{re.escape(words[-1])}\b", text)
+        return found.start() if found else len(text)
 
-    return sorted(names, key=mentions, reverse=True)
+    return sorted(names, key=first)
 
 
 def _lore_words(lore) -> set[str]:

@@ -96,11 +96,14 @@ def test_a_villain_introduced_by_the_deeds_of_the_shows_villains_is_found():
     assert casefile.extract("Mayor Linseed, a kindly old man, opens the Gotham Flower Show.")["villains"] == []
 
 
-def test_the_villain_the_story_mentions_most_leads_the_case():
-    """A stock villain the model brought in once does not push the writer's own aside."""
+def test_the_villain_the_story_opens_with_leads_the_case():
+    """A stock villain the model brought in, or one it made up and repeats, does not push
+    the writer's own aside."""
     from batplots.lore import Lore
 
     lore = Lore({"Joker": 60}, villains={"Joker": {"count": 60, "episodes": [1], "henchmen": [], "objects": []}})
     text = ("The Saucier, a cook with a grudge, poisons the soup at the Gotham Charity Dinner. "
             "The Joker laughs somewhere. The Saucier's henchmen load the stolen silver. The Saucier escapes.")
     assert casefile.extract(text, lore)["villains"][0] == "Saucier"
+    repeated = text + " The Joker steals a cake. The Joker laughs. The Joker escapes with the Joker's cake."
+    assert casefile.extract(repeated, lore)["villains"] == ["Saucier", "Joker"]
