@@ -122,6 +122,17 @@ class Packed:
     def train_windows(self) -> int:
         return len(self.train) // self.seq_len
 
+    @property
+    def extra_windows(self) -> int:
+        """Coded copies an epoch adds on top of the plain windows (Conditioning.extra)."""
+        if self.cond is None or not self.cond.extra:
+            return 0
+        return round(self.cond.header_share * self.train_windows)
+
+    @property
+    def epoch_windows(self) -> int:
+        return self.train_windows + self.extra_windows
+
     def train_batches(self, epoch: int, batch_size: int, seed: int, shift: bool = True) -> list[torch.Tensor]:
         """The epoch's batches of window start offsets, a pure function of (seed, epoch):
         a resumed run rebuilds exactly the same order. With shift, each epoch after the
@@ -133,7 +144,13 @@ class Packed:
         offset = int(torch.randint(0, slack + 1, (1,), generator=gen)) if epoch and shift else 0
         order = torch.randperm(n, generator=gen)
         starts = offset + order * self.seq_len
-        return [starts[i:i + batch_size] for i in range(0, n, batch_size)]
+        if self.extra_windows:
+            # Extra coded copies of some windows, on top of every plain one: a start s is
+            # sent as -(s + 1) (windows() codes it); then the whole epoch is shuffled.
+            copies = -(starts[torch.randperm(n, generator=gen)[:self.extra_windows]] + 1)
+            both = torch.cat([starts, copies])
+            starts = both[torch.randperm(len(both), generator=gen)]
+        return [starts[i:i + batch_size] for i in range(0, len(starts), batch_size)]
 
     def grid(self) -> torch.Tensor:
         """All training windows at offset 0, one a row (row i starts at i * seq_len)."""
@@ -148,7 +165,11 @@ class Packed:
         if self.cond is None:
             x = torch.stack([self.train[s:s + self.seq_len] for s in starts.tolist()])
             return x, x
-        rows = [self.cond.window(self.train, s, self.seq_len, seed, epoch) for s in starts.tolist()]
+        if self.cond.extra:  # plain unless sent as a coded copy (train_batches)
+            rows = [self.cond.window(self.train, -s - 1 if s < 0 else s, self.seq_len, seed, epoch, coded=s < 0)
+                    for s in starts.tolist()]
+        else:
+            rows = [self.cond.window(self.train, s, self.seq_len, seed, epoch) for s in starts.tolist()]
         width = max(len(x) for x, _ in rows)  # coded windows are longer: pad at the end, unscored
         ids = torch.zeros(len(rows), width, dtype=torch.long)
         labels = torch.full((len(rows), width), -100, dtype=torch.long)
@@ -229,6 +250,10 @@ class Conditioning:
     lore: object
     header_share: float  # windows that get codes; the rest stay plain
     marker_share: float  # sentences playing a beat, in a coded window, that get a marker
+    # The coded windows come on top of the plain ones (an epoch: every window plain, then
+    # header_share of them again with codes) instead of replacing them: replacing them cost
+    # held-out perplexity without a header (docs/training.md).
+    extra: bool = False
 
 
 @dataclass
@@ -246,6 +271,7 @@ class Codes:
     header_share: float
     marker_share: float
     header_lengths: list[int] = field(default_factory=list)
+    extra: bool = False
 
     def _episode_at(self, t: int) -> int:
         while t < len(self.episode) and self.episode[t] < 0:
@@ -275,15 +301,18 @@ class Codes:
             labels.append(int(stream[t]) if t >= scored_from else -100)
         return ids, labels
 
-    def window(self, stream: torch.Tensor, start: int, seq_len: int, seed: int, epoch: int):
+    def window(self, stream: torch.Tensor, start: int, seq_len: int, seed: int, epoch: int,
+               coded: bool | None = None):
         """(inputs, labels) of the training window at start: plain, or (header_share of
         them, seeded by seed, epoch and start) with the codes added on top: the header, then
         the window's sentence from its start (at most BACK_TOKENS back: context, unscored),
         then the window's seq_len tokens with a marker before a marker_share of the sentences
         that play a beat. The same tokens are scored either way; codes and context are -100,
-        so a coded window is longer than seq_len."""
+        so a coded window is longer than seq_len. coded True/False: codes or not, whatever
+        the share says (the extra copies of Conditioning.extra)."""
         rng = random.Random(f"{seed}:{epoch}:{start}")
-        if rng.random() >= self.header_share:
+        share_says = rng.random() < self.header_share
+        if not (share_says if coded is None else coded):
             x = stream[start:start + seq_len]
             return x, x
         i = bisect.bisect_right(self.sentence_starts, start) - 1
@@ -324,7 +353,7 @@ def build_codes(texts: list[str], spans: list[list[tuple[int, int]]] | None, tok
     def tok(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
-    codes = Codes([], [], set(), [], {}, {}, cond.header_share, cond.marker_share)
+    codes = Codes([], [], set(), [], {}, {}, cond.header_share, cond.marker_share, extra=cond.extra)
     eos = tokenizer.eos_token_id
     for n, (text, item_spans) in enumerate(zip(texts, spans)):
         bad = [ch for ch in conditioning.RESERVED if ch in text]
@@ -376,7 +405,7 @@ def conditioning_for(cfg) -> Conditioning | None:
         return None
     from batplots.lore import build_lore
 
-    return Conditioning(build_lore(read_corpus(cfg.corpus)), cfg.header_share, cfg.marker_share)
+    return Conditioning(build_lore(read_corpus(cfg.corpus)), cfg.header_share, cfg.marker_share, cfg.header_extra)
 
 
 def conditioning_report(packed: Packed, evaluate) -> dict:

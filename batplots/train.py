@@ -300,7 +300,7 @@ def main(config: TrainConfig, on_step: Callable | None = None) -> TrainResult:
     forward = bottom.logits if bottom is not None else None
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(packed.train_windows / cfg.batch_size)
+    steps_per_epoch = math.ceil(packed.epoch_windows / cfg.batch_size)
     planned = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
         planned = min(planned, cfg.max_steps)

@@ -47,6 +47,8 @@ class TrainConfig:
     # held-out perplexity without a header (45.82 vs 44.78, docs/training.md).
     header: bool = _opt(False, "Condition training windows on a header (villain, cast) and beat markers.")
     header_share: float = _opt(0.5, "Share of training windows that get the header (the rest stay plain).")
+    header_extra: bool = _opt(False, "The headed windows come on top of the plain ones (every window plain, plus "
+                                     "--header-share of them again with the header) instead of replacing them.")
     marker_share: float = _opt(0.5, "Share of a headed window's beat-playing sentences that get a [Next: beat] marker.")
     # --- model ------------------------------------------------------------------
     base: str | None = _opt(None, "Base model: a Hugging Face model directory or cached name; default: embedded SmolLM2-135M-Instruct.")

@@ -193,6 +193,7 @@ def model_card(summary: dict) -> str:
                                      if k in ("corpus", "out", "method", "layers", "lora_r", "lora_alpha",
                                               "lora_dropout", "lr", "epochs", "seq_len", "batch_size", "seed"))
         + (f" --header --header-share {cfg['header_share']} --marker-share {cfg['marker_share']}"
+           + (" --header-extra" if cfg.get("header_extra") else "")
            if cfg.get("header") else (" --no-header" if "header" in cfg else "")),
         "```",
         "",
@@ -220,12 +221,15 @@ def _conditioning_lines(summary: dict) -> list[str]:
         "",
         "## Conditioning",
         "",
-        f"Trained with control codes (`--header`): {cfg['header_share']:.0%} of the training windows start with "
-        "their episode's header, e.g. `[Villain: Riddler | Cast: Batman, Robin, Commissioner Gordon]`, "
+        f"Trained with control codes (`--header`): {cfg['header_share']:.0%} of the training windows "
+        + ("come again, on top of every plain window (`--header-extra`), starting with " if cfg.get("header_extra")
+           else "start with ")
+        + "their episode's header, e.g. `[Villain: Riddler | Cast: Batman, Robin, Commissioner Gordon]`, "
         f"and {cfg['marker_share']:.0%} of those windows' beat-playing sentences have a marker such as "
         "` [Next: batcave]` before them; the codes are masked out of the loss (batplots/conditioning.py builds "
-        "them, for training and generation alike). The rest of the windows are plain text. "
-        f"{train['episodes_with_header']} of {train['episodes']} training episodes have a header "
+        "them, for training and generation alike). "
+        + ("Every window is also seen plain. " if cfg.get("header_extra") else "The rest of the windows are plain text. ")
+        + f"{train['episodes_with_header']} of {train['episodes']} training episodes have a header "
         f"(at most {train['header_tokens_max']} tokens).",
         "",
         "| validation text | validation loss | validation perplexity |",

@@ -84,10 +84,10 @@ def _corpus(tmp_path, episodes: int = 6, sentences: int = 14):
     return path
 
 
-def _packed(path, header_share=1.0, marker_share=1.0, seq_len=96):
+def _packed(path, header_share=1.0, marker_share=1.0, seq_len=96, extra=False):
     tok = tiny.tokenizer()
     split = dataset.split_corpus(path, 0.2)
-    cond = dataset.Conditioning(build_lore(read_corpus(path)), header_share, marker_share)
+    cond = dataset.Conditioning(build_lore(read_corpus(path)), header_share, marker_share, extra)
     return tok, split, dataset.pack(split, tok, seq_len, cond)
 
 
@@ -146,6 +146,27 @@ def test_plain_share_and_determinism(tmp_path):
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])  # a pure function of seed, epoch, start
     coded = sum(not torch.equal(a[0][i, :96], half.train[s:s + 96]) for i, s in enumerate(starts.tolist()))
     assert 0 < coded < len(starts)
+
+
+def test_extra_headed_windows_come_on_top_of_every_plain_one(tmp_path):
+    _, _, packed = _packed(_corpus(tmp_path), header_share=0.5, extra=True)
+    n = packed.train_windows
+    assert packed.epoch_windows == n + round(0.5 * n)
+    for epoch in (0, 1):
+        batches = packed.train_batches(epoch, 4, seed=3)
+        assert all(torch.equal(a, b) for a, b in zip(batches, packed.train_batches(epoch, 4, seed=3)))
+        starts = torch.cat(batches)
+        plain, copies = starts[starts >= 0], -starts[starts < 0] - 1
+        assert len(plain) == n and len(set(plain.tolist())) == n  # every window once, plain
+        assert len(copies) == round(0.5 * n) and set(copies.tolist()) <= set(plain.tolist())
+        x, y = packed.windows(starts, epoch, seed=3)
+        for row, s in enumerate(starts.tolist()):
+            if s >= 0:  # plain: exactly the window, all scored
+                assert torch.equal(x[row, :96], packed.train[s:s + 96]) and torch.equal(x[row, :96], y[row, :96])
+                assert (y[row, 96:] == -100).all()
+            else:  # a coded copy: the same tokens scored, the codes on top
+                assert [v for v in y[row].tolist() if v != -100] == packed.train[-s - 1:-s - 1 + 96].tolist()
+                assert x.shape[1] > 96 and not torch.equal(x[row, :96], packed.train[-s - 1:-s + 95])
 
 
 def test_held_out_perplexity_with_headers_scores_the_same_tokens(tmp_path):

@@ -260,7 +260,8 @@ def test_a_run_with_headers_trains_and_reports_the_conditioning(tmp_path, tiny_b
 def test_interrupt_then_resume_with_headers_repeats_the_same_steps(tmp_path, tiny_base):
     corpus = _episodes(tmp_path)
     straight, interrupted, resumed = [], [], []
-    overrides = dict(header=True, seq_len=96, max_steps=8, eval_every=3)
+    # --header-extra: the coded windows come on top of the plain ones (sent as -(start + 1)).
+    overrides = dict(header=True, header_extra=True, seq_len=96, max_steps=8, eval_every=3)
     train.main(config(corpus, tmp_path / "a", tiny_base, **overrides),
                on_step=lambda step, epoch, starts, loss: straight.append((step, starts.tolist(), loss)))
 
@@ -274,6 +275,7 @@ def test_interrupt_then_resume_with_headers_repeats_the_same_steps(tmp_path, tin
     done = train.main(TrainConfig(out=cfg.out, resume=True, progress=False),
                       on_step=lambda step, epoch, starts, loss: resumed.append((step, starts.tolist(), loss)))
     assert interrupted + resumed == straight  # the coded windows too: same batches, same losses
+    assert any(s < 0 for _, starts, _ in straight for s in starts)  # extra coded copies were trained on
     assert done.summary["config"]["header"] is True and "conditioning" in done.summary
 
 
