@@ -251,7 +251,8 @@ def write_outputs(out: Path, summary: dict) -> None:
 
 # The settings that make a recipe; a GPU run that differs in any is described as another recipe.
 RECIPE_KEYS = ("method", "layers", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lr", "epochs",
-               "seq_len", "batch_size", "warmup_steps", "weight_decay", "seed")
+               "seq_len", "batch_size", "warmup_steps", "weight_decay", "seed", "header", "header_share",
+               "header_extra", "marker_share")
 
 
 def gpu_run_text(gpu: dict, config: dict | None = None) -> str:

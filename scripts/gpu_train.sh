@@ -25,7 +25,8 @@ PYTHON=${PYTHON:-python3}
 STAGE=/tmp/batplots-gpu
 GGUF_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
 # The recipe of the shipped adapter (README "Training"); keep in step with it.
-RECIPE=(--layers all --lora-r 8 --lora-alpha 16 --lora-dropout 0.1 --lr 1e-3 --epochs 3 --seq-len 256 --batch-size 4 --seed 0)
+RECIPE=(--layers all --lora-r 8 --lora-alpha 16 --lora-dropout 0.1 --lr 1e-3 --epochs 3 --seq-len 256 --batch-size 4 --seed 0
+        --header --header-share 0.25 --header-extra --marker-share 0.5)
 
 prepare() {
     local gguf

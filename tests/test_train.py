@@ -315,7 +315,8 @@ def test_real_base_trains_a_couple_of_steps_on_the_shared_corpus(real_home, tmp_
     sliced = tmp_path / "slice.txt"
     sliced.write_text(text, encoding="utf-8")
     cfg = TrainConfig(corpus=str(sliced), out=str(tmp_path / "out"), seq_len=64, batch_size=2, max_steps=2,
-                      eval_every=2, layers="top:2", lr=1e-3, memorisation_samples=0, progress=False)
+                      eval_every=2, layers="top:2", lr=1e-3, memorisation_samples=0, progress=False,
+                      header=False)  # plain: the frozen-layer cache is what this test watches
     result = train.main(cfg)
     s = result.summary
     assert result.status == "max-steps" and s["steps"] == 2
@@ -352,5 +353,5 @@ def test_the_shipped_adapter_is_small_complete_and_made_by_the_defaults():
     info = json.loads((adapter / "training.json").read_text())
     defaults = TrainConfig(corpus="x").to_dict()
     assert {k: info["config"][k] for k in RECIPE_KEYS} == {k: defaults[k] for k in RECIPE_KEYS}
-    assert info["status"] == "finished" and info["memorisation"]["passes"]
+    assert info["status"] in ("finished", "early-stopped") and info["memorisation"]["passes"]
     assert f"{info['val_ppl']:.2f}" in (adapter / "MODEL_CARD.md").read_text()
