@@ -184,8 +184,8 @@ def extract(text: str, lore=None) -> dict:
     not_people = (HEROES | _lore_words(lore) | _words_of(lore_villains)
                   | {w for p in phrases if p["thing"] for w in p["words"]})
     own = [w for w in nameslib.name_words(text) if w not in not_people and not w.lower().startswith("bat")]
-    villains = _by_first_mention(lore_villains + [_full_name(w, phrases) for w in _own_villains(own, sentences, text)],
-                            text)
+    villains = _by_first_mention(
+        lore_villains + [_full_name(w, phrases) for w in _own_villains(own, sentences, text)], text)
     villain_words = _words_of(villains) | _words_of(lore_villains)
     henchmen = _henchmen(text, sentences, lore, lore_villains, not_people | villain_words)
     people = not_people | villain_words | _words_of(henchmen)

@@ -165,11 +165,10 @@ class Packed:
         if self.cond is None:
             x = torch.stack([self.train[s:s + self.seq_len] for s in starts.tolist()])
             return x, x
-        if self.cond.extra:  # plain unless sent as a coded copy (train_batches)
-            rows = [self.cond.window(self.train, -s - 1 if s < 0 else s, self.seq_len, seed, epoch, coded=s < 0)
-                    for s in starts.tolist()]
-        else:
-            rows = [self.cond.window(self.train, s, self.seq_len, seed, epoch) for s in starts.tolist()]
+        # With extra copies, a window is coded exactly when sent as one (-(start + 1), see
+        # train_batches); otherwise the share decides (coded=None).
+        rows = [self.cond.window(self.train, -s - 1 if s < 0 else s, self.seq_len, seed, epoch,
+                                 coded=(s < 0) if self.cond.extra else None) for s in starts.tolist()]
         width = max(len(x) for x, _ in rows)  # coded windows are longer: pad at the end, unscored
         ids = torch.zeros(len(rows), width, dtype=torch.long)
         labels = torch.full((len(rows), width), -100, dtype=torch.long)

@@ -40,7 +40,7 @@ def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lo
     text = " ".join(result.sentences)
     text_names = nameslib.names(text)
     own_kept = sorted(own & text_names)
-    lead = brief.lead or lead_name(story, lore)
+    lead = story_lead(story, lore, brief)
     lead_kept = lead is not None and lead in text_names
     played = beatslib.label(result.sentences[0]) if result.sentences else None
     beat_kept = brief.beat is not None and played == brief.beat
@@ -64,6 +64,11 @@ def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lo
     if not result.sentences:
         score -= 100.0  # nothing usable (the cap cut every sentence)
     return {"score": round(score, 3), **parts}
+
+
+def story_lead(story: str, lore: Lore, brief: Brief = Brief()) -> str | None:
+    """The passage's lead name: the case file's villain (brief.lead), else lead_name."""
+    return brief.lead or lead_name(story, lore)
 
 
 def lead_name(story: str, lore: Lore) -> str | None:

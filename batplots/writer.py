@@ -39,7 +39,7 @@ from batplots.engine.base import (MAX_SEED, MIN_NEW_TOKENS, MIN_SEED, Cancelled,
                                   Rewind, Settings)
 from batplots.lore import Lore, load_lore
 from batplots.passage import Passage, SentenceCheck
-from batplots.ranking import MAX_SENTENCE_WORDS, lead_name, score_take, why
+from batplots.ranking import MAX_SENTENCE_WORDS, score_take, story_lead, why
 from batplots.steer import Steer
 
 DEFAULT_TAKES = 4
@@ -115,7 +115,7 @@ class Writer:
             return guidance
         names: dict[str, tuple[tuple[int, ...], float]] = {}
         unpenalised: set[int] = set()
-        lead_word = brief.lead or lead_name(story, self.lore)
+        lead_word = story_lead(story, self.lore, brief)
 
         def first_tokens(word: str) -> tuple[int, ...]:
             # The spaced form's first token; the bare form (a sentence's very first word,
@@ -136,8 +136,8 @@ class Writer:
                 names.pop(lead_word, None)
         named = {t for tokens, _ in names.values() for t in tokens}
         cues, follow = self._cues(brief.beat) if brief.beat else ((), ())
-        steer = Steer(names=names, lead=lead_word if lead else None, beat=brief.beat, cues=tuple((w, t) for w, t in cues if t not in named),
-                      cue_bias=BEAT_BIAS, follow=follow)
+        steer = Steer(names=names, lead=lead_word if lead else None, beat=brief.beat,
+                      cues=tuple((w, t) for w, t in cues if t not in named), cue_bias=BEAT_BIAS, follow=follow)
         guidance.unpenalised = frozenset(unpenalised)
         guidance.step_bias = steer if steer else None
         return guidance
@@ -337,7 +337,7 @@ class Take:
                             stop_reason=second.stop_reason, flags=first.flags + copies)
 
     def _named_lead(self, first: Continuation) -> bool:
-        lead = self.brief.lead or lead_name(self.story, self.writer.lore)
+        lead = story_lead(self.story, self.writer.lore, self.brief)
         return lead is not None and lead in nameslib.names(first.text)
 
     def _ranked(self, story: str, settings: Settings):
