@@ -152,9 +152,11 @@ def decode_speed(engine: Engine, prompt: str, seed: int, n: int = RAW_DECODE_TOK
 
 
 def engine_worker(spec: dict) -> dict:
-    """Load one engine and measure it (run in a subprocess of its own)."""
-    from batplots.engine import EngineSpec, load_engine
+    """Load one engine, as the Writer every face uses (batplots.writer.open_writer), and
+    measure its engine (run in a subprocess of its own)."""
+    from batplots.engine import EngineSpec
     from batplots.engine.llama_engine import default_threads
+    from batplots.writer import open_writer
 
     threads = default_threads()
     if spec["engine"] == "transformers":
@@ -164,7 +166,7 @@ def engine_worker(spec: dict) -> dict:
 
         torch.set_num_threads(threads)
     started = time.perf_counter()
-    engine = load_engine(EngineSpec(engine=spec["engine"], base=spec.get("base"), adapter=spec.get("adapter")))
+    engine = open_writer(EngineSpec(engine=spec["engine"], base=spec.get("base"), adapter=spec.get("adapter"))).engine
     load_seconds = time.perf_counter() - started
     result = measure_engine(engine, openings()[:spec["prompts"]], spec.get("seed", 1))
     return {"engine": spec["engine"], "model": engine.describe(), "threads": threads,

@@ -25,7 +25,7 @@ def engine_options(func):
     """--engine/--base/--adapter: which model to load (shared by every model command)."""
     from batplots.engine import ENGINES
 
-    # --base-url/--model reach open_engine/engine_spec through the click context, so
+    # --base-url/--model reach engine_spec through the click context, so
     # that commands need no extra parameters for them.
     func = click.option("--model", "remote_model", default=None, metavar="NAME", expose_value=False,
                         callback=_remember_remote,
@@ -131,33 +131,13 @@ def takes_option(func):
                              "and likelihood is kept (1 = a single sample).")(func)
 
 
-def writer_parts(adapter: str | None):
-    """The copy guard, lore (lore.json) and conditioning of the adapter, for the Writer;
-    off or empty when the adapter cannot be found (loading the engine then says why)."""
-    from batplots import model as modellib
-    from batplots.writer import adapter_parts
+def load_writer(engine_name: str, base: str | None, adapter: str | None, takes: int):
+    """The Writer the engine options name (batplots.writer.open_writer), or exit with the
+    model error's message (what to install / which path)."""
+    from batplots.writer import open_writer
 
     try:
-        return adapter_parts(modellib.resolve_adapter(adapter))
-    except ModelError:
-        return adapter_parts(None)
-
-
-def open_writer(engine_name: str, base: str | None, adapter: str | None, takes: int):
-    """The engine wrapped in a Writer (copy guard, ranked takes, names that stay put)."""
-    from batplots import writer as writerlib
-
-    engine = open_engine(engine_name, base, adapter)
-    guard, lore, conditioned = writer_parts(adapter)
-    return writerlib.Writer(engine, guard=guard, lore=lore, takes=takes, conditioned=conditioned)
-
-
-def open_engine(engine_name: str, base: str | None, adapter: str | None):
-    """Load the engine or exit with the model error's message (what to install / which path)."""
-    from batplots.engine import load_engine
-
-    try:
-        return load_engine(engine_spec(engine_name, base, adapter))
+        return open_writer(engine_spec(engine_name, base, adapter), takes)
     except ModelError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -182,7 +162,7 @@ def generate(prompt, sentences, seed, temperature, top_p, top_k, repetition_pena
         raise click.BadParameter("the prompt is empty; write a sentence or two to continue", param_hint="PROMPT")
     settings = make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
                              copy_limit_of(copy_limit, no_copy_guard))
-    writer = open_writer(engine_name, base, adapter, takes)
+    writer = load_writer(engine_name, base, adapter, takes)
     engine = writer.engine
     guard_notice(writer.guard, settings)
     started = time.perf_counter()
@@ -247,7 +227,7 @@ def write(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_co
     settings = make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_context,
                              copy_limit_of(copy_limit, no_copy_guard))
     click.echo("Loading the model...", err=True)
-    writer = open_writer(engine_name, base, adapter, takes)
+    writer = load_writer(engine_name, base, adapter, takes)
     guard_notice(writer.guard, settings)
     WriteSession(writer, settings).loop(sys.stdin)
 
@@ -284,23 +264,21 @@ def serve(host, port, db_path, public_url, allowed_hosts, api_key, no_auth, sent
     security = serve_security(host, allowed_hosts, api_key, no_auth, db)
 
     spec = engine_spec(engine_name, base, adapter)  # here: load() runs in another thread
-    guard, lore, conditioned = writer_parts(adapter)
-    guard_notice(guard, settings)
 
     def load():
-        from batplots.engine import load_engine
+        from batplots.writer import open_writer
 
         try:
-            engine = load_engine(spec)
+            writer = open_writer(spec, takes)
         except Exception as exc:
             click.echo(f"batplots: the model failed to load: {exc}", err=True)
             raise
-        click.echo(f"batplots: model ready: {json.dumps(engine.describe(), ensure_ascii=False)}", err=True)
-        return engine
+        guard_notice(writer.guard, settings)
+        click.echo(f"batplots: model ready: {json.dumps(writer.engine.describe(), ensure_ascii=False)}", err=True)
+        return writer
 
     try:
-        app = webapp.create_app(webapp.WebConfig(db_path=db, settings=settings, load_engine=load, security=security,
-                                                 takes=takes, guard=guard, lore=lore, conditioned=conditioned,
+        app = webapp.create_app(webapp.WebConfig(db_path=db, settings=settings, load_writer=load, security=security,
                                                  public_url=public_url))
     except (OSError, sqlite3.Error, StoreError) as exc:
         raise click.ClickException(f"cannot open the story database {db_shown(db)}: {exc}") from exc

@@ -24,8 +24,6 @@ from batplots.text import normalize_whitespace, sentence_spans
 # Larger files are refused: a corpus of plot summaries is megabytes at most, and
 # a bigger file is far more likely a wrong path (a model, an archive).
 MAX_CORPUS_BYTES = 256 * 1024 * 1024
-# How many bytes of the file's start decide "JSON or plain text".
-SNIFF_BYTES = 4096
 JSON_SUFFIXES = frozenset({".jsonl", ".json", ".ndjson"})
 
 # Sentences that open an episode in run-on text: the summaries of two-parters

@@ -25,10 +25,9 @@ from typing import Callable
 from batplots import passage as passagelib
 from batplots import text as textlib
 from batplots.engine.base import DEFAULT_COPY_LIMIT, Engine, Settings
-from batplots.index import CorpusIndex, words
+from batplots.index import NGRAM, CorpusIndex, words
 
 EVAL_SEED = 1966
-NGRAM = 8
 DEFAULT_SAMPLES = 5
 MAX_SAMPLES = 100
 DEFAULT_SENTENCES = 2
@@ -137,10 +136,9 @@ def continuation_metrics(samples: list[Sample], index: CorpusIndex, sentences: i
     copied = total = 0
     longest = []
     for s in samples:
-        ws = words(s.text)
-        found, n = index.copied_ngrams(ws, NGRAM)
+        found, n = index.copied_in(s.text, NGRAM)
         copied, total = copied + found, total + n
-        longest.append(index.longest(ws).length)
+        longest.append(index.longest_in_text(s.text)[0].length)
     all_sentences = [x for s in samples for x in textlib.complete_sentences(s.text.strip())]
     seconds = [s.seconds for s in samples]
     return {
@@ -383,7 +381,8 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
     """Run the whole eval (see the module doc) and return the report."""
     from batplots import guard as guardlib
     from batplots import model as modellib
-    from batplots.engine import EngineSpec, load_engine
+    from batplots.engine import EngineSpec
+    from batplots.writer import DEFAULT_TAKES, open_writer
 
     if opts.engine == "openai":
         raise EvalError("the eval loads the base model and the adapter itself, so it needs a local engine: "
@@ -417,31 +416,36 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
     samples: dict[str, list[Sample]] = {}
     from batplots import storyeval
     from batplots.lore import load_lore
-    from batplots.writer import DEFAULT_TAKES
 
     stories = storyeval.load_stories()[:opts.stories]
-    lore, takes = load_lore(adapter_dir), opts.takes or DEFAULT_TAKES
+    takes = opts.takes or DEFAULT_TAKES
     story_runs, story_passages = {}, {}
 
-    def story_run(name, engine, story_settings):
+    lore = load_lore(adapter_dir)
+
+    def story_run(name, writer, story_settings):
         if opts.stories != 0:
-            engine.reset_cache()
-            story_runs[name], passages = storyeval.run(name, engine, story_settings, lore, takes, prompts, stories,
-                                                       guard, progress)
+            writer.engine.reset_cache()
+            story_runs[name], passages = storyeval.run(name, writer, story_settings, prompts, stories, guard.index,
+                                                       lore, progress)
             story_passages[name] = storyeval.as_dicts(passages)
 
     if opts.base_samples:
-        engine = load_engine(EngineSpec(engine=opts.engine, base=opts.base, adapter="none"))
-        samples.update(generate_samples(engine, prompts, opts.samples, {"base": replace(settings, copy_limit=0)},
+        bare = open_writer(EngineSpec(engine=opts.engine, base=opts.base, adapter="none"), takes)
+        samples.update(generate_samples(bare.engine, prompts, opts.samples, {"base": replace(settings, copy_limit=0)},
                                         progress))
-        story_run("base", engine, replace(settings, copy_limit=0))
-        del engine
-    engine = load_engine(EngineSpec(engine=opts.engine, base=opts.base, adapter=str(adapter_dir)))
+        story_run("base", bare, replace(settings, copy_limit=0))
+        del bare
+    # The Writer `serve` runs: the same open_writer, so the same takes, lore and
+    # conditioning; the copy guard is the eval's (the same corpus, or --corpus).
+    writer = open_writer(EngineSpec(engine=opts.engine, base=opts.base, adapter=str(adapter_dir)), takes)
+    writer.guard = guard
+    engine = writer.engine
     samples.update(generate_samples(engine, prompts, opts.samples, {
         "adapter": replace(settings, copy_limit=0), "adapter+guard": settings}, progress, guard))
-    story_run("adapter", engine, settings)  # today's passage: the adapter with the copy guard
+    story_run("adapter", writer, settings)  # one sample a passage: the adapter with the copy guard
     for name in storyeval.WRITER_RUNS:  # the Writer; + the case file; + a drawn beat each story turn
-        story_run(name, engine, settings)
+        story_run(name, writer, settings)
     runs = {name: {**continuation_metrics(s, guard.index, settings.sentences, settings.copy_limit),
                    "copy_limit": 0 if name != "adapter+guard" else settings.copy_limit}
             for name, s in samples.items()}

@@ -76,11 +76,6 @@ def provenance(index: CorpusIndex, sentences: list[str], flags: list[dict] = ())
     return out
 
 
-def continuation_provenance(index: CorpusIndex, continuation) -> list[dict]:
-    """provenance() for a Continuation's sentences and flags."""
-    return provenance(index, continuation.sentences, continuation.flags)
-
-
 @dataclass
 class CopyGuard:
     """The corpus an engine's output is checked against (index None: guard off)."""

@@ -42,6 +42,9 @@ MIN_PASSAGE_WORDS = 2
 CONTEXT_WORDS = 6
 # Id given to query words that the corpus never uses: it matches nothing.
 UNKNOWN = -1
+# The n of the copy measures (eval, story eval, memorisation): a copied word 8-gram
+# is what the guard refuses at its default limit (engine.base.DEFAULT_COPY_LIMIT).
+NGRAM = 8
 
 
 def normalize_word(word: str) -> str:
@@ -191,13 +194,15 @@ class CorpusIndex:
         spans = word_spans(text)
         return self.longest([w for w, _, _ in spans]), spans
 
-    def copied_ngrams(self, query_words: Sequence[str], n: int) -> tuple[int, int]:
-        """(n-grams of query_words found in the corpus, all n-grams of query_words)."""
-        total = max(0, len(query_words) - n + 1)
-        if total == 0:
-            return 0, 0
-        lengths = self.matching_lengths(query_words)
-        return sum(1 for length, _ in lengths[:total] if length >= n), total
+    def copied_in(self, text: str, n: int = NGRAM) -> tuple[int, int]:
+        """(word n-grams of text found verbatim in the corpus, all word n-grams of text).
+
+        Every copy count goes through here, with text rather than words, so that text is
+        split and normalised exactly as the corpus was: any other split ("Batman!" for
+        "batman") silently matches nothing."""
+        lengths = [length for length, _ in self.matching_lengths(words(text))]
+        total = max(0, len(lengths) - n + 1)
+        return sum(1 for length in lengths[:total] if length >= n), total
 
     # ---------------------------------------------------------------- provenance
     def episode_at(self, corpus_pos: int) -> int:

@@ -17,9 +17,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batplots.index import CorpusIndex, load_index, words
-
-NGRAM = 8
+from batplots.index import NGRAM, CorpusIndex, load_index
 # The issue's limits for the default adapter (before any generation-time guard).
 MAX_COPIED_SHARE = 0.05
 MAX_COPIED_SPAN = 15
@@ -73,12 +71,11 @@ def score(index: CorpusIndex, continuations: list[str]) -> Report:
     """Score continuations (generated text only) against the corpus index."""
     report = Report()
     for text in continuations:
-        gen = words(text)
-        copied, total = index.copied_ngrams(gen, NGRAM)
-        match = index.longest(gen)
-        span, span_text = match.length, " ".join(gen[match.start:match.start + match.length])
+        copied, total = index.copied_in(text, NGRAM)
+        match, spans = index.longest_in_text(text)
+        span, span_text = match.length, " ".join(w for w, _, _ in spans[match.start:match.start + match.length])
         report.samples += 1
-        report.generated_words += len(gen)
+        report.generated_words += len(spans)
         report.copied_ngrams += copied
         report.ngrams += total
         report.per_sample_share.append(copied / total if total else 0.0)
@@ -89,7 +86,7 @@ def score(index: CorpusIndex, continuations: list[str]) -> Report:
 
 def prompts_in_corpus(index: CorpusIndex, prompts: list[str]) -> list[str]:
     """Prompts sharing an 8-gram with the corpus (must be none: they'd invite copying)."""
-    return [p for p in prompts if index.copied_ngrams(words(p), NGRAM)[0]]
+    return [p for p in prompts if index.copied_in(p, NGRAM)[0]]
 
 
 def measure(engine, index: CorpusIndex, samples: int = SAMPLES, seed: int = 0,

@@ -30,6 +30,7 @@ from batplots import casefile
 from batplots import names as nameslib
 from batplots.brief import BUTTON_BEATS
 from batplots.engine.base import Continuation, Settings
+from batplots.index import NGRAM
 
 STORIES_FILE = Path(__file__).parent / "data" / "stories.json"
 STORY_SEED = 66
@@ -41,7 +42,6 @@ TARGET_VILLAIN_NAMED_CASE = 0.7
 TARGET_BEAT_PLAYED = 0.6
 TARGET_WORDS = (18, 25)
 TARGET_LONGEST = 50
-NGRAM = 8
 
 
 @dataclass
@@ -122,7 +122,7 @@ def metrics(passages: list[Passage], index, sentences: int) -> dict:
     copied = total = 0
     if index is not None:
         for p in passages:
-            found, n = index.copied_ngrams(p.text.split(), NGRAM)
+            found, n = index.copied_in(p.text, NGRAM)
             copied, total = copied + found, total + n
     seconds = [p.seconds for p in passages]
 
@@ -207,25 +207,27 @@ RUNS = ("base", "adapter", "adapter+writer", "adapter+writer+case", "adapter+wri
 WRITER_RUNS = RUNS[2:]
 
 
-def run(name: str, engine, settings: Settings, lore, takes: int, openings: list[str], stories: list[dict], guard,
+def run(name: str, writer, settings: Settings, openings: list[str], stories: list[dict], index, lore,
         progress: Callable[[str, int, int], None] | None = None) -> tuple[dict, list[Passage]]:
-    """One story run: one sample a passage (base, adapter; the copy guard vets it when
-    settings.copy_limit is not 0) or the Writer's ranked takes."""
+    """One story run. writer comes from batplots.writer.open_writer, as in `serve`: the
+    Writer runs use it as it is (its takes, copy guard, lore and conditioning), and the
+    base and adapter runs draw one sample a passage from its engine (the copy guard vets
+    it when settings.copy_limit is not 0). index: the corpus index for copied n-grams;
+    lore: the show's names the metrics count by (the adapter's in every run, so that
+    runs compare), and the case file's."""
     from batplots import passage as passagelib
-    from batplots.writer import Writer
-
-    writer = Writer(engine, guard=guard, lore=lore, takes=takes)
 
     def write(story: str, s: Settings, beat: str | None) -> Continuation:
         if name not in WRITER_RUNS:
-            return passagelib.run(engine, story, s, check=guard.sentence_check(s.copy_limit))
+            check = writer.guard.sentence_check(s.copy_limit) if writer.guard is not None else None
+            return passagelib.run(writer.engine, story, s, check=check)
         # The case file as the web app keeps it: filled in from the story before each turn.
         case = casefile.autofill(casefile.empty(), story, lore) if name != "adapter+writer" else None
         return writer.run(story, s, case=case, beat=beat if name == "adapter+writer+beat" else None)
 
     passages = measure(write, openings, stories, settings, lore.cast, lore.vocabulary,
                        (lambda done, total: progress(f"story {name}", done, total)) if progress else None)
-    result = metrics(passages, guard.index, settings.sentences)
-    result["takes"] = takes if name in WRITER_RUNS else 1
+    result = metrics(passages, index, settings.sentences)
+    result["takes"] = writer.takes if name in WRITER_RUNS else 1
     result["targets"] = targets(result)
     return result, passages

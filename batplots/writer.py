@@ -35,6 +35,7 @@ from typing import Iterator
 from batplots import beats as beatslib
 from batplots import names as nameslib
 from batplots.brief import BEAT_CUES, Brief, brief_for
+from batplots.engine import EngineSpec
 from batplots.engine.base import (MAX_SEED, MIN_NEW_TOKENS, MIN_SEED, Cancelled, Continuation, Engine, Guidance,
                                   Rewind, Settings)
 from batplots.lore import Lore, load_lore
@@ -205,13 +206,16 @@ class Writer:
     # --- a passage ---------------------------------------------------------------------
     def stream(self, story: str, settings: Settings | None = None, cancel: threading.Event | None = None,
                takes: int | None = None, tagged: bool = False, case: dict | None = None,
-               beat: str | None = None) -> "Take":
+               beat: str | None = None, whole: bool = False) -> "Take":
         """A passage as a Take: iterate it for pieces and Rewinds, then read .result.
         tagged: every take streams, as (take index, event) pairs (alternatives side by side).
+        whole: the takes race for the whole passage, not its first sentence (alternatives
+        are whole passages to pick from).
         case: the story's case file (batplots.casefile); beat: the next beat asked for
         (batplots.beats.BEATS; brief.BriefError names the allowed ones)."""
         return Take(self, story, (settings or Settings()).validate().with_seed(), cancel,
-                    self.takes if takes is None else takes, tagged, brief_for(case, beat, self.frame(case, beat)))
+                    self.takes if takes is None else takes, tagged, brief_for(case, beat, self.frame(case, beat)),
+                    staged=self.staged and not whole)
 
     def frame(self, case: dict | None, beat: str | None):
         """The prompt builder for the trained conditioning header (batplots.conditioning)
@@ -238,18 +242,27 @@ class Writer:
         return take.result
 
 
-def adapter_parts(adapter_dir: Path | None):
-    """What the Writer takes from an adapter (None: the bare base): the copy guard over
-    the corpus it was trained on, its lore, and whether it was trained with control codes."""
+def open_writer(spec: EngineSpec, takes: int = DEFAULT_TAKES) -> Writer:
+    """The Writer every face uses (generate, write, serve, eval, bench): the adapter
+    that spec names is resolved once, the engine loaded with it, and the Writer gets
+    that adapter's copy guard, lore and conditioning (writer_for). ModelError says what
+    is missing."""
+    from batplots.engine import load_engine
+    from batplots.model import resolve_adapter
+
+    adapter_dir = resolve_adapter(spec.adapter)
+    engine = load_engine(replace(spec, adapter=str(adapter_dir) if adapter_dir is not None else "none"))
+    return writer_for(engine, adapter_dir, takes)
+
+
+def writer_for(engine: Engine, adapter_dir: Path | None, takes: int = DEFAULT_TAKES) -> Writer:
+    """The Writer over an engine already loaded with adapter_dir (None: the bare base):
+    the copy guard over the corpus the adapter was trained on, its lore, and whether it
+    was trained with control codes. open_writer is this after loading the engine."""
     from batplots.guard import guard_for_adapter
 
-    return guard_for_adapter(adapter_dir), load_lore(adapter_dir), adapter_conditioned(adapter_dir)
-
-
-def open_writer(engine: Engine, adapter_dir: Path | None, takes: int = DEFAULT_TAKES, staged: bool = True) -> Writer:
-    """The Writer for an engine loaded with adapter_dir (adapter_parts)."""
-    guard, lore, conditioned = adapter_parts(adapter_dir)
-    return Writer(engine, guard=guard, lore=lore, takes=takes, staged=staged, conditioned=conditioned)
+    return Writer(engine, guard=guard_for_adapter(adapter_dir), lore=load_lore(adapter_dir), takes=takes,
+                  conditioned=adapter_conditioned(adapter_dir))
 
 
 def adapter_conditioned(adapter_dir: Path | None) -> bool:
@@ -270,18 +283,19 @@ class Take:
     """One passage in the making: iterate for events (str pieces, Rewind), then `.result`."""
 
     def __init__(self, writer: Writer, story: str, settings: Settings, cancel: threading.Event | None, takes: int,
-                 tagged: bool = False, brief: Brief = Brief()):
+                 tagged: bool = False, brief: Brief = Brief(), staged: bool = True):
         if not MIN_TAKES <= takes <= MAX_TAKES:
             raise ValueError(f"takes must be from {MIN_TAKES} to {MAX_TAKES}, got {takes}")
         self.writer, self.story, self.settings, self.cancel, self.n = writer, story, settings, cancel, takes
         self.tagged = tagged
         self.brief = brief
+        self.staged = staged
         self.result: Continuation | None = None
 
     def __iter__(self) -> Iterator["str | Rewind"]:
         started = time.perf_counter()
         settings = self.settings
-        staged = self.writer.staged and not self.tagged and self.n > 1 and settings.sentences > 1
+        staged = self.staged and not self.tagged and self.n > 1 and settings.sentences > 1
         first_settings = replace(settings, sentences=1) if staged else settings
         winner, ranked, dropped, first_piece = yield from self._ranked(self.story, first_settings)
         why_line = why(ranked[0], ranked[1:], self.brief.beat)

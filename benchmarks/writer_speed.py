@@ -18,8 +18,7 @@ import time
 
 from batplots import evaluate, storyeval
 from batplots import passage as passagelib
-from batplots.engine import EngineSpec, Settings, load_engine
-from batplots.model import default_adapter
+from batplots.engine import EngineSpec, Settings
 from batplots.writer import DEFAULT_TAKES, open_writer
 
 
@@ -28,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--takes", type=int, default=DEFAULT_TAKES)
     parser.add_argument("--prompts", type=int, default=20)
     args = parser.parse_args(argv)
-    engine = load_engine(EngineSpec())
-    writer = open_writer(engine, default_adapter(), takes=args.takes)
+    writer = open_writer(EngineSpec(), takes=args.takes)  # the Writer `serve` runs
+    engine = writer.engine
     check = writer.guard.sentence_check(Settings().copy_limit)  # the single sample: the guard only
     prompts = (evaluate.load_prompts() + [s["turns"][0] for s in storyeval.load_stories()])[:args.prompts]
     passagelib.run(engine, prompts[0], Settings(seed=0, sentences=1))  # warm-up

@@ -20,9 +20,9 @@ STOP_TIMEOUT_S = 10
 
 SERVER_SCRIPT = """
 import sys, uvicorn
-from tests.fakegen import FakeEngine
+from tests.fakegen import FakeEngine, fake_writer
 from batplots.web import WebConfig, create_app
-app = create_app(WebConfig(db_path=sys.argv[1], engine=FakeEngine(delay=float(sys.argv[3]))))
+app = create_app(WebConfig(db_path=sys.argv[1], writer=fake_writer(FakeEngine(delay=float(sys.argv[3])))))
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
 

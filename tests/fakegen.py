@@ -85,3 +85,50 @@ class FakeEngine(Engine):
         finally:
             with self._count_lock:
                 self.active -= 1
+
+
+def fake_writer(engine: Engine | None = None, guard=None, copy_check=None) -> "Writer":
+    """The web app's one Writer over a FakeEngine (or engine): one take, no lore, the
+    copy guard given (None: off); copy_check replaces the guard's check."""
+    from batplots.writer import Writer
+
+    return Writer(engine if engine is not None else FakeEngine(), guard=guard, takes=1, copy_check=copy_check)
+
+
+# Bound on a HeldEngine's hold, so a test that never releases it still ends.
+HOLD_MAX_S = 60
+HOLD_POLL_S = 0.01
+
+
+class HeldEngine(FakeEngine):
+    """A FakeEngine whose generations stop after `after` pieces until `release` is set
+    or they are cancelled (at most HOLD_MAX_S): a test sees a generation under way,
+    however fast or slow the machine, instead of racing a per-piece delay. The hold
+    blocks the generating thread, so it suits one take at a time: takes decoded
+    together in one thread would wait on the first."""
+
+    def __init__(self, after: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.after = after
+        self.release = threading.Event()
+        self.holding = 0  # generations waiting at the hold now
+
+    def pieces(self, prompt: str, settings: Settings, seed: int, cancel: threading.Event | None, guidance=None):
+        for n, piece in enumerate(super().pieces(prompt, settings, seed, cancel, guidance)):
+            if n >= self.after and not self.release.is_set():
+                self._hold(cancel)
+                if cancel is not None and cancel.is_set():
+                    continue  # FakeEngine counts the cancel at its next piece
+            yield piece
+
+    def _hold(self, cancel: threading.Event | None) -> None:
+        with self._count_lock:
+            self.holding += 1
+        try:
+            deadline = time.monotonic() + HOLD_MAX_S
+            while not self.release.wait(HOLD_POLL_S):
+                if (cancel is not None and cancel.is_set()) or time.monotonic() > deadline:
+                    return
+        finally:
+            with self._count_lock:
+                self.holding -= 1

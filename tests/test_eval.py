@@ -8,12 +8,14 @@ import torch
 from click.testing import CliRunner
 
 from batplots import evaluate as ev
-from batplots import guard, storyeval
+from batplots import guard, memorisation, storyeval
 from batplots.cli import main
 from batplots.corpus import Episode
 from batplots.engine import Settings
-from batplots.index import CorpusIndex, load_index, words
+from batplots.engine.base import MIN_COPY_LIMIT
+from batplots.index import CorpusIndex, load_index
 from tests import tiny
+from tests.test_storyeval import COPY_EPISODES, PARAPHRASE, VERBATIM
 
 CORPUS = CorpusIndex([Episode(title="Ep", plot="The Joker steals the golden cat from the museum at midnight. "
                                                "Robin laughs.")])
@@ -103,7 +105,35 @@ def test_shipped_openings_are_twenty_and_not_in_the_corpus(shared_corpus):
     prompts = ev.load_prompts()
     index = load_index(shared_corpus)
     assert len(prompts) == 20
-    assert all(index.copied_ngrams(words(p), ev.NGRAM)[0] == 0 for p in prompts)
+    assert all(index.copied_in(p, ev.NGRAM)[0] == 0 for p in prompts)
+
+
+def test_guard_eval_story_eval_and_memorisation_count_copies_alike(tmp_path):
+    """Every copy figure is index.copied_in on the same text: eval's plain runs, the
+    story runs, memorisation, and the guard, which refuses a sentence at limit k
+    exactly when it holds a copied k-gram."""
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"title": e.title, "plot": e.plot}) + "\n" for e in COPY_EPISODES),
+                    encoding="utf-8")
+    copy_guard = guard.guard_for_corpus(path)
+    index = copy_guard.index
+    texts = [VERBATIM, PARAPHRASE,
+             "Robin notes that the Riddler's latest clue “What has keys” puzzles everyone.",  # 8 copied words
+             "Gotham waits where Batman and Robin must hurry before dawn."]  # 7 copied words
+    assert [index.copied_in(t, ev.NGRAM)[0] for t in texts] == [24, 0, 1, 0]
+    for text in texts:
+        copied = index.copied_in(text, ev.NGRAM)
+        plain = ev.continuation_metrics([sample(" " + text, 1.0)], index, sentences=1)
+        assert (plain["copied_ngrams"], plain["ngrams"]) == copied
+        passage = storyeval.Passage(kind="story", item=0, turn=0, text=" " + text, sentences=[text], seconds=0.1)
+        story = storyeval.metrics([passage], index, sentences=1)
+        assert (story["copied_ngrams"], story["ngrams"]) == copied
+        report = memorisation.score(index, [text])
+        assert (report.copied_ngrams, report.ngrams) == copied
+        assert plain["longest_copied_max"] == report.longest_span
+        for limit in range(MIN_COPY_LIMIT, report.longest_span + 2):
+            refused = copy_guard.sentence_check(limit)(text)
+            assert (refused is not None) == (index.copied_in(text, limit)[0] > 0)
 
 
 def test_generate_samples_is_seeded_paired_and_reproducible(tiny_engine):

@@ -272,13 +272,13 @@ def test_the_writer_for_an_adapter_holds_its_guard(tiny_model_dirs):
     from batplots.writer import open_writer
 
     base, adapter = tiny_model_dirs
-    engine = load_engine(EngineSpec(base=str(base), adapter=str(adapter)))
-    assert not hasattr(engine, "copy_guard")  # the backend is bare: the Writer holds the guard
-    writer = open_writer(engine, adapter, takes=1)
+    writer = open_writer(EngineSpec(base=str(base), adapter=str(adapter)), takes=1)
+    assert not hasattr(writer.engine, "copy_guard")  # the backend is bare: the Writer holds the guard
+    assert writer.engine.describe()["adapter"] == adapter.name and writer.takes == 1
     assert writer.guard.active and writer.guard.index.titles[1] == "The Joker Is Wild"
     result = writer.run(STORY, Settings(sentences=1, seed=1, max_new_tokens=40, max_context=128))
     assert len(result.provenance) == len(result.sentences)
-    assert not open_writer(load_engine(EngineSpec(base=str(base), adapter="none")), None).guard.active
+    assert not open_writer(EngineSpec(base=str(base), adapter="none")).guard.active
 
 
 def test_cli_copy_guard_options(tiny_model_dirs):
@@ -341,11 +341,12 @@ def test_page_shows_provenance_on_hover_and_tap_and_marks_copies(guard, tmp_path
 
     from batplots.web import WebConfig, create_app
     from tests.test_web_e2e import CHROMIUM, CHROMIUM_ARGS, DESKTOP, STEP_MS, PageWatch, expect, sync_api
+    from tests.fakegen import fake_writer
     from tests.webserver import LiveServer
 
     # Every try copies: the guard keeps the least-copying one and flags it.
     engine = ScriptedEngine([COPIED_8])
-    app = create_app(WebConfig(db_path=tmp_path / "prov.sqlite3", engine=engine, guard=guard,
+    app = create_app(WebConfig(db_path=tmp_path / "prov.sqlite3", writer=fake_writer(engine, guard=guard),
                                settings=Settings(sentences=1)))
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as client, sync_api.sync_playwright() as p:
         story = new_story(client, text=ORIGINAL)

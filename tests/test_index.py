@@ -74,7 +74,7 @@ def test_random_texts_longest_and_ngrams_against_brute_force():
         if match.length:
             assert match.start == brute.index(match.length)  # earliest of the longest
         for n in (1, 3, 8):
-            found, total = index.copied_ngrams(query, n)
+            found, total = index.copied_in(" ".join(query), n)
             assert total == max(0, len(query) - n + 1)
             corpus_ngrams = {tuple(ep[j:j + n]) for ep in episodes for j in range(len(ep) - n + 1)}
             assert found == sum(tuple(query[i:i + n]) in corpus_ngrams for i in range(total))
@@ -92,6 +92,8 @@ def test_normalisation_ignores_case_quotes_punctuation_and_whitespace():
     assert normalize_word("ＢＡＴ") == "bat"  # NFKC: full-width letters
     index = CorpusIndex([Episode(title="t", plot='Robin cries, "Holy haberdashery, Batman!" and runs.')])
     assert index.longest(words("robin CRIES holy haberdashery — batman and runs")).length == 7
+    assert index.copied_in("robin CRIES holy haberdashery — batman and runs", 7) == (1, 1)
+    assert index.copied_in("robin cries holy haberdashery batman and walks", 7) == (0, 1)
     spans = word_spans("Hi, O'Hara!")
     assert spans == [("hi", 0, 2), ("o'hara", 4, 10)]
 

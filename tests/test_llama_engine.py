@@ -27,7 +27,7 @@ pytest.importorskip("llama_cpp")
 
 STORY = "Batman and Robin slide down the Batpoles. The Joker laughs at the museum."
 # How long the test waits for a finished scoring thread's OpenMP team to exit.
-THREAD_EXIT_SECONDS = 5.0
+THREAD_EXIT_SECONDS = 30.0  # generous: only a run that fails waits it out
 # Q4_1 keeps 4 bits a weight: the merged logits drift further than Q8_0's.
 TOLERANCE_Q4_1 = 0.25
 ALL_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -110,26 +110,34 @@ def test_server_down_is_a_clear_error_and_the_story_is_untouched(make_server):  
     assert c.get("/healthz").status_code == 200  # the server stays up
 
 
+# How long a slow server takes: far beyond the engine's timeout, so a client that gave up
+# at its own deadline and one that waited for the server differ on any machine's speed.
+SLOW_SERVER_S = 30
+ENGINE_TIMEOUT_S = 0.5
+
+
 class _SlowHandler(BaseHTTPRequestHandler):
-    """Answers POSTs after `delay` seconds, or trickles a chunk every `trickle` seconds."""
+    """Answers POSTs after `delay` seconds, or trickles a chunk every `trickle` seconds;
+    either way for at most SLOW_SERVER_S, or until the test ends (`done`)."""
 
     delay = 0.0
     trickle = 0.0
-    MAX_SECONDS = 5  # bounds every handler, so the server always shuts down
+    done: threading.Event
 
     def do_POST(self):  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.delay:
-            time.sleep(min(self.delay, self.MAX_SECONDS))
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        started = time.monotonic()
         try:
-            while time.monotonic() - started < self.MAX_SECONDS:
+            if self.delay and self.done.wait(min(self.delay, SLOW_SERVER_S)):
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            started = time.monotonic()
+            while time.monotonic() - started < SLOW_SERVER_S:
                 self.wfile.write(b'data: {"choices": [{"text": " Holy", "index": 0}]}\n\n')
                 self.wfile.flush()
-                time.sleep(self.trickle or self.MAX_SECONDS)
+                if self.done.wait(self.trickle or SLOW_SERVER_S):
+                    return
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -139,10 +147,10 @@ class _SlowHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def slow_server():
-    servers = []
+    servers, done = [], threading.Event()
 
     def start(delay=0.0, trickle=0.0):
-        handler = type("Handler", (_SlowHandler,), {"delay": delay, "trickle": trickle})
+        handler = type("Handler", (_SlowHandler,), {"delay": delay, "trickle": trickle, "done": done})
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -150,21 +158,24 @@ def slow_server():
         return f"http://127.0.0.1:{server.server_address[1]}/v1"
 
     yield start
+    done.set()  # handlers still waiting on a client that gave up return now
     for server in servers:
         server.shutdown()
         server.server_close()
 
 
 @pytest.mark.parametrize("delay,trickle,message", [
-    (3.0, 0.0, r"did not answer within 0\.5 s"),  # silent
+    (SLOW_SERVER_S, 0.0, r"did not answer within 0\.5 s"),  # silent
     (0.0, 0.1, r"too slow: no complete answer within 0\.5 s"),  # a token now and then, never done
 ])
 def test_a_slow_server_times_out(slow_server, delay, trickle, message):
-    engine = OpenAIEngine(slow_server(delay=delay, trickle=trickle), "batman66", timeout=0.5)
+    engine = OpenAIEngine(slow_server(delay=delay, trickle=trickle), "batman66", timeout=ENGINE_TIMEOUT_S)
     started = time.monotonic()
     with pytest.raises(EngineError, match=message):
         passagelib.run(engine, STORY, Settings(seed=1, max_new_tokens=500, max_context=2048))
-    assert time.monotonic() - started < 2.5
+    waited = time.monotonic() - started
+    # At its own deadline: not before it, and not when the server would have finished.
+    assert ENGINE_TIMEOUT_S <= waited < SLOW_SERVER_S / 2, waited
 
 
 def test_bad_urls_are_refused_and_the_request_carries_every_setting(slow_server):

@@ -106,12 +106,12 @@ def test_an_instance_killed_mid_generation_leaves_the_story_as_it_was(shared):
 
 def test_a_database_server_that_goes_away_is_a_503_saying_so():
     from batplots.web import WebConfig, create_app
-    from tests.fakegen import FakeEngine
+    from tests.fakegen import FakeEngine, fake_writer
     from tests.pgserver import PgServer
     from tests.webserver import LiveServer
 
     with PgServer() as pg:
-        app = create_app(WebConfig(db_path=pg.create_database(), engine=FakeEngine()))
+        app = create_app(WebConfig(db_path=pg.create_database(), writer=fake_writer(FakeEngine())))
         with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=WAIT_S) as c:
             story = new_story(c)
             pg.stop()
@@ -123,10 +123,10 @@ def test_the_api_maps_store_errors_the_same_on_postgresql(pg_server):
     """404, 409 and 422 (limits, bad text, out-of-range numbers) as on SQLite."""
     from batplots.store import MAX_TURN_CHARS
     from batplots.web import WebConfig, create_app
-    from tests.fakegen import FakeEngine
+    from tests.fakegen import FakeEngine, fake_writer
     from tests.webserver import LiveServer, assert_error
 
-    app = create_app(WebConfig(db_path=pg_server.create_database("api"), engine=FakeEngine()))
+    app = create_app(WebConfig(db_path=pg_server.create_database("api"), writer=fake_writer(FakeEngine())))
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=WAIT_S) as c:
         story = new_story(c)
         sid, version = story["id"], story["version"]

@@ -156,8 +156,21 @@ def skipped_of(output: str) -> dict[str, str]:
     return dict(re.findall(r"^  - (.+?): (.+)$", block, re.M))
 
 
-def test_scrape_writes_records_field_by_field_and_reports_skips(tmp_path, wiki):
-    started = time.monotonic()
+def test_scrape_writes_records_field_by_field_and_reports_skips(tmp_path, wiki, monkeypatch):
+    # Every wait as the client chose it (not timed, so any machine agrees), and its request pacing.
+    waits, delays = [], set()
+    back_off, wait_turn = s.WikiClient._back_off, s.WikiClient._wait_turn
+
+    def recorded(self, attempt, why, retry_after):
+        back_off(self, attempt, why, retry_after)
+        waits.append(self.waits[-1])
+
+    def paced(self):
+        delays.add(self.delay)
+        wait_turn(self)
+
+    monkeypatch.setattr(s.WikiClient, "_back_off", recorded)
+    monkeypatch.setattr(s.WikiClient, "_wait_turn", paced)
     result = cli(tmp_path, wiki.url)
     assert result.exit_code == 0, result.output
     episodes = read_corpus(tmp_path / "episodes.jsonl")
@@ -201,7 +214,9 @@ def test_scrape_writes_records_field_by_field_and_reports_skips(tmp_path, wiki):
     assert len(jinx) == 2 and jinx[1].at - jinx[0].at >= 1.0
     assert [len(wiki.requests("parse", t)) for t in ("Fine Feathered Finks", "The Joker Is Wild",
                                                       "Smack in the Middle", "Batman Is Riled")] == [2, 2, 2, 3]
-    assert time.monotonic() - started < 10
+    # Only what was asked for: --delay 0, the 429's Retry-After, maxlag's (0), the --backoff 0.01 doubling.
+    assert delays == {0.0}
+    assert sorted(seconds for _, seconds in waits) == [0.0, 0.01, 0.01, 0.01, 0.02, 1.0], waits
 
 
 def test_rerun_fetches_only_what_changed_and_offline_needs_no_server(tmp_path):

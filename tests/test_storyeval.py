@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from batplots import storyeval
+from batplots.corpus import Episode
 from batplots.engine.base import Continuation, Settings
+from batplots.index import CorpusIndex
 
 STORIES = [{"villain": "Pendulum", "turns": ["The Pendulum steals the clock of Gotham City Hall.",
                                              "Commissioner Gordon calls Batman."]}]
 OPENINGS = ["Chief O'Hara finds a purple feather at the Gotham Museum."]
+
+# A corpus sentence of 31 words with capitals, quotes, a dash and an apostrophe, as
+# plot summaries write them (written for this test), and a paraphrase of it.
+VERBATIM = ("Meanwhile, at Wayne Manor, Alfred discovers that the Riddler's latest clue — \"What has keys "
+            "but opens no doors?\" — points to the Gotham Philharmonic, where Batman and Robin must hurry "
+            "before midnight.")
+PARAPHRASE = ("Back at the mansion, the butler realises that the Riddler's newest puzzle leads to the concert "
+              "hall, so the Dynamic Duo race there before the clock strikes twelve.")
+COPY_EPISODES = [Episode(title="The Riddler's Symphony", plot="The Riddler escapes from prison. " + VERBATIM
+                         + " The Dynamic Duo find him in the orchestra pit."),
+                 Episode(title="Penguin Goes Straight", plot="The Penguin opens a protection agency.")]
 
 
 def scripted(texts):
@@ -70,3 +83,18 @@ def test_story_turns_draw_a_beat_and_the_labeller_scores_the_first_sentence():
     assert [p.beat_drawn for p in passages] == [None, beat0, beat1]
     assert [p.beat_played for p in passages[1:]] == [beat0, beat1]
     assert storyeval.metrics(passages, None, 1)["beat_played"] == 1.0
+
+
+def copy_passage(text):
+    return storyeval.Passage(kind="story", item=0, turn=0, text=" " + text, sentences=[text], seconds=0.1)
+
+
+def test_copied_ngrams_count_a_verbatim_corpus_sentence_and_not_its_paraphrase():
+    index = CorpusIndex(COPY_EPISODES)
+    copied = storyeval.metrics([copy_passage(VERBATIM)], index, sentences=1)
+    assert copied["copied_ngrams"] == copied["ngrams"] == 31 - storyeval.NGRAM + 1
+    paraphrased = storyeval.metrics([copy_passage(PARAPHRASE)], index, sentences=1)
+    assert paraphrased["copied_ngrams"] == 0 and paraphrased["ngrams"] == 28 - storyeval.NGRAM + 1
+    both = storyeval.metrics([copy_passage(VERBATIM), copy_passage(PARAPHRASE)], index, sentences=1)
+    assert (both["copied_ngrams"], both["ngrams"]) == (24, 24 + 21)
+    assert "| copied 8-grams | 24 |" in storyeval.format_table({"adapter": both})

@@ -15,7 +15,7 @@ import pytest
 from playwright import sync_api
 
 from batplots.web import WebConfig, create_app
-from tests.fakegen import FakeEngine, fake_sentences
+from tests.fakegen import FakeEngine, HeldEngine, fake_sentences, fake_writer
 from tests.webserver import LiveServer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -23,7 +23,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run"]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-STEP_MS = 10_000  # bound for each wait on the page
+STEP_MS = 30_000  # bound for each wait on the page: generous, as a passing test never waits it out
 
 expect = sync_api.expect
 
@@ -72,8 +72,10 @@ def model_passages(page):
 
 
 def test_co_writing_in_the_browser(browser, tmp_path):
-    engine = FakeEngine(delay=0.04)  # slow enough to watch the words arrive
-    app = create_app(WebConfig(db_path=tmp_path / "e2e.sqlite3", engine=engine))
+    # The first passage stops after a few words until the test has seen them: a page on a
+    # slow machine could otherwise miss the draft between its first word and the last.
+    engine = HeldEngine(after=3, delay=0.04)
+    app = create_app(WebConfig(db_path=tmp_path / "e2e.sqlite3", writer=fake_writer(engine)))
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
         context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
         page = context.new_page()
@@ -91,6 +93,7 @@ def test_co_writing_in_the_browser(browser, tmp_path):
         draft = page.locator("#story .passage.draft")
         expect(draft).to_have_text(re.compile(r"\w+ \w+"))
         early = draft.inner_text()
+        engine.release.set()
         expect(model_passages(page)).to_have_count(1)
         done = model_passages(page).first.inner_text()
         assert len(done) > len(early) and done.startswith(early.strip())  # it grew as pieces came
@@ -202,7 +205,7 @@ def test_co_writing_in_the_browser(browser, tmp_path):
 def test_screenshots_desktop_and_phone(browser, tmp_path, screenshot_dir):
     """The README's views (docs/screenshots.py takes them on the real model): a story in progress
     with three alternatives on offer, at desktop and phone width, with the scripted stand-in."""
-    app = create_app(WebConfig(db_path=tmp_path / "shots.sqlite3", engine=FakeEngine()))
+    app = create_app(WebConfig(db_path=tmp_path / "shots.sqlite3", writer=fake_writer(FakeEngine())))
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
         story = api.post("/api/stories", json={"title": "The Joker's Last Laugh"}).json()
         sid = story["id"]
@@ -231,7 +234,7 @@ def test_screenshots_desktop_and_phone(browser, tmp_path, screenshot_dir):
 
 
 def test_a_stale_tab_is_told_and_shown_the_latest_version(browser, tmp_path):
-    app = create_app(WebConfig(db_path=tmp_path / "tabs.sqlite3", engine=FakeEngine()))
+    app = create_app(WebConfig(db_path=tmp_path / "tabs.sqlite3", writer=fake_writer(FakeEngine())))
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
         context = browser.new_context(viewport=DESKTOP)
         page = context.new_page()
@@ -270,8 +273,8 @@ def test_a_stale_tab_is_told_and_shown_the_latest_version(browser, tmp_path):
 
 
 def test_stop_cancels_the_generation_and_adds_nothing(browser, tmp_path):
-    engine = FakeEngine(delay=0.2)
-    app = create_app(WebConfig(db_path=tmp_path / "stop.sqlite3", engine=engine))
+    engine = HeldEngine(after=1)  # under way until Stop, however long the page takes to press it
+    app = create_app(WebConfig(db_path=tmp_path / "stop.sqlite3", writer=fake_writer(engine)))
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
         page = browser.new_page(viewport=DESKTOP)
         page.set_default_timeout(STEP_MS)
@@ -299,10 +302,11 @@ def test_stop_cancels_the_generation_and_adds_nothing(browser, tmp_path):
 @pytest.mark.real_model
 def test_the_page_on_the_real_embedded_model(browser, tmp_path, real_home):
     """The whole app on the embedded SmolLM2 (plus the default adapter when shipped)."""
-    from batplots.engine import EngineSpec, Settings, load_engine
+    from batplots.engine import EngineSpec, Settings
+    from batplots.writer import open_writer
 
     app = create_app(WebConfig(db_path=tmp_path / "real.sqlite3", settings=Settings(sentences=1),
-                               load_engine=lambda: load_engine(EngineSpec())))
+                               load_writer=lambda: open_writer(EngineSpec())))
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
         page = browser.new_page(viewport=DESKTOP)
         watch = PageWatch(page, srv.url)

@@ -41,7 +41,7 @@ def story_with_turns(api, passages):
 
 
 def test_keyboard_only_turns(browser, served):
-    srv, api = served(config={"takes": 2})  # two takes: each model passage has a "why" (a provenance button)
+    srv, api = served(takes=2)  # two takes: each model passage has a "why" (a provenance button)
     story = story_with_turns(api, 8)
     sid = story["id"]
     ctx, page, watch = open_page(browser, f"{srv.url}/#story={sid}")
@@ -119,7 +119,7 @@ def test_keyboard_only_turns(browser, served):
 
 
 def test_axe_finds_no_serious_violations(browser, served):
-    srv, api = served(config={"takes": 2})
+    srv, api = served(takes=2)
     story = story_with_turns(api, 4)
     sid = story["id"]
     # axe is injected as a script: this context alone lets the test page run it past the CSP.
@@ -159,7 +159,7 @@ def test_axe_finds_no_serious_violations(browser, served):
 
 
 def test_paragraphs_authorship_marks_provenance_target_and_share_links(browser, served):
-    srv, api = served(config={"takes": 2, "public_url": None})
+    srv, api = served(takes=2)
     story = new_story(api, text="Gotham sleeps.\n\nBut not the Joker.")
     sid = story["id"]
     story = api.post(f"/api/stories/{sid}/continue", json={"version": story["version"]}).json()
@@ -202,7 +202,7 @@ def test_paragraphs_authorship_marks_provenance_target_and_share_links(browser, 
 
 
 def test_share_links_use_the_public_url(browser, served):
-    srv, api = served(config={"public_url": "https://bats.example.org/"})
+    srv, api = served(public_url="https://bats.example.org/")
     story = new_story(api)
     ctx, page, watch = open_page(browser, f"{srv.url}/#story={story['id']}")
     expect(page.locator("#share-link")).to_have_value(f"https://bats.example.org/s/{story['share_id']}")

@@ -10,7 +10,7 @@ from batplots import accounts
 from batplots import store as storelib
 from batplots.web import WebConfig, create_app
 from batplots.web.security import SecurityConfig
-from tests.fakegen import FakeEngine
+from tests.fakegen import FakeEngine, fake_writer
 from tests.test_web_e2e import DESKTOP, STEP_MS, PageWatch, browser, model_passages  # noqa: F401
 from tests.webserver import WAIT_S, LiveServer
 
@@ -48,7 +48,7 @@ def write(page, text):
 
 
 def test_two_writers_never_see_each_others_stories(browser, tmp_path):
-    app = create_app(WebConfig(db_path=tmp_path / "two.sqlite3", engine=FakeEngine(), security=NETWORK))
+    app = create_app(WebConfig(db_path=tmp_path / "two.sqlite3", writer=fake_writer(FakeEngine()), security=NETWORK))
     for name, (password, _) in WRITERS.items():
         accounts.add_user(app.state.store, name, password)
     with LiveServer(app) as srv:
@@ -100,7 +100,7 @@ def test_a_hostile_page_cannot_write_to_a_loopback_server(browser, tmp_path):
     filled the story cap): the browser sends its Origin, the app refuses it with 403,
     and nothing is created. (Chromium itself blocks a no-cors fetch from a public page
     to loopback; tests/test_web_security.py sends such requests with their Origin.)"""
-    app = create_app(WebConfig(db_path=tmp_path / "victim.sqlite3", engine=FakeEngine()))
+    app = create_app(WebConfig(db_path=tmp_path / "victim.sqlite3", writer=fake_writer(FakeEngine())))
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=WAIT_S) as api:
         context = browser.new_context()
         page = context.new_page()
@@ -124,7 +124,7 @@ def test_a_hostile_page_cannot_write_to_a_loopback_server(browser, tmp_path):
 
 
 def test_the_story_drawer_pages_with_more_case_files(browser, tmp_path):
-    app = create_app(WebConfig(db_path=tmp_path / "many.sqlite3", engine=FakeEngine()))
+    app = create_app(WebConfig(db_path=tmp_path / "many.sqlite3", writer=fake_writer(FakeEngine())))
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=WAIT_S) as api:
         total = storelib.DEFAULT_PAGE + 2
         for i in range(total):
@@ -147,7 +147,7 @@ def test_the_story_drawer_pages_with_more_case_files(browser, tmp_path):
 def test_the_no_auth_warning_is_on_the_page(browser, tmp_path):
     warning = "--no-auth: this server listens on 0.0.0.0 with no login"
     security = SecurityConfig(allowed_hosts=None, v1_open=False, warning=warning)
-    app = create_app(WebConfig(db_path=tmp_path / "open.sqlite3", engine=FakeEngine(), security=security))
+    app = create_app(WebConfig(db_path=tmp_path / "open.sqlite3", writer=fake_writer(FakeEngine()), security=security))
     with LiveServer(app) as srv:
         context = browser.new_context(viewport=DESKTOP)
         page = context.new_page()

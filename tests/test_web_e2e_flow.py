@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from batplots.web import WebConfig, create_app
-from tests.fakegen import FakeEngine, fake_sentences
+from tests.fakegen import FakeEngine, fake_sentences, fake_writer
 from tests.test_web_e2e import DESKTOP, PHONE, STEP_MS, PageWatch, browser, expect, model_passages  # noqa: F401
 from tests.webserver import LiveServer, new_story, wait_until
 
@@ -29,9 +29,11 @@ def wait_js(page, expression, timeout_s=STEP_MS / 1000):
 @pytest.fixture
 def served(tmp_path):
     """(server, API client) over a FakeEngine slow enough to watch; engine on srv.engine."""
-    def make(delay=0.0, config=None):
+    def make(delay=0.0, takes=1, public_url=None):
         engine = FakeEngine(delay=delay)
-        app = create_app(WebConfig(db_path=tmp_path / "flow.sqlite3", engine=engine, **(config or {})))
+        writer = fake_writer(engine)
+        writer.takes = takes
+        app = create_app(WebConfig(db_path=tmp_path / "flow.sqlite3", writer=writer, public_url=public_url))
         srv = LiveServer(app).__enter__()
         srv.engine = engine
         made.append(srv)

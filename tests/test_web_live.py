@@ -9,8 +9,7 @@ import httpx
 import pytest
 
 from batplots import store as storelib
-from batplots.web import generation as genlib
-from tests.fakegen import FakeEngine
+from tests.fakegen import FakeEngine, fake_writer
 from tests.webserver import WAIT_S, assert_error, make_server, new_story, wait_until  # noqa: F401
 
 
@@ -124,8 +123,8 @@ def test_app_instances_sharing_one_database_see_each_others_changes(make_server)
 
 
 def test_too_many_waiting_generations_get_503_busy(make_server, monkeypatch):
-    monkeypatch.setattr(genlib, "MAX_PENDING_GENERATIONS", 1)
     srv = make_server(engine=FakeEngine(delay=0.05))
+    srv.app.state.model.bridge.limit = 1
     a, b = new_story(srv.client), new_story(srv.client)
     with srv.client.stream("POST", f"/api/stories/{a['id']}/continue", json={"version": a["version"], "sentences": 5},
                            headers={"Accept": "text/event-stream"}) as r:
@@ -138,9 +137,9 @@ def test_too_many_waiting_generations_get_503_busy(make_server, monkeypatch):
 
 SERVER_SCRIPT = """
 import sys, uvicorn
-from tests.fakegen import FakeEngine
+from tests.fakegen import FakeEngine, fake_writer
 from batplots.web import WebConfig, create_app
-app = create_app(WebConfig(db_path=sys.argv[1], engine=FakeEngine(delay=0.05)))
+app = create_app(WebConfig(db_path=sys.argv[1], writer=fake_writer(FakeEngine(delay=0.05))))
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
 

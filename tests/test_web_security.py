@@ -4,13 +4,10 @@ Origin check against cross-site writes, the /v1 key and OpenAI's error shape, an
 abandoned non-streamed completions."""
 
 import threading
-import time
 
 import httpx
 import pytest
 
-from batplots.web.generation import DISCONNECT_POLL_SECONDS
-from batplots.web.openai_api import RawCompletion
 from batplots.web.security import LOOPBACK_NAMES, SecurityConfig, SecurityError, serving_config
 from tests.fakegen import FakeEngine
 from tests.webserver import WAIT_S, assert_error, make_server, new_story, srv, wait_until  # noqa: F401
@@ -144,7 +141,8 @@ def test_v1_errors_have_openai_shape(srv):
 def test_an_abandoned_non_streamed_completion_frees_its_slot(make_server):
     engine = FakeEngine(delay=0.05)  # 1,024 tokens would take ~50 s
     srv = make_server(engine=engine)
-    assert RawCompletion._pending == 0
+    bridge = srv.app.state.model.bridge
+    assert bridge.pending() == 0
     left = threading.Event()
 
     def client_that_leaves():
@@ -158,11 +156,10 @@ def test_an_abandoned_non_streamed_completion_frees_its_slot(make_server):
     thread.start()
     thread.join(WAIT_S)
     assert left.is_set()
-    t_left = time.monotonic()
-    wait_until(lambda: engine.cancelled == 1 and engine.active == 0 and RawCompletion._pending == 0,
+    # Stopped by the cancel (engine.cancelled counts nothing else), however long that took
+    # on this machine: the 1,024 tokens would have run on for ~50 s.
+    wait_until(lambda: engine.cancelled == 1 and engine.active == 0 and bridge.pending() == 0,
                "the abandoned completion to stop")
-    freed = time.monotonic() - t_left
-    assert freed < 2.0 + 4 * DISCONNECT_POLL_SECONDS, freed
     assert engine.started == 1
     # The freed slot serves the next client at once.
     r = srv.client.post("/v1/completions", json={"prompt": "Robin", "max_tokens": 3})

@@ -12,10 +12,13 @@ import pytest
 import uvicorn
 
 from batplots.web import WebConfig, create_app
-from tests.fakegen import FakeEngine
+from tests.fakegen import FakeEngine, fake_writer
 
-START_TIMEOUT_S = 15
-WAIT_S = 10  # bound for every poll loop
+# Generous bounds: a passing test never waits them out, and a slow or busy machine
+# must not turn a wait into a failure.
+START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 15  # a server still busy after this is left to its daemon thread
+WAIT_S = 30  # bound for every poll loop
 
 
 class LiveServer:
@@ -39,16 +42,22 @@ class LiveServer:
 
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
-        self.thread.join(START_TIMEOUT_S)
+        self.thread.join(STOP_TIMEOUT_S)
 
 
 @pytest.fixture
 def make_server(tmp_path):
     with ExitStack() as stack:
         def make(engine=None, load_engine=None, db_name="stories.sqlite3", security=None, guard=None):
+            """A live app over engine (default: a FakeEngine), or over the engine
+            load_engine() returns, loaded in the background as `serve` loads its Writer."""
             if engine is None and load_engine is None:
                 engine = FakeEngine()
-            config = WebConfig(db_path=tmp_path / db_name, engine=engine, load_engine=load_engine, guard=guard)
+            config = WebConfig(db_path=tmp_path / db_name)
+            if load_engine is None:
+                config.writer = fake_writer(engine, guard=guard)
+            else:
+                config.load_writer = lambda: fake_writer(load_engine(), guard=guard)
             if security is not None:
                 config.security = security
             app = create_app(config)

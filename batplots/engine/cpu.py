@@ -2,11 +2,12 @@
 
 llama.cpp can repack weights into CPU-specific layouts ("extra buffer types"):
 AMX tiles on Intel CPUs with AMX, interleaved blocks elsewhere. Its AMX matrix
-multiply segfaults on Sapphire Rapids class Xeons (ggml-org/llama.cpp#20824,
+multiply crashes on Sapphire Rapids class Xeons (ggml-org/llama.cpp#20824,
 ollama/ollama#17205; measured here: `generate` and the suite crashed at the first
-decode), so repacking is off by default where the CPU has AMX and on elsewhere,
-where it can speed up some quantised types. The self-check (selfcheck.py) guards
-against whatever this rule does not foresee.
+decode, with SIGSEGV on one such Xeon and SIGILL on another), so repacking is off
+by default where the CPU has AMX and on elsewhere, where it can speed up some
+quantised types. The self-check (selfcheck.py) guards against whatever this rule
+does not foresee.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ CPUINFO = Path("/proc/cpuinfo")
 REPORTED_FLAGS = ("sse4_2", "avx", "f16c", "fma", "avx2", "avx_vnni", "avx512f", "avx512bw", "avx512vl",
                   "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve")
 AMX_FLAGS = frozenset({"amx_tile", "amx_int8", "amx_bf16"})
-AMX_CRASH = "ggml-org/llama.cpp#20824: llama.cpp's AMX kernels segfault on this CPU class"
+# No signal named: which one the crash raises differs between CPUs of the class.
+AMX_CRASH = "ggml-org/llama.cpp#20824: llama.cpp's AMX kernels crash on this CPU class"
 # on / off / auto (the rule below); the self-check still guards a forced "on".
 REPACK_ENV = "BATPLOTS_REPACK"
 REPACK_CHOICES = {"on": True, "off": False, "auto": None}

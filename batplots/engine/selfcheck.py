@@ -33,9 +33,13 @@ PROBE_TOKENS = 8
 PROBE_TEXT = "Batman and Robin race to the Batmobile. The Joker"
 # Bumped when the probe changes, so old verdicts are not trusted.
 PROBE_VERSION = 1
-# Test hook: comma-separated configuration names ("repack", "no-repack") whose
-# probe kills itself with SIGSEGV before decoding, to exercise the fallback for real.
+# Test hook: comma-separated configuration names ("repack", "no-repack"), each with an
+# optional signal ("repack:SIGILL"), whose probe kills itself with that signal, to
+# exercise the fallback for real. A native crash's signal depends on the CPU (SIGSEGV,
+# SIGILL in llama.cpp's AMX path on some Xeons), so tests choose one and check it is
+# the one reported.
 FAULT_ENV = "BATPLOTS_SELFCHECK_FAULT"
+FAULT_DEFAULT_SIGNAL = signal.SIGSEGV
 SELFCHECK_DIR = "selfcheck"
 
 
@@ -76,6 +80,22 @@ class Verdict:
 
 def config_name(repack: bool) -> str:
     return "repack" if repack else "no-repack"
+
+
+def fault_signal(config: str, spec: str | None = None) -> signal.Signals | None:
+    """The signal $BATPLOTS_SELFCHECK_FAULT (or spec) tells config's probe to die by; None if none."""
+    spec = os.environ.get(FAULT_ENV, "") if spec is None else spec
+    for entry in spec.split(","):
+        name, _, sig = entry.strip().partition(":")
+        if name != config:
+            continue
+        if not sig.strip():
+            return FAULT_DEFAULT_SIGNAL
+        try:
+            return signal.Signals[sig.strip().upper()]
+        except KeyError:
+            raise ValueError(f"${FAULT_ENV}: {sig.strip()!r} is not a signal name (e.g. SIGSEGV, SIGILL)") from None
+    return None
 
 
 def _file_id(path: Path | None) -> dict | None:
@@ -206,13 +226,18 @@ def _probe_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repack", type=int, choices=(0, 1), required=True)
     parser.add_argument("--tokens", type=int, default=PROBE_TOKENS)
     args = parser.parse_args(argv)
+    fault = fault_signal(config_name(bool(args.repack)))
+    if fault is not None:
+        # Before llama.cpp loads anything, so a real crash in loading on this CPU cannot
+        # pre-empt it: the parent sees exactly the signal the test chose, on every host.
+        if fault not in (signal.SIGKILL, signal.SIGSTOP):  # the only ones with no handler to reset
+            signal.signal(fault, signal.SIG_DFL)  # e.g. SIGINT would otherwise be a KeyboardInterrupt
+        os.kill(os.getpid(), fault)
     from batplots.engine.base import Settings
     from batplots.engine.llama_engine import LlamaEngine
 
     engine = LlamaEngine(args.gguf, args.lora, label="selfcheck", n_ctx=max(256, 4 * args.tokens), n_slots=1,
                          repack=bool(args.repack))
-    if config_name(bool(args.repack)) in os.environ.get(FAULT_ENV, "").split(","):
-        os.kill(os.getpid(), signal.SIGSEGV)
     ids = engine.encode(PROBE_TEXT)
     engine.logits(ids)  # the scoring path (one batch of many tokens) crashed too
     start = time.monotonic()

@@ -1,15 +1,14 @@
 """The web app: `create_app(config)` builds it; `batplots serve` runs it.
 
-The engine is loaded once, in a background thread started by the lifespan, so
-the page and the story API answer at once; requests that need the model get
-503 with a clear message until it is ready (/healthz says which). The engine
-lives in `app.state.engine`, the single handle every router uses.
+The Writer (the model with its copy guard, lore and conditioning) is loaded once, in
+a background thread started by the lifespan, so the page and the story API answer at
+once; requests that need the model get 503 with a clear message until it is ready
+(/healthz says which). It lives in `app.state.model` (batplots.web.modelside), the
+single model-side handle every router uses.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,15 +24,14 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from batplots import store as storelib
-from batplots.engine.base import Engine, Settings
-from batplots.guard import CopyGuard
-from batplots.passage import SentenceCheck
-from batplots.lore import Lore
+from batplots.engine.base import Settings
 from batplots.web import export, login
+from batplots.web.modelside import ModelSide
 from batplots.web.generation import StoryClaims
 from batplots.web.openai_api import router as openai_router
 from batplots.web.routes import install_error_handlers, router
 from batplots.web.security import BodyCheck, Guard, SecurityConfig, error_response
+from batplots.writer import Writer
 
 STATIC_DIR = Path(__file__).parent / "static"
 # Request bodies larger than this are refused with 413 before they are read in full
@@ -47,21 +45,13 @@ DB_NAME = "stories.sqlite3"
 
 @dataclass
 class WebConfig:
-    """What the app needs. Give `engine` (tests) or `load_engine` (called once, in a
-    background thread at start-up)."""
+    """What the app needs. Give `writer` (tests) or `load_writer` (serve:
+    batplots.writer.open_writer, called once in a background thread at start-up)."""
 
     db_path: Path | str  # a SQLite file, or a postgresql:// URL
     settings: Settings = field(default_factory=Settings)  # server defaults (story settings override)
-    engine: Engine | None = None
-    load_engine: Callable[[], Engine] | None = None
-    # The copy guard the Writer holds (serve: the adapter's training corpus); None: off.
-    guard: CopyGuard | None = None
-    copy_check: SentenceCheck | None = None  # replaces the copy guard's check (tests)
-    # The Writer's ranked takes per passage (serve: writer.DEFAULT_TAKES; 1 = one sample).
-    takes: int = 1
-    lore: Lore | None = None  # the corpus's names (the adapter's lore.json), for the Writer
-    # The adapter was trained with control codes: the Writer conditions on the case file.
-    conditioned: bool = False
+    writer: Writer | None = None
+    load_writer: Callable[[], Writer] | None = None
     security: SecurityConfig = field(default_factory=SecurityConfig)  # loopback, no login, unless serve says
     # The address readers reach this server by (serve --public-url, e.g. behind a proxy):
     # share links start with it; without it the page uses the address it was opened by.
@@ -87,28 +77,9 @@ def default_db_path() -> Path:
     return home() / DB_NAME
 
 
-def _load_in_background(app: FastAPI, loader: Callable[[], Engine]) -> threading.Thread:
-    state = app.state
-
-    def work():
-        try:
-            state.engine = loader()
-        except Exception as exc:  # reported by /healthz and every 503; the server stays up
-            state.engine_error = str(exc) or exc.__class__.__name__
-        finally:
-            state.engine_ready_seconds = round(time.monotonic() - state.engine_loading_since, 2)
-
-    thread = threading.Thread(target=work, name="batplots-load-model", daemon=True)
-    thread.start()
-    return thread
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    config: WebConfig = app.state.config
-    if app.state.engine is None and config.load_engine is not None and app.state.loader_thread is None:
-        app.state.engine_loading_since = time.monotonic()
-        app.state.loader_thread = _load_in_background(app, config.load_engine)
+    app.state.model.start()
     yield
     app.state.store.close()  # the PostgreSQL pool's connections
 
@@ -124,16 +95,7 @@ def create_app(config: WebConfig) -> FastAPI:
     state = app.state
     state.config = config
     state.store = storelib.Store(config.db_path)
-    state.engine = config.engine
-    state.engine_error = None
-    state.engine_loading_since = time.monotonic()
-    state.engine_ready_seconds = 0.0 if config.engine is not None else None
-    state.loader_thread = None
-    state.guard = config.guard
-    state.copy_check = config.copy_check
-    state.takes = config.takes
-    state.lore = config.lore
-    state.conditioned = config.conditioned
+    state.model = ModelSide(config.writer, config.load_writer)
     state.claims = StoryClaims()  # one generation per story at a time
     state.login_limiter = login.LoginLimiter()
 
@@ -153,16 +115,7 @@ def create_app(config: WebConfig) -> FastAPI:
 
     @app.get("/healthz", tags=["server"], summary="Is the model ready? What is loaded?")
     def healthz(request: Request) -> dict:
-        st = request.app.state
-        if st.engine is not None:
-            guard = st.guard
-            return {"status": "ready", "model": st.engine.describe(), "load_seconds": st.engine_ready_seconds,
-                    "copy_guard": guard.describe() if guard is not None else None,
-                    # Set when the engine is a fallback (llama.cpp crashed in the self-check here).
-                    "notice": st.engine.notice}
-        if st.engine_error:
-            return {"status": "error", "error": st.engine_error}
-        return {"status": "loading", "seconds": round(time.monotonic() - st.engine_loading_since, 1)}
+        return request.app.state.model.health()
 
     @app.get("/", include_in_schema=False)
     def index():

@@ -1,10 +1,13 @@
-"""Running the Writer off the event loop, and server-sent events.
+"""The one bridge from the model's worker threads to the event loop, and server-sent events.
 
-A generation runs a Writer's take (`Writer.stream`) in its own worker thread (the
-engine's lock queues concurrent ones) and hands its events to the event loop through an
-asyncio queue. Whoever consumes the events sets the cancel event when it stops
-early (a client that went away), which stops the model between two tokens;
-nothing is saved by this module: callers commit a finished Continuation.
+Every request that runs the model (continue, retry, alternatives, /v1 completions) is a
+Job: its work runs in a worker thread of its own (the engine's lock queues concurrent
+ones) and hands its events to the event loop through an asyncio queue. All Jobs pass
+one Bridge, which holds the one limit on how many may wait for the model at once, and
+counts them per owner so that a fair share per user can be enforced in one place.
+Whoever consumes the events sets the cancel event when it stops early (a client that
+went away), which stops the model between two tokens; nothing is saved by this module:
+callers commit what a Job returns.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ import asyncio
 import json
 import threading
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable, Hashable
 
-from batplots.engine.base import Cancelled, Continuation, Rewind, Settings
+from batplots.engine.base import Cancelled, Continuation, Engine, Rewind, Settings
 from batplots.writer import Writer
 
-# Generations waiting for or holding the model at once; past this, 503 "busy".
-# 16 concurrent writers must all be answered (the llama engine batches 16 at once;
-# the others queue), with room for alternatives and retries on top.
+# Jobs waiting for or holding the model at once, all kinds together; past this, 503
+# "busy". 16 concurrent writers must all be answered (the llama engine batches 16 at
+# once; the others queue), with room for alternatives, retries and /v1 on top.
 MAX_PENDING_GENERATIONS = 32
 # How often a non-streaming request looks whether its client is still there.
 DISCONNECT_POLL_SECONDS = 0.25
@@ -65,7 +68,7 @@ class Claim:
 
     def __init__(self, claims: StoryClaims, story_id: str):
         self._claims, self.story_id = claims, story_id
-        self.generation: Generation | None = None
+        self.generation: Job | None = None
 
     def release(self) -> None:
         if self._claims._held.get(self.story_id) is self:
@@ -77,70 +80,100 @@ class Claim:
         return gen is not None and not gen.consumed and not gen.alive()
 
 
-class Generation:
-    """One continuation being written in a worker thread."""
+Emit = Callable[[str, object], None]
+# work(emit, cancel) runs in the Job's thread: emit(kind, value) sends an event to the
+# loop; the value it returns ends the Job as ("done", value).
+Work = Callable[[Emit, threading.Event], object]
 
-    _pending = 0
-    _pending_lock = threading.Lock()
 
-    def __init__(self, writer: Writer, story: str, settings: Settings, takes: int | None = None,
-                 tagged: bool = False, case: dict | None = None, beat: str | None = None):
-        with Generation._pending_lock:
-            if Generation._pending >= MAX_PENDING_GENERATIONS:
-                raise Busy(f"the model is busy with {Generation._pending} other requests (at most "
-                           f"{MAX_PENDING_GENERATIONS} wait at once); try again in a moment")
-            Generation._pending += 1
+class Bridge:
+    """The one door to the model for the web app: admits a Job while fewer than `limit`
+    wait (else Busy), and counts them per owner. per_owner, when set, caps one owner's
+    share, so that one user's open streams cannot take every place."""
+
+    def __init__(self, limit: int = MAX_PENDING_GENERATIONS, per_owner: int | None = None):
+        self.limit, self.per_owner = limit, per_owner
+        self._lock = threading.Lock()
+        self._owners: dict[Hashable, int] = {}
+
+    def pending(self) -> int:
+        """Jobs admitted and not finished, every owner's."""
+        with self._lock:
+            return sum(self._owners.values())
+
+    def pending_of(self, owner: Hashable) -> int:
+        with self._lock:
+            return self._owners.get(owner, 0)
+
+    def _admit(self, owner: Hashable) -> None:
+        with self._lock:
+            total = sum(self._owners.values())
+            if total >= self.limit:
+                raise Busy(f"the model is busy with {total} other requests (at most {self.limit} wait at once); "
+                           "try again in a moment")
+            mine = self._owners.get(owner, 0)
+            if self.per_owner is not None and mine >= self.per_owner:
+                raise Busy(f"you have {mine} requests waiting for the model already (at most {self.per_owner} "
+                           "each); let one finish, then try again")
+            self._owners[owner] = mine + 1
+
+    def _release(self, owner: Hashable) -> None:
+        with self._lock:
+            left = self._owners.get(owner, 0) - 1
+            if left > 0:
+                self._owners[owner] = left
+            else:
+                self._owners.pop(owner, None)
+
+    def start(self, owner: Hashable, work: Work, name: str = "batplots-job") -> "Job":
+        """Run work in a thread of its own once admitted (Busy when the model is full)."""
+        self._admit(owner)
+        try:
+            return Job(self, owner, work, name)
+        except BaseException:
+            self._release(owner)
+            raise
+
+
+class Job:
+    """One piece of model work in a worker thread, its events queued for the event loop."""
+
+    def __init__(self, bridge: Bridge, owner: Hashable, work: Work, name: str):
         self.cancel = threading.Event()
         self.consumed = False  # someone reads the events (and will save, or cancel)
+        self._bridge, self._owner = bridge, owner
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
-        self._thread = threading.Thread(target=self._work, args=(writer, story, settings, takes, tagged, case, beat),
-                                        name="batplots-generation", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(work,), name=name, daemon=True)
         self._thread.start()
 
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def _put(self, item) -> None:
+    def _put(self, kind: str, value: object) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, value))
         except RuntimeError:
             pass  # the event loop is gone (server shutting down): nobody is listening
 
-    def _work(self, writer, story, settings, takes, tagged, case, beat) -> None:
+    def _run(self, work: Work) -> None:
         try:
-            # case: the story's case file (its names count as the story's); beat: the one asked for
-            take = writer.stream(story, settings, cancel=self.cancel, takes=takes, tagged=tagged, case=case, beat=beat)
-            events = iter(take)
-            try:
-                for item in events:
-                    if self.cancel.is_set():
-                        raise Cancelled()
-                    # tagged: every take streams, as (take index, event); values become (index, text)
-                    index, event = item if tagged else (None, item)
-                    if isinstance(event, Rewind):
-                        self._put(("rewind", event.text if index is None else (index, event.text)))
-                    elif event:
-                        self._put(("piece", event if index is None else (index, event)))
-                self._put(("done", take.result))
-            finally:
-                events.close()  # stops every take and releases the engine at once
+            result = work(self._put, self.cancel)
+            self._put("done", result)
         except Cancelled:
-            self._put(("cancelled", None))
+            self._put("cancelled", None)
         except Exception as exc:  # a model failure becomes an error event, never a dead server
-            self._put(("error", exc))
+            self._put("error", exc)
         finally:
-            with Generation._pending_lock:
-                Generation._pending -= 1
+            self._bridge._release(self._owner)
 
     async def events(self, request=None) -> AsyncIterator[tuple[str, object]]:
-        """Yield (kind, value): ("piece", str), ("rewind", str), then one of ("done",
-        Continuation), ("error", Exception), ("cancelled", None). A tagged generation's
-        piece and rewind values are (take index, str).
+        """Yield (kind, value): what the work emitted, then one of ("done", result),
+        ("error", Exception), ("cancelled", None).
 
         With request given, polls for a disconnect (for responses that are not
         streaming, where nothing else notices) and raises ClientGone. Leaving early
-        by any route cancels the generation.
+        by any route cancels the work.
         """
         self.consumed = True
         getter = None
@@ -167,8 +200,8 @@ class Generation:
                 getter.cancel()
             self.cancel.set()
 
-    async def result(self, request=None) -> Continuation:
-        """Wait for the finished continuation; raises the model's error, or ClientGone."""
+    async def result(self, request=None):
+        """Wait for the work's result; raises its error, or ClientGone."""
         async for kind, value in self.events(request):
             if kind == "done":
                 return value
@@ -177,6 +210,50 @@ class Generation:
             if kind == "cancelled":
                 raise ClientGone()
         raise ClientGone()
+
+
+def write_passage(bridge: Bridge, owner: Hashable, writer: Writer, story: str, settings: Settings,
+                  takes: int | None = None, tagged: bool = False, case: dict | None = None,
+                  beat: str | None = None, whole: bool = False) -> Job:
+    """A Writer's take as a Job: ("piece", str) and ("rewind", str) events (tagged: their
+    values are (take index, str)), then ("done", Continuation)."""
+
+    def work(emit: Emit, cancel: threading.Event) -> Continuation:
+        take = writer.stream(story, settings, cancel=cancel, takes=takes, tagged=tagged, case=case, beat=beat,
+                             whole=whole)
+        events = iter(take)
+        try:
+            for item in events:
+                if cancel.is_set():
+                    raise Cancelled()
+                index, event = item if tagged else (None, item)
+                if isinstance(event, Rewind):
+                    emit("rewind", event.text if index is None else (index, event.text))
+                elif event:
+                    emit("piece", event if index is None else (index, event))
+        finally:
+            events.close()  # stops every take and releases the engine at once
+        return take.result
+
+    return bridge.start(owner, work, "batplots-generation")
+
+
+def raw_pieces(bridge: Bridge, owner: Hashable, engine: Engine, prompt: str, settings: Settings) -> Job:
+    """engine.pieces under the engine's lock as a Job (/v1 completions): ("piece", str)
+    events, then ("done", None)."""
+
+    def work(emit: Emit, cancel: threading.Event) -> None:
+        with engine.lock:
+            gen = engine.pieces(prompt, settings, settings.seed, cancel)
+            try:
+                for piece in gen:
+                    if cancel.is_set():
+                        raise Cancelled()
+                    emit("piece", piece)
+            finally:
+                gen.close()
+
+    return bridge.start(owner, work, "batplots-v1-completion")
 
 
 def sse(event: str, data: dict) -> str:

@@ -4,17 +4,16 @@ model: `GET /v1/models` and `POST /v1/completions` (JSON, or server-sent events 
 
 These are raw completions, as any OpenAI-compatible server gives: max_tokens tokens
 (or up to a stop string) of whatever the model writes, with no sentence counting and
-no story store. It uses the same loaded engine (`request.app.state.engine`) and the
-same lock, so requests queue behind story generations instead of thrashing the CPU.
+no story store. It uses the server's one Writer's engine (`request.app.state.model`),
+its lock and the same bridge and limit as story generations, so requests queue behind
+them instead of thrashing the CPU.
 Another batplots instance can point `--engine openai` at it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import threading
 import time
 import uuid
 from dataclasses import replace
@@ -29,15 +28,15 @@ from batplots.engine.base import (
     MAX_SEED,
     MIN_NEW_TOKENS,
     MIN_SEED,
-    Cancelled,
     Engine,
     EngineError,
     Settings,
     SettingsError,
 )
 from batplots.text import first_surrogate
-from batplots.web.generation import DISCONNECT_POLL_SECONDS, MAX_PENDING_GENERATIONS, SSE_HEADERS
-from batplots.web.security import error_response
+from batplots.web.generation import SSE_HEADERS, Busy, ClientGone, Job, raw_pieces
+from batplots.web.modelside import ModelUnavailable
+from batplots.web.security import error_response, owner_of
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -91,14 +90,11 @@ def model_id(engine: Engine) -> str:
 
 
 def _engine(request: Request) -> Engine:
-    state = request.app.state
-    engine = getattr(state, "engine", None)
-    if engine is not None:
-        return engine
-    error = getattr(state, "engine_error", None)
-    if error:
-        raise ApiError(503, f"the model failed to load: {error}")
-    raise ApiError(503, "the model is still loading; try again in a few seconds (GET /healthz says when it is ready)")
+    """The server's Writer's engine, or ApiError 503 saying what is going on."""
+    try:
+        return request.app.state.model.require().engine
+    except ModelUnavailable as exc:
+        raise ApiError(503, str(exc)) from exc
 
 
 @router.get("/models", summary="The model this server serves (OpenAI format)")
@@ -165,99 +161,34 @@ def stop_cut(text: str, stops: list[str]) -> tuple[int, bool]:
     return len(text) - hold, False
 
 
-class ClientLeft(Exception):
-    """The client of a non-streamed completion disconnected; the model was stopped."""
-
-
-class RawCompletion:
-    """engine.pieces in a worker thread under the engine's lock; events to the loop."""
-
-    _pending = 0
-    _pending_lock = threading.Lock()
-
-    def __init__(self, engine: Engine, prompt: str, settings: Settings):
-        with RawCompletion._pending_lock:
-            if RawCompletion._pending >= MAX_PENDING_GENERATIONS:
-                raise ApiError(503, f"the model is busy ({RawCompletion._pending} completions waiting, at most "
-                                    f"{MAX_PENDING_GENERATIONS}); try again in a moment")
-            RawCompletion._pending += 1
-        self.cancel = threading.Event()
-        self._checked = time.monotonic()  # when the client was last seen connected
-        self._loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue = asyncio.Queue()
-        threading.Thread(target=self._work, args=(engine, prompt, settings), name="batplots-v1-completion",
-                         daemon=True).start()
-
-    def _put(self, item) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:
-            pass  # the loop is gone (shutting down)
-
-    def _work(self, engine, prompt, settings) -> None:
-        try:
-            with engine.lock:
-                gen = engine.pieces(prompt, settings, settings.seed, self.cancel)
-                try:
-                    for piece in gen:
-                        if self.cancel.is_set():
-                            raise Cancelled()
-                        self._put(("piece", piece))
-                finally:
-                    gen.close()
-            self._put(("done", None))
-        except Cancelled:
-            self._put(("cancelled", None))
-        except Exception as exc:  # becomes an error answer, never a dead server
-            self._put(("error", exc))
-        finally:
-            with RawCompletion._pending_lock:
-                RawCompletion._pending -= 1
-
-    async def _next(self, request: Request | None):
-        """The next event; with request, looks every DISCONNECT_POLL_SECONDS whether the
-        client is still there (a non-streamed answer has nothing else to notice it) and
-        raises ClientLeft."""
-        if request is None:
-            return await self.queue.get()
-        while True:
-            # Pieces may come faster than the poll interval: look by the clock too.
-            if time.monotonic() - self._checked >= DISCONNECT_POLL_SECONDS:
-                self._checked = time.monotonic()
-                if await request.is_disconnected():
-                    raise ClientLeft()
-            try:
-                return await asyncio.wait_for(self.queue.get(), DISCONNECT_POLL_SECONDS)
-            except asyncio.TimeoutError:
-                continue
-
-    async def texts(self, stops: list[str], request: Request | None = None):
-        """Yield ("text", chunk) as it becomes safe to send, then ("finish", reason,
-        completion_tokens); raises the engine's error, or ClientLeft (request given)."""
-        text, sent, tokens = "", 0, 0
-        try:
-            while True:
-                kind, value = await self._next(request)
-                if kind == "error":
-                    raise value
-                if kind == "cancelled":
-                    return
-                if kind == "done":
-                    if sent < len(text):
-                        yield "text", text[sent:]
-                    yield "finish", "length", tokens
-                    return
-                tokens += 1
-                text += value
-                cut, hit = stop_cut(text, stops)
-                if cut > sent:
-                    yield "text", text[sent:cut]
-                    sent = cut
-                if hit:
-                    yield "finish", "stop", tokens
-                    return
-        finally:
-            self.cancel.set()  # stops the model between two tokens if we left early
+async def texts(job: Job, stops: list[str], request: Request | None = None):
+    """Yield ("text", chunk) as it becomes safe to send, then ("finish", reason,
+    completion_tokens); raises the engine's error, or ClientGone (request given: a
+    non-streamed answer has nothing else to notice the client leaving)."""
+    text, sent, tokens = "", 0, 0
+    try:
+        async for kind, value in job.events(request):
+            if kind == "error":
+                raise value
+            if kind == "cancelled":
+                return
+            if kind == "done":
+                if sent < len(text):
+                    yield "text", text[sent:]
+                yield "finish", "length", tokens
+                return
+            tokens += 1
+            text += value
+            cut, hit = stop_cut(text, stops)
+            if cut > sent:
+                yield "text", text[sent:cut]
+                sent = cut
+            if hit:
+                yield "finish", "stop", tokens
+                return
+    finally:
+        # At once: the inner event generator is only closed when collected.
+        job.cancel.set()
 
 
 @router.post("/completions", summary="Continue a prompt (OpenAI format; stream=true for server-sent events)")
@@ -282,7 +213,10 @@ async def completions(request: Request, body: CompletionRequest):
         if prompt_tokens + settings.max_new_tokens > MAX_CONTEXT:
             raise ApiError(400, f"the prompt ({prompt_tokens} tokens) plus max_tokens ({settings.max_new_tokens}) "
                                 f"exceed the context of {MAX_CONTEXT} tokens", "prompt")
-        job = RawCompletion(engine, prompt, settings)
+        try:
+            job = raw_pieces(request.app.state.model.bridge, owner_of(request), engine, prompt, settings)
+        except Busy as exc:
+            raise ApiError(503, str(exc)) from exc
     except ApiError as exc:
         return exc.response()
     meta = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
@@ -298,7 +232,7 @@ async def completions(request: Request, body: CompletionRequest):
     if body.stream:
         async def events():
             try:
-                async for event in job.texts(stops):
+                async for event in texts(job, stops):
                     if event[0] == "text":
                         yield _sse({**meta, "choices": [choice(event[1], None)]})
                     else:
@@ -311,12 +245,12 @@ async def completions(request: Request, body: CompletionRequest):
 
     parts, finish, tokens = [], "length", 0
     try:
-        async for event in job.texts(stops, request):
+        async for event in texts(job, stops, request):
             if event[0] == "text":
                 parts.append(event[1])
             else:
                 finish, tokens = event[1], event[2]
-    except ClientLeft:
+    except ClientGone:
         return Response(status_code=499)  # nobody reads it; the model was stopped (texts' finally)
     except Exception as exc:
         return ApiError(502 if isinstance(exc, EngineError) else 500, f"the model failed: {exc}").response()

@@ -13,11 +13,12 @@ from batplots import beats as beatlib
 from batplots import casefile
 from batplots import store as storelib
 from batplots.storerules import clean_text
-from batplots.engine.base import MAX_SEED, MIN_SEED, Continuation, Engine, EngineError, Settings, SettingsError
+from batplots.engine.base import MAX_SEED, MIN_SEED, Continuation, EngineError, Settings, SettingsError
 from batplots.writer import Writer
 from batplots.text import split_sentences
 from batplots.web import export
-from batplots.web.generation import SSE_HEADERS, Busy, Claim, ClientGone, Generation, StoryBusy, sse, wants_sse
+from batplots.web.generation import SSE_HEADERS, Busy, Claim, ClientGone, Job, StoryBusy, sse, wants_sse, write_passage
+from batplots.web.modelside import ModelUnavailable
 from batplots.web.schemas import (
     MAX_ALTERNATIVES,
     MIN_ALTERNATIVES,
@@ -39,34 +40,17 @@ router = APIRouter(prefix="/api", tags=["stories"])
 MAX_SQL_INT = 2**63 - 1
 
 
-class ModelUnavailable(Exception):
-    """The model is loading, failed to load, is busy, or wrote nothing: 503."""
-
-
 def store_of(request: Request) -> storelib.Store:
     """The store as the signed-in user sees it (only their stories); on a server
     without accounts, the local writer's."""
     store = request.app.state.store.for_owner(owner_of(request))
-    store.lore = request.app.state.lore  # the corpus's names fill in case files
+    store.lore = request.app.state.model.lore  # the corpus's names fill in case files
     return store
 
 
-def engine_of(request: Request) -> Engine:
-    """The loaded engine, or 503 with what is going on."""
-    state = request.app.state
-    if state.engine is not None:
-        return state.engine
-    if state.engine_error:
-        raise ModelUnavailable(f"the model failed to load: {state.engine_error}")
-    raise ModelUnavailable("the model is still loading; try again in a few seconds (GET /healthz says when it is ready)")
-
-
-def writer_of(request: Request, engine: Engine, staged: bool = True) -> Writer:
-    """The Writer over the loaded engine, with the server's takes and the corpus's names
-    (staged=False: whole passages race, as alternatives must)."""
-    state = request.app.state
-    return Writer(engine, guard=state.guard, lore=state.lore, takes=state.takes, copy_check=state.copy_check,
-                  staged=staged, conditioned=state.conditioned)
+def writer_of(request: Request) -> Writer:
+    """The server's one Writer, or 503 with what is going on (loading, failed)."""
+    return request.app.state.model.require()
 
 
 def base_settings(request: Request) -> Settings:
@@ -89,7 +73,7 @@ def generation_settings(request: Request, story: dict, overrides: dict, fresh_se
     return dataclasses.replace(base, **merged).validate()
 
 
-def turn_fields(cont: Continuation, engine: Engine) -> dict:
+def turn_fields(cont: Continuation, writer: Writer) -> dict:
     """What a model turn stores besides its text: settings, seed and meta (room for
     later provenance notes; the copy guard's flags are kept already)."""
     return {
@@ -105,7 +89,7 @@ def turn_fields(cont: Continuation, engine: Engine) -> dict:
             "stop_reason": cont.stop_reason,
             "trimmed": cont.trimmed,
             "truncated_story": cont.truncated_story,
-            "engine": engine.describe(),
+            "engine": writer.engine.describe(),
             # The Writer's ranked takes (text, score and its parts) and why the winner won.
             "candidates": [{k: v for k, v in c.items() if k not in ("sentences", "flags")} for c in cont.candidates],
             "why": cont.why,
@@ -116,7 +100,8 @@ def turn_fields(cont: Continuation, engine: Engine) -> dict:
 def picked_provenance(request: Request, text: str, settings: Settings) -> list[dict]:
     """Provenance for a picked alternative (the client sends only its text): a sentence
     copying copy_limit or more words is marked as one the guard let through."""
-    guard = request.app.state.guard
+    writer = request.app.state.model.writer
+    guard = writer.guard if writer is not None else None
     if guard is None:
         return []
     prov = guard.provenance(split_sentences(text))
@@ -135,7 +120,7 @@ def check_beat(beat: str | None) -> str | None:
 def case_for(request: Request, story: dict, text: str) -> dict:
     """The case file for a generation: the story's, filled in from the text being continued
     (which may hold the writer's unsaved passage, or lack the passage Retry replaces)."""
-    return casefile.autofill(story["case_file"], text, request.app.state.lore)
+    return casefile.autofill(story["case_file"], text, request.app.state.model.lore)
 
 
 def require_text(cont: Continuation) -> str:
@@ -241,11 +226,11 @@ def put_case(request: Request, story_id: str, body: CaseUpdate) -> dict:
 # --- generation ---------------------------------------------------------------------
 async def _start(request: Request, story_id: str, body: ContinueRequest, retry: bool, typed: str | None = None):
     """Check everything a generation needs before the slow part and claim the story
-    (one generation per story at a time); returns (engine, story, text, settings, claim).
+    (one generation per story at a time); returns (writer, story, text, settings, claim).
     typed: a passage the writer has not saved yet, continued as if it were (Alternatives).
     The caller releases the claim."""
     check_beat(body.beat)
-    engine = engine_of(request)
+    writer = writer_of(request)
     store = store_of(request)
     story = await run_in_threadpool(store.check_can_add, story_id, body.version, retry)
     turns = story["turns"][:-1] if retry else story["turns"]
@@ -256,15 +241,15 @@ async def _start(request: Request, story_id: str, body: ContinueRequest, retry: 
         raise storelib.Invalid("the story is empty; write its first sentences, then press Continue")
     settings = generation_settings(request, story, body.overrides(), fresh_seed=retry)
     claim = request.app.state.claims.claim(story_id, story["version"])
-    return engine, story, text, settings, claim
+    return writer, story, text, settings, claim
 
 
 async def _generate_turn(request: Request, story_id: str, body: ContinueRequest, retry: bool):
-    engine, story, text, settings, claim = await _start(request, story_id, body, retry)
+    writer, story, text, settings, claim = await _start(request, story_id, body, retry)
     store = store_of(request)
 
     def save(cont: Continuation) -> dict:
-        fields = turn_fields(cont, engine)
+        fields = turn_fields(cont, writer)
         if body.beat is not None:
             fields["meta"]["beat"] = body.beat  # the beat the writer asked for
         return store.add_turn(story_id, body.version, "model", require_text(cont),
@@ -272,8 +257,8 @@ async def _generate_turn(request: Request, story_id: str, body: ContinueRequest,
 
     streaming = False
     try:
-        gen = claim.generation = Generation(writer_of(request, engine), text, settings,
-                                            case=case_for(request, story, text), beat=body.beat)
+        gen = claim.generation = write_passage(request.app.state.model.bridge, owner_of(request), writer, text,
+                                               settings, case=case_for(request, story, text), beat=body.beat)
         if wants_sse(request):
             streaming = True  # the stream releases the claim when it ends
             return StreamingResponse(_sse_stream(gen, save, claim), media_type="text/event-stream",
@@ -288,7 +273,7 @@ async def _generate_turn(request: Request, story_id: str, body: ContinueRequest,
             claim.release()
 
 
-async def _sse_stream(gen: Generation, save, claim: Claim):
+async def _sse_stream(gen: Job, save, claim: Claim):
     """piece/rewind events while the model writes, then done {story} or error {message}.
 
     If the client goes away, the server stops this generator (cancelling it at an
@@ -302,7 +287,7 @@ async def _sse_stream(gen: Generation, save, claim: Claim):
         claim.release()
 
 
-async def _sse_events(gen: Generation, save):
+async def _sse_events(gen: Job, save):
     async for kind, value in gen.events():
         if kind == "piece":
             yield sse("piece", {"text": value})
@@ -364,14 +349,14 @@ async def retry(request: Request, story_id: str, body: ContinueRequest):
 async def alternatives(request: Request, story_id: str, body: AlternativesRequest):
     if not MIN_ALTERNATIVES <= body.n <= MAX_ALTERNATIVES:
         raise SettingsError("n", f"n must be from {MIN_ALTERNATIVES} to {MAX_ALTERNATIVES}, got {body.n}")
-    engine, story, text, settings, claim = await _start(request, story_id, body, retry=False, typed=body.text)
+    writer, story, text, settings, claim = await _start(request, story_id, body, retry=False, typed=body.text)
     streaming = False
     try:
         # One batch of n takes, ranked (not n runs one after another); the runners-up
         # are alternatives too.
-        gen = claim.generation = Generation(writer_of(request, engine, staged=False), text, settings, takes=body.n,
-                                            tagged=wants_sse(request), case=case_for(request, story, text),
-                                            beat=body.beat)
+        gen = claim.generation = write_passage(request.app.state.model.bridge, owner_of(request), writer, text,
+                                               settings, takes=body.n, tagged=wants_sse(request),
+                                               case=case_for(request, story, text), beat=body.beat, whole=True)
         if wants_sse(request):
             streaming = True  # the stream releases the claim when it ends
             return StreamingResponse(_alternatives_stream(request, gen, story["version"], claim),
@@ -402,7 +387,7 @@ def alternatives_body(request: Request, cont: Continuation, version: int) -> dic
     return {"version": version, "candidates": candidates, "why": cont.why}
 
 
-async def _alternatives_stream(request: Request, gen: Generation, version: int, claim: Claim):
+async def _alternatives_stream(request: Request, gen: Job, version: int, claim: Claim):
     """piece/rewind {take, text} for every take as it is written, then done {version,
     candidates, why} or error {message}. A client that goes away (Stop) cancels every take."""
     try:
