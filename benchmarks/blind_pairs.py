@@ -34,7 +34,8 @@ def prompts_of(passages: list[dict], openings: list[str], stories: list[dict]) -
 
 
 def make(run_a: Path, run_b: Path, out: Path) -> int:
-    from batplots import evaluate, storyeval
+    from batplots.measure import evaluate
+    from batplots.measure import storyeval
 
     openings, stories = evaluate.load_prompts(), storyeval.load_stories()
     a = prompts_of(json.loads(run_a.read_text()), openings, stories)

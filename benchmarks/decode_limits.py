@@ -30,11 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from batplots import bench  # noqa: E402
-from batplots import model as modellib  # noqa: E402
-from batplots.engine import Settings, gguf_lora, llama_engine  # noqa: E402
-from batplots.engine.llama_batch import Request  # noqa: E402
-from batplots.engine.llama_engine import REPETITION_WINDOW, LlamaEngine  # noqa: E402
+from batplots.measure import bench  # noqa: E402
+from batplots.model import weights as modellib  # noqa: E402
+from batplots.model.engine import Settings, gguf_lora, llama_engine  # noqa: E402
+from batplots.model.engine.llama_batch import Request  # noqa: E402
+from batplots.model.engine.llama_engine import REPETITION_WINDOW, LlamaEngine  # noqa: E402
 
 QUANTS = ("Q8_0", "Q6_K", "Q5_K_M", "Q5_0", "IQ4_NL", "Q4_0")
 SPEED_RUNS = 5

@@ -3,7 +3,7 @@
 On held-out material (story openings cut from the validation tail's episodes, which
 training never saw, plus the shipped original openings), each adapter continues
 every prompt with the llama engine under several conditions, built with
-batplots.conditioning exactly as the Writer builds them:
+batplots.story.conditioning exactly as the Writer builds them:
 
 - villain: condition(story, [V], cast) for V = the episode's villain (an opening: a
   villain assigned in turn), vs condition(story, [W], cast) for another villain W, vs
@@ -31,11 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from batplots import conditioning, dataset, passage  # noqa: E402
-from batplots.beats import label  # noqa: E402
-from batplots.corpus import read_corpus  # noqa: E402
-from batplots.engine.base import Settings  # noqa: E402
-from batplots.lore import _pattern, build_lore, characters_in, villains_in  # noqa: E402
+from batplots.story import conditioning  # noqa: E402
+from batplots.corpus.split import split_corpus
+from batplots.story import passage
+from batplots.story.beats import label  # noqa: E402
+from batplots.corpus.episodes import read_corpus  # noqa: E402
+from batplots.model.engine.base import Settings  # noqa: E402
+from batplots.story.lore import _pattern, build_lore, characters_in, villains_in  # noqa: E402
 from batplots.text import split_sentences  # noqa: E402
 
 BUTTONS = ("batphone", "batcave", "fight", "deathtrap", "escape")
@@ -45,7 +47,7 @@ OPENINGS = Path(__file__).resolve().parent.parent / "batplots" / "data" / "openi
 
 def prompts(corpus: str, n_val: int, n_open: int, lore) -> list[dict]:
     """Stories cut from the held-out episodes at a few sentence counts, then openings."""
-    split = dataset.split_corpus(corpus, 0.1)
+    split = split_corpus(corpus, 0.1)
     val = split.val[0]
     out = []
     episodes = [val[a:b] for a, b in split.val_spans[0]]
@@ -75,7 +77,7 @@ def names(text: str, villain: str, lore) -> bool:
 
 
 def run_adapter(adapter: str, items: list[dict], seeds: list[int], lore) -> dict:
-    from batplots.engine import EngineSpec, load_engine
+    from batplots.model.engine import EngineSpec, load_engine
 
     engine = load_engine(EngineSpec(adapter=adapter))
     started = time.perf_counter()

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/index_bench.py [CORPUS]   (default ../shared/data/batman66.txt)
 
 Prints build time, query time per sentence and memory for:
-  suffix array     exact longest span of any length (what batplots.index uses)
+  suffix array     exact longest span of any length (what batplots.corpus.index uses)
   bigram postings  dict word-bigram -> positions, extend each hit greedily (also exact, spans >= 2)
   8-gram set       hashes of word 8-grams: only answers "copies 8+ words?", no span, no passage
 Queries: every corpus sentence (copied text) and as many shuffled-word sentences (original text).
@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from batplots.corpus import read_corpus  # noqa: E402
-from batplots.index import CorpusIndex, words  # noqa: E402
+from batplots.corpus.episodes import read_corpus  # noqa: E402
+from batplots.corpus.index import CorpusIndex, words  # noqa: E402
 from batplots.text import split_sentences  # noqa: E402
 
 N = 8

@@ -1,6 +1,6 @@
 """llama.cpp decode speed with weight repacking on and off, side by side, on this CPU.
 
-Each run is a self-check probe child (batplots.engine.selfcheck), so a
+Each run is a self-check probe child (batplots.model.engine.selfcheck), so a
 configuration that crashes here is reported as crashed instead of ending the
 benchmark. Rounds alternate the configurations, so a busy machine slows both
 alike; the best round of each is printed.
@@ -14,8 +14,8 @@ import argparse
 import json
 import sys
 
-from batplots import model as modellib
-from batplots.engine import cpu, llama_engine, selfcheck
+from batplots.model import weights as modellib
+from batplots.model.engine import cpu, llama_engine, selfcheck
 
 # Beyond the probe's first load, long enough that decoding dominates.
 DEFAULT_TOKENS = 128

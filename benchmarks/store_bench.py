@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from batplots.store import Store  # noqa: E402
+from batplots.store.stories import Store  # noqa: E402
 from tests.appinstance import AppInstance  # noqa: E402
 from tests.pgserver import PgServer  # noqa: E402
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/train_speed.py [--rounds 5] [--compile] [--only NAME,...]
 
 Each recipe runs real optimizer steps on windows of the shared corpus with the
-trainer's own code (batplots.train.prepare_model, batplots.layercache) and
+trainer's own code (batplots.train.finetune.prepare_model, batplots.train.layercache) and
 prints training tokens/s and the ratio to the issue's baseline (LoRA r=16 on
 all 30 layers, sequence length 256, batch 4). A cached recipe also pays once
 for the frozen layers' forward over the whole training split ("cache s",
@@ -26,11 +26,12 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from batplots import dataset  # noqa: E402
-from batplots.layercache import FrozenBottom  # noqa: E402
-from batplots.model import load_base  # noqa: E402
-from batplots.train import prepare_model  # noqa: E402
-from batplots.trainconfig import TrainConfig, parse_layers  # noqa: E402
+from batplots.corpus.split import split_corpus  # noqa: E402
+from batplots.train import dataset  # noqa: E402
+from batplots.train.layercache import FrozenBottom  # noqa: E402
+from batplots.model.weights import load_base  # noqa: E402
+from batplots.train.finetune import prepare_model  # noqa: E402
+from batplots.train.config import TrainConfig, parse_layers  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "data" / "batman66.txt"
 # name: (layers, seq_len, batch, cached, threads)
@@ -54,7 +55,7 @@ class Recipe:
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         model, tok, _ = load_base(None)
-        packed = dataset.pack(dataset.split_corpus(CORPUS, 0.1), tok, seq)
+        packed = dataset.pack(split_corpus(CORPUS, 0.1), tok, seq)
         cfg = TrainConfig(corpus=str(CORPUS), layers=layers_spec, seq_len=seq, batch_size=batch)
         layers = parse_layers(layers_spec, model.config.num_hidden_layers)
         self.model = prepare_model(model, cfg, layers).train()

@@ -16,10 +16,11 @@ import statistics
 import sys
 import time
 
-from batplots import evaluate, storyeval
-from batplots import passage as passagelib
-from batplots.engine import EngineSpec, Settings
-from batplots.writer import DEFAULT_TAKES, open_writer
+from batplots.measure import evaluate
+from batplots.measure import storyeval
+from batplots.story import passage as passagelib
+from batplots.model.engine import EngineSpec, Settings
+from batplots.story.writer import DEFAULT_TAKES, open_writer
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,7 +55,7 @@ def shared_corpus():
 @pytest.fixture
 def tiny_engine():
     """A TransformersEngine on a tiny Llama trained for a few seconds on sentences."""
-    from batplots.engine.transformers_engine import TransformersEngine
+    from batplots.model.engine.transformers_engine import TransformersEngine
     from tests import tiny
 
     return TransformersEngine(tiny.trained_llama(), tiny.tokenizer(), label="tiny-llama")
@@ -63,7 +63,7 @@ def tiny_engine():
 
 @pytest.fixture
 def tiny_gpt2_engine():
-    from batplots.engine.transformers_engine import TransformersEngine
+    from batplots.model.engine.transformers_engine import TransformersEngine
     from tests import tiny
 
     return TransformersEngine(tiny.trained_gpt2(), tiny.tokenizer(), label="tiny-gpt2")

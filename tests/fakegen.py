@@ -14,7 +14,7 @@ import random
 import threading
 import time
 
-from batplots.engine.base import Cancelled, Engine, Settings
+from batplots.model.engine.base import Cancelled, Engine, Settings
 
 VILLAINS = ["The Joker", "The Penguin", "Catwoman", "The Riddler", "Egghead", "King Tut", "Mr. Freeze", "The Mad Hatter"]
 VERBS = ["steals", "freezes", "hides", "gilds", "riddles", "auctions", "paints", "shrinks"]
@@ -90,7 +90,7 @@ class FakeEngine(Engine):
 def fake_writer(engine: Engine | None = None, guard=None, copy_check=None) -> "Writer":
     """The web app's one Writer over a FakeEngine (or engine): one take, no lore, the
     copy guard given (None: off); copy_check replaces the guard's check."""
-    from batplots.writer import Writer
+    from batplots.story.writer import Writer
 
     return Writer(engine if engine is not None else FakeEngine(), guard=guard, takes=1, copy_check=copy_check)
 

@@ -1,10 +1,10 @@
-"""The show's beats (batplots.beats): rules on hand-written sentences, outline, cliffhangers, the corpus."""
+"""The show's beats (batplots.story.beats): rules on hand-written sentences, outline, cliffhangers, the corpus."""
 
 from __future__ import annotations
 
 import pytest
 
-from batplots import beats
+from batplots.story import beats
 
 
 @pytest.mark.parametrize("sentence,beat", [
@@ -60,7 +60,7 @@ def test_beat_counts_list_every_beat():
 
 
 def test_the_shared_corpus_has_every_beat(shared_corpus):
-    from batplots.corpus import read_corpus
+    from batplots.corpus.episodes import read_corpus
 
     counts = beats.beat_counts(ep.plot for ep in read_corpus(shared_corpus))
     assert all(counts[b] >= 5 for b in beats.BEATS), counts

@@ -10,8 +10,10 @@ import sys
 
 import pytest
 
-from batplots import bench, bench_app, benchstats
-from batplots.engine.llama_engine import LlamaEngine
+from batplots.measure import bench
+from batplots.measure import bench_app
+from batplots.measure import benchstats
+from batplots.model.engine.llama_engine import LlamaEngine
 from tests import tiny
 from tests.tiny_gguf import write_gguf
 from tests.webserver import make_server  # noqa: F401  (fixture)
@@ -109,7 +111,7 @@ def test_measure_app_with_concurrent_writers(make_server, tiny_gguf, exact_figur
 
 def test_bench_command_end_to_end_on_a_tiny_gguf(tiny_gguf, tmp_path):
     out = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, "-m", "batplots.cli", "bench", "--engines", "llama", "--base", str(tiny_gguf),
+    proc = subprocess.run([sys.executable, "-m", "batplots.cli.main", "bench", "--engines", "llama", "--base", str(tiny_gguf),
                            "--adapter", "none", "--prompts", "2", "--writers", "1,2", "--json", "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -151,7 +153,7 @@ def test_adapter_formats_are_compared_with_the_transformers_engine(tmp_path):
 def test_bench_refuses_bad_options():
     from click.testing import CliRunner
 
-    from batplots.cli import main
+    from batplots.cli.main import main
 
     result = CliRunner().invoke(main, ["bench", "--engines", "vllm"])
     assert result.exit_code == 2 and "unknown engine 'vllm'" in result.output

@@ -1,10 +1,10 @@
-"""The case file's rules (batplots.casefile) on hand-written sentences."""
+"""The case file's rules (batplots.story.casefile) on hand-written sentences."""
 
 import pytest
 
-from batplots import casefile
-from batplots.lore import Lore
-from batplots.storerules import Invalid
+from batplots.story import casefile
+from batplots.story.lore import Lore
+from batplots.story.rules import Invalid
 
 NOBODY = ("Professor Nobody plans to steal the Star of Gotham diamond from the Gotham Museum. "
           "Commissioner Gordon calls Batman on the Batphone. Professor Nobody and his henchmen Sniffy and Lefty "
@@ -99,7 +99,7 @@ def test_a_villain_introduced_by_the_deeds_of_the_shows_villains_is_found():
 def test_the_villain_the_story_opens_with_leads_the_case():
     """A stock villain the model brought in, or one it made up and repeats, does not push
     the writer's own aside."""
-    from batplots.lore import Lore
+    from batplots.story.lore import Lore
 
     lore = Lore({"Joker": 60}, villains={"Joker": {"count": 60, "episodes": [1], "henchmen": [], "objects": []}})
     text = ("The Saucier, a cook with a grudge, poisons the soup at the Gotham Charity Dinner. "

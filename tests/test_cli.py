@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from batplots.cli import main
+from batplots.cli.main import main
 from batplots.text import split_sentences
 
 
@@ -167,7 +167,7 @@ def test_serve_refuses_a_bad_public_url_before_starting(runner):
 
 
 def test_write_saves_markdown_escaped_for_markdown():
-    from batplots.write import Turn, to_markdown
+    from batplots.cli.write import Turn, to_markdown
 
     md = to_markdown([Turn("user", "Batman & Robin *sneak* <in>."), Turn("model", "The Joker laughs.")])
     assert "**You:** Batman \\& Robin \\*sneak\\* \\<in\\>." in md and "**Model:** *The Joker laughs.*" in md

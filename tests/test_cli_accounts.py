@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 from click.testing import CliRunner
 
-from batplots import accounts
-from batplots.cli import main
-from batplots.store import Store
+from batplots.store import accounts
+from batplots.cli.main import main
+from batplots.store.stories import Store
 
 REPO = Path(__file__).resolve().parents[1]
 SERVE_START_S = 60
@@ -109,7 +109,7 @@ def start_serve(db, *options):
     """`batplots serve` on 127.0.0.1 in a subprocess: (process, url, stderr lines so far).
     The model is a remote one at a closed local port: these tests never need it."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "batplots.cli", "serve", "--port", "0", "--db", str(db), "--engine", "openai",
+        [sys.executable, "-m", "batplots.cli.main", "serve", "--port", "0", "--db", str(db), "--engine", "openai",
          "--base-url", "http://127.0.0.1:9/v1", "--model", "none", *options],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue = queue.Queue()

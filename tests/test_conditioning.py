@@ -1,4 +1,4 @@
-"""Control codes (batplots.conditioning) and the conditioned training windows (batplots.dataset)."""
+"""Control codes (batplots.story.conditioning) and the conditioned training windows (batplots.train.dataset)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import re
 import pytest
 import torch
 
-from batplots import conditioning, dataset
-from batplots.beats import BEATS
-from batplots.corpus import CorpusError
-from batplots.lore import build_lore
-from batplots.corpus import read_corpus
+from batplots.story import conditioning
+from batplots.corpus.split import split_corpus
+from batplots.train import dataset
+from batplots.story.beats import BEATS
+from batplots.corpus.episodes import CorpusError
+from batplots.story.lore import build_lore
+from batplots.corpus.episodes import read_corpus
 from tests import tiny
 
 
@@ -59,8 +61,8 @@ def test_the_shared_corpus_never_uses_the_codes(shared_corpus):
 
 @pytest.mark.real_model
 def test_headers_of_the_shipped_lore_fit_the_token_budget(real_home):
-    from batplots.lore import load_lore
-    from batplots.model import default_adapter, load_tokenizer
+    from batplots.story.lore import load_lore
+    from batplots.model.weights import default_adapter, load_tokenizer
 
     tok = load_tokenizer(None)
     lore = load_lore(default_adapter())
@@ -86,14 +88,14 @@ def _corpus(tmp_path, episodes: int = 6, sentences: int = 14):
 
 def _packed(path, header_share=1.0, marker_share=1.0, seq_len=96, extra=False):
     tok = tiny.tokenizer()
-    split = dataset.split_corpus(path, 0.2)
+    split = split_corpus(path, 0.2)
     cond = dataset.Conditioning(build_lore(read_corpus(path)), header_share, marker_share, extra)
     return tok, split, dataset.pack(split, tok, seq_len, cond)
 
 
 def test_split_spans_cover_each_sides_episodes(tmp_path):
     path = _corpus(tmp_path)
-    split = dataset.split_corpus(path, 0.2)
+    split = split_corpus(path, 0.2)
     plots = [ep.plot for ep in read_corpus(path)]
     train_eps = [split.train[0][a:b] for a, b in split.train_spans[0]]
     val_eps = [split.val[0][a:b] for a, b in split.val_spans[0]]
@@ -103,8 +105,8 @@ def test_split_spans_cover_each_sides_episodes(tmp_path):
 
 
 def test_windows_get_headers_and_markers_masked_exactly_over_the_codes(tmp_path):
-    from batplots.beats import label
-    from batplots.lore import characters_in, villains_in
+    from batplots.story.beats import label
+    from batplots.story.lore import characters_in, villains_in
     from batplots.text import split_sentences
 
     tok, split, packed = _packed(_corpus(tmp_path))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from batplots.corpus import (
+from batplots.corpus.episodes import (
     CorpusError,
     Episode,
     clean_plot,
@@ -176,7 +176,7 @@ def test_write_text_and_sha256(tmp_path):
 
 
 def test_compute_stats_per_season_and_extremes():
-    from batplots.corpus import compute_stats, format_stats
+    from batplots.corpus.episodes import compute_stats, format_stats
 
     eps = [Episode("A", "one two three", season=1), Episode("B", "one", season=2),
            Episode("C", "one two three four five", season=1), Episode("D", "one two")]
@@ -193,7 +193,7 @@ def test_compute_stats_per_season_and_extremes():
 
 
 def test_provenance_records_wiki_revids_and_license():
-    from batplots.corpus import provenance
+    from batplots.corpus.episodes import provenance
 
     eps = [Episode("Hi", "x", url="https://batman.fandom.com/wiki/Hi", revid=7), Episode("Plain", "y")]
     prov = provenance(eps)
@@ -206,7 +206,7 @@ def test_provenance_records_wiki_revids_and_license():
 def test_cli_import_text_and_stats_on_the_shared_corpus(tmp_path, shared_corpus):
     from click.testing import CliRunner
 
-    from batplots.cli import main
+    from batplots.cli.main import main
     from tests import tiny
 
     out = tmp_path / "batman66.jsonl"
@@ -234,7 +234,7 @@ def test_cli_import_text_and_stats_on_the_shared_corpus(tmp_path, shared_corpus)
 def test_cli_corpus_errors_are_clear(tmp_path):
     from click.testing import CliRunner
 
-    from batplots.cli import main
+    from batplots.cli.main import main
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"plot": "fine"}\n{"title": "no plot"}\n')
@@ -250,8 +250,8 @@ def test_cli_corpus_errors_are_clear(tmp_path):
 @pytest.mark.real_model
 def test_default_tokenizer_is_the_embedded_base(real_home, shared_corpus):
     """Token counts use the embedded SmolLM2 tokenizer, read once and then kept on disk."""
-    from batplots.corpus import compute_stats
-    from batplots.model import load_tokenizer
+    from batplots.corpus.episodes import compute_stats
+    from batplots.model.weights import load_tokenizer
 
     tok = load_tokenizer(None)
     assert len(tok) == 49152  # SmolLM2's vocabulary

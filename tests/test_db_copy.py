@@ -11,9 +11,10 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from batplots import accounts, storecopy
-from batplots.cli import main
-from batplots.store import Invalid, Store, Unavailable
+from batplots.store import accounts
+from batplots.store import copy as storecopy
+from batplots.cli.main import main
+from batplots.store.stories import Invalid, Store, Unavailable
 from tests.appinstance import REPO
 
 INTERRUPTED_STORIES = 400  # enough that a copy killed after its first story is far from done
@@ -107,7 +108,7 @@ def test_an_interrupted_copy_finishes_when_run_again(tmp_path, pg_url, stores):
             for pos in range(2):
                 conn.execute("INSERT INTO turns (story_id, position, author, text, created_at) "
                              "VALUES (?, ?, 'user', ?, '2026-01-01T00:00:00.000Z')", (f"s{i:04d}", pos, f"Pow {i}."))
-    proc = subprocess.Popen([sys.executable, "-c", "from batplots.cli import main; main()", "db", "copy",
+    proc = subprocess.Popen([sys.executable, "-c", "from batplots.cli.main import main; main()", "db", "copy",
                              "--from", path, "--to", pg_url], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     copied = 0

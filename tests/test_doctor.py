@@ -8,9 +8,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from batplots import model as modellib
-from batplots.cli import main
-from batplots.engine import cpu, selfcheck
+from batplots.model import weights as modellib
+from batplots.cli.main import main
+from batplots.model.engine import cpu, selfcheck
 
 pytest.importorskip("llama_cpp")
 

@@ -5,11 +5,11 @@ from dataclasses import replace
 
 import pytest
 
-from batplots.engine import Cancelled, Rewind, Settings, SettingsError
-from batplots.engine.base import Engine
+from batplots.model.engine import Cancelled, Rewind, Settings, SettingsError
+from batplots.model.engine.base import Engine
 from batplots.text import split_sentences
-from batplots import passage as passagelib
-from batplots.passage import Passage, consume, fit_story
+from batplots.story import passage as passagelib
+from batplots.story.passage import Passage, consume, fit_story
 
 STORY = "Batman and Robin slide down the Batpoles."
 
@@ -229,7 +229,7 @@ def test_streaming_never_splits_utf8(tiny_engine):
 
 def test_prefix_cache_gives_the_same_text_as_a_cold_start(tiny_engine):
     """Reusing the cached prefix of an earlier prompt must not change the output."""
-    from batplots.engine.transformers_engine import TransformersEngine
+    from batplots.model.engine.transformers_engine import TransformersEngine
     from tests import tiny
 
     settings = Settings(sentences=2, seed=9)
@@ -241,9 +241,9 @@ def test_prefix_cache_gives_the_same_text_as_a_cold_start(tiny_engine):
 
 
 def test_a_step_bias_is_asked_with_the_text_so_far_and_steers_until_done(engine):
-    """Guidance.step_bias (batplots.steer's hook) on the transformers backends; the llama
+    """Guidance.step_bias (batplots.story.steer's hook) on the transformers backends; the llama
     engine has the same test in test_writer."""
-    from batplots.engine.base import Guidance
+    from batplots.model.engine.base import Guidance
 
     target = engine.encode(" Robin")[0]
     asked: list[str] = []

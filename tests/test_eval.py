@@ -7,13 +7,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from batplots import evaluate as ev
-from batplots import guard, memorisation, storyeval
-from batplots.cli import main
-from batplots.corpus import Episode
-from batplots.engine import Settings
-from batplots.engine.base import MIN_COPY_LIMIT
-from batplots.index import CorpusIndex, load_index
+from batplots.measure import evaluate as ev
+from batplots.corpus import guard
+from batplots.measure import memorisation
+from batplots.measure import storyeval
+from batplots.cli.main import main
+from batplots.corpus.episodes import Episode
+from batplots.model.engine import Settings
+from batplots.model.engine.base import MIN_COPY_LIMIT
+from batplots.corpus.index import CorpusIndex, load_index
 from tests import tiny
 from tests.test_storyeval import COPY_EPISODES, PARAPHRASE, VERBATIM
 

@@ -1,8 +1,8 @@
-"""Exports and authorship as pure functions of a story dict (batplots.web.export)."""
+"""Exports and authorship as pure functions of a story dict (batplots.story.export)."""
 
 from markdown_it import MarkdownIt
 
-from batplots.web import export
+from batplots.story import export
 
 
 def model_turn(text, original, edited=True):

@@ -2,19 +2,17 @@
 
 import json
 import re
-from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
 
-from batplots import guard as guardlib
-from batplots.cli import main
-from batplots.corpus import Episode
-from batplots.engine import EngineSpec, Rewind, Settings, SettingsError, load_engine
-from batplots.engine.base import Engine
-from batplots.passage import MAX_SENTENCE_RETRIES, consume
-from batplots.writer import Writer
-from batplots.index import CorpusIndex, load_index
+from batplots.corpus import guard as guardlib
+from batplots.cli.main import main
+from batplots.model.engine import EngineSpec, Rewind, Settings, SettingsError
+from batplots.model.engine.base import Engine
+from batplots.story.passage import MAX_SENTENCE_RETRIES, consume
+from batplots.story.writer import Writer
+from batplots.corpus.index import load_index
 from batplots.text import split_sentences
 from tests import tiny
 from tests.webserver import make_server, new_story  # noqa: F401  (make_server: a real uvicorn server)
@@ -192,7 +190,7 @@ def write_training(adapter, **info):
 
 
 def test_guard_for_adapter_finds_the_corpus_training_json_names(tmp_path, corpus_path):
-    from batplots.corpus import corpus_sha256
+    from batplots.corpus.episodes import corpus_sha256
 
     sha = corpus_sha256(corpus_path)
     g = guardlib.guard_for_adapter(write_training(tmp_path / "a1", corpus={"path": str(corpus_path), "sha256": sha}))
@@ -222,7 +220,7 @@ def test_guard_is_off_with_a_clear_note_when_the_corpus_is_unknown_or_gone(tmp_p
 
 
 def test_batplots_corpus_points_the_guard_at_a_corpus_elsewhere(tmp_path, corpus_path, monkeypatch):
-    from batplots.corpus import corpus_sha256
+    from batplots.corpus.episodes import corpus_sha256
 
     sha = corpus_sha256(corpus_path)
     moved = tmp_path / "elsewhere" / "plots.jsonl"
@@ -269,7 +267,7 @@ def tiny_model_dirs(tmp_path, corpus_path):
 
 
 def test_the_writer_for_an_adapter_holds_its_guard(tiny_model_dirs):
-    from batplots.writer import open_writer
+    from batplots.story.writer import open_writer
 
     base, adapter = tiny_model_dirs
     writer = open_writer(EngineSpec(base=str(base), adapter=str(adapter)), takes=1)
@@ -381,7 +379,7 @@ def test_page_shows_provenance_on_hover_and_tap_and_marks_copies(guard, tmp_path
 def test_write_names_flagged_sentences_and_shows_sources(guard):
     import io
 
-    from batplots.write import WriteSession
+    from batplots.cli.write import WriteSession
 
     out, err = io.StringIO(), io.StringIO()
     session = WriteSession(scripted([COPIED] * (MAX_SENTENCE_RETRIES + 1), guard).writer,

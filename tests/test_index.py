@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batplots.corpus import CorpusError, Episode, read_corpus
-from batplots.index import CorpusIndex, load_index, normalize_word, suffix_array, word_spans, words
+from batplots.corpus.episodes import CorpusError, Episode, read_corpus
+from batplots.corpus.index import CorpusIndex, load_index, normalize_word, suffix_array, word_spans, words
 
 # A tiny vocabulary, so that random texts share long spans often.
 VOCAB = ["bat", "man", "robin", "joker", "the", "a", "holy", "cave"]

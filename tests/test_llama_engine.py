@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from batplots.engine import EngineSpec, Settings, load_engine
-from batplots.engine import gguf_lora, selfcheck
-from batplots.engine.base import Cancelled, EngineError
-from batplots.engine.llama_engine import LlamaEngine, text_pieces
-from batplots.engine.transformers_engine import TransformersEngine
-from batplots.model import ModelError
-from batplots import passage as passagelib
-from batplots.passage import Passage, consume
+from batplots.model.engine import EngineSpec, Settings, load_engine
+from batplots.model.engine import gguf_lora, selfcheck
+from batplots.model.engine.base import Cancelled, EngineError
+from batplots.model.engine.llama_engine import LlamaEngine, text_pieces
+from batplots.model.engine.transformers_engine import TransformersEngine
+from batplots.model.weights import ModelError
+from batplots.story import passage as passagelib
+from batplots.story.passage import Passage, consume
 from tests import tiny
 from tests.tiny_gguf import write_gguf
 
@@ -226,7 +226,7 @@ WAIT_SECONDS = 60.0  # bound on every wait below: a hang fails the test instead
 
 def _request(engine, ids, seed, max_new=HOT.max_new_tokens, cancel=None):
     """A scheduler request as engine.pieces builds it (sampler seeded, prompt accepted)."""
-    from batplots.engine.llama_batch import Request
+    from batplots.model.engine.llama_batch import Request
 
     sampler = engine._sampler(HOT, seed)
     for token in ids[-256:]:
@@ -446,16 +446,16 @@ def test_converted_adapters_give_the_merged_adapters_logits(tmp_path, fmt, targe
 def test_gguf_lora_is_cached_by_the_adapters_hash(tmp_path, batplots_home):
     adapter = make_adapter(tmp_path / "adapter")
     base = write_gguf(tiny.llama(seed=0), tmp_path / "base.gguf")
-    first = gguf_lora.ensure_gguf_lora(adapter, base)
+    first = gguf_lora.ensure_format(adapter, base, "lora")
     assert first.parent == batplots_home / gguf_lora.CACHE_SUBDIR and first.name.startswith("adapter-")
     stamp = first.stat().st_mtime_ns
-    assert gguf_lora.ensure_gguf_lora(adapter, base) == first and first.stat().st_mtime_ns == stamp
+    assert gguf_lora.ensure_format(adapter, base, "lora") == first and first.stat().st_mtime_ns == stamp
     merged = gguf_lora.ensure_format(adapter, base, "q8_0")
     assert merged.parent == batplots_home / gguf_lora.MERGED_SUBDIR and merged.name.endswith("-q8_0.gguf")
     merged_stamp = merged.stat().st_mtime_ns
     assert gguf_lora.ensure_format(adapter, base, "q8_0").stat().st_mtime_ns == merged_stamp
     make_adapter(tmp_path / "adapter", seed=1)  # retrained: new weights, new files
-    second = gguf_lora.ensure_gguf_lora(adapter, base)
+    second = gguf_lora.ensure_format(adapter, base, "lora")
     assert second != first and second.is_file()
     assert gguf_lora.ensure_format(adapter, base, "q8_0") != merged
     assert not list(first.parent.glob("*.tmp")) and not list(merged.parent.glob("*.tmp"))
@@ -465,7 +465,7 @@ def test_adapters_llama_cpp_cannot_run_are_refused_clearly(tmp_path):
     base = write_gguf(tiny.llama(seed=0), tmp_path / "base.gguf")
     embed = make_adapter(tmp_path / "embed", ["embed_tokens", "q_proj"])
     with pytest.raises(ModelError, match="cannot be converted to a llama.cpp LoRA.*--engine transformers"):
-        gguf_lora.ensure_gguf_lora(embed, base)
+        gguf_lora.ensure_format(embed, base, "lora")
     dora = make_adapter(tmp_path / "dora", ["q_proj"], use_dora=True)
     with pytest.raises(ModelError, match="DoRA"):
         gguf_lora.ensure_format(dora, base, "q8_0")
@@ -508,7 +508,7 @@ MAX_PERPLEXITY_GAP = 0.02
 
 @pytest.mark.real_model
 def test_fast_engine_perplexity_is_within_2_percent_of_transformers(real_home, shared_corpus, tmp_path):
-    from batplots import model as modellib
+    from batplots.model import weights as modellib
 
     adapter = modellib.default_adapter()
     if adapter is None:  # before the default adapter ships: a fresh LoRA on the real base
@@ -552,8 +552,8 @@ def test_fast_engine_perplexity_is_within_2_percent_of_transformers(real_home, s
 
 
 def test_thread_count_defaults_to_the_cores_and_can_be_set(monkeypatch):
-    from batplots.engine import llama_engine
-    from batplots.model import ModelError
+    from batplots.model.engine import llama_engine
+    from batplots.model.weights import ModelError
 
     monkeypatch.delenv(llama_engine.THREADS_ENV, raising=False)
     monkeypatch.setattr(llama_engine.os, "cpu_count", lambda: 2)
@@ -570,7 +570,7 @@ def test_thread_count_defaults_to_the_cores_and_can_be_set(monkeypatch):
 def test_gguf_command_writes_a_runnable_merged_model_and_a_lora(tmp_path, batplots_home):
     from click.testing import CliRunner
 
-    from batplots.cli import main
+    from batplots.cli.main import main
 
     adapter = make_adapter(tmp_path / "adapter")
     base = write_gguf(tiny.llama(seed=0), tmp_path / "base.gguf")
@@ -589,7 +589,7 @@ def test_gguf_command_writes_a_runnable_merged_model_and_a_lora(tmp_path, batplo
     lora = tmp_path / "batman-lora.gguf"
     assert runner.invoke(main, ["gguf", "--base", str(base), "--adapter", str(adapter), "--format", "lora",
                                 "--out", str(lora)]).exit_code == 0
-    assert lora.read_bytes() == gguf_lora.ensure_gguf_lora(adapter, base).read_bytes()
+    assert lora.read_bytes() == gguf_lora.ensure_format(adapter, base, "lora").read_bytes()
     result = runner.invoke(main, ["gguf", "--base", str(base), "--adapter", "none", "--format", "lora",
                                   "--out", str(lora)])
     assert result.exit_code == 1 and "--format lora needs an adapter" in result.output

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from batplots import memorisation as mem
-from batplots.corpus import Episode
-from batplots.engine.base import Engine
-from batplots.index import CorpusIndex, load_index
+from batplots.measure import memorisation as mem
+from batplots.corpus.episodes import Episode
+from batplots.model.engine.base import Engine
+from batplots.corpus.index import CorpusIndex, load_index
 
 PLOT = ("The Joker escapes from Gotham State Penitentiary by hiding inside a giant birthday cake. "
         "Batman and Robin follow a trail of confetti to an abandoned toy factory on the waterfront.")
@@ -44,7 +44,8 @@ def test_spans_do_not_run_across_episodes(index):
 def test_the_openings_are_not_in_the_shared_corpus(shared_corpus):
     prompts = mem.load_prompts()
     assert len(prompts) == 20
-    assert mem.prompts_in_corpus(load_index(shared_corpus), prompts) == []
+    index = load_index(shared_corpus)  # a prompt sharing an 8-gram with the corpus would invite copying
+    assert [p for p in prompts if index.copied_in(p, mem.NGRAM)[0]] == []
 
 
 class Reciter(Engine):

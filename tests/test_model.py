@@ -5,10 +5,10 @@ import importlib.util
 import pytest
 
 from batplots import files
-from batplots import model as modellib
-from batplots.engine import EngineSpec, Settings, load_engine
+from batplots.model import weights as modellib
+from batplots.model.engine import EngineSpec, Settings, load_engine
 from batplots.text import split_sentences
-from batplots import passage as passagelib
+from batplots.story import passage as passagelib
 
 
 def test_missing_embedded_package_says_what_to_install(monkeypatch):

@@ -1,10 +1,10 @@
-"""Names in a story: found, kept, mangled (batplots.names, pure functions)."""
+"""Names in a story: found, kept, mangled (batplots.story.names, pure functions)."""
 
 from __future__ import annotations
 
 import pytest
 
-from batplots import names
+from batplots.story import names
 
 STORY = ("The Pendulum, a clockmaker turned criminal, steals the great clock of Gotham City Hall. "
          "Commissioner Gordon calls Batman on the Batphone. Meanwhile Dr. Jekyll's assistant waits.")

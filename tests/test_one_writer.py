@@ -12,13 +12,14 @@ import threading
 import httpx
 import pytest
 
-from batplots import evaluate, storyeval
-from batplots.engine import EngineSpec, Settings
-from batplots.engine.transformers_engine import TransformersEngine
-from batplots.index import load_index
-from batplots.model import ADAPTERS_DIR
+from batplots.measure import evaluate
+from batplots.measure import storyeval
+from batplots.model.engine import EngineSpec, Settings
+from batplots.model.engine.transformers_engine import TransformersEngine
+from batplots.corpus.index import load_index
+from batplots.model.weights import ADAPTERS_DIR
 from batplots.web import WebConfig, create_app
-from batplots.writer import open_writer
+from batplots.story.writer import open_writer
 from tests import tiny
 from tests.webserver import LiveServer, wait_until
 

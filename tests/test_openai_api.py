@@ -8,7 +8,7 @@ import threading
 import openai
 import pytest
 
-from batplots.engine.transformers_engine import TransformersEngine
+from batplots.model.engine.transformers_engine import TransformersEngine
 from batplots.web.openai_api import model_id, stop_cut
 from tests import tiny
 from tests.webserver import make_server  # noqa: F401  (fixture)

@@ -14,13 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from batplots.engine import Settings
-from batplots.engine.base import EngineError
-from batplots.engine.openai_engine import OpenAIEngine
-from batplots.engine.transformers_engine import TransformersEngine
+from batplots.model.engine import Settings
+from batplots.model.engine.base import EngineError
+from batplots.model.engine.openai_engine import OpenAIEngine
+from batplots.model.engine.transformers_engine import TransformersEngine
 from batplots.web.openai_api import model_id
-from batplots import passage as passagelib
-from batplots.passage import Passage, consume
+from batplots.story import passage as passagelib
+from batplots.story.passage import Passage, consume
 from tests import tiny
 from tests.tiny_gguf import write_gguf
 from tests.webserver import make_server, new_story, sse_events  # noqa: F401  (fixture)
@@ -179,7 +179,7 @@ def test_a_slow_server_times_out(slow_server, delay, trickle, message):
 
 
 def test_bad_urls_are_refused_and_the_request_carries_every_setting(slow_server):
-    from batplots.model import ModelError
+    from batplots.model.weights import ModelError
 
     with pytest.raises(ModelError, match="--base-url must be an http"):
         OpenAIEngine("127.0.0.1:8000/v1", "m")

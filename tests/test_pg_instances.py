@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from batplots.store import Store
+from batplots.store.stories import Store
 from tests.appinstance import AppInstance
 from tests.webserver import WAIT_S, new_story
 
@@ -121,7 +121,7 @@ def test_a_database_server_that_goes_away_is_a_503_saying_so():
 
 def test_the_api_maps_store_errors_the_same_on_postgresql(pg_server):
     """404, 409 and 422 (limits, bad text, out-of-range numbers) as on SQLite."""
-    from batplots.store import MAX_TURN_CHARS
+    from batplots.store.stories import MAX_TURN_CHARS
     from batplots.web import WebConfig, create_app
     from tests.fakegen import FakeEngine, fake_writer
     from tests.webserver import LiveServer, assert_error

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 from click.testing import CliRunner
 
-from batplots.cli import main
+from batplots.cli.main import main
 from tests.appinstance import REPO
 from tests.test_openai_engine import llama_cpp_server  # noqa: F401  (fixture)
 
@@ -29,7 +29,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
 def start_serve(db: str, base_url: str):
     """`batplots serve` as the README runs it (a free port here); (process, its URL)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "batplots.cli", "serve", "--port", "0", "--db", db, "--engine", "openai",
+        [sys.executable, "-m", "batplots.cli.main", "serve", "--port", "0", "--db", db, "--engine", "openai",
          "--base-url", base_url, "--model", "tiny", "--allowed-host", HOST, "--no-copy-guard", "--takes", "1"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue = queue.Queue()

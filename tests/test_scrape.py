@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from batplots import scrape as s
-from batplots.cli import main
-from batplots.corpus import read_corpus
-from batplots.wikitext import list_entries, read_episode_page
+from batplots.corpus import scrape as s
+from batplots.cli.main import main
+from batplots.corpus.episodes import read_corpus
+from batplots.corpus.wikitext import list_entries, read_episode_page
 from tests.fakewiki import FakeWiki
 
 LIST = "List of Batman (1960s series) Episodes"
@@ -307,7 +307,7 @@ def test_interrupted_run_resumes_without_duplicates(tmp_path):
     with make_wiki() as wiki:
         wiki.faults = {"The Joker Is Wild": ["hang"]}
         wiki.hang_seconds = 5.0
-        args = [sys.executable, "-m", "batplots.cli", "scrape", "--wiki", wiki.url, "--list-page", LIST,
+        args = [sys.executable, "-m", "batplots.cli.main", "scrape", "--wiki", wiki.url, "--list-page", LIST,
                 "--out", str(tmp_path / "episodes.jsonl"), "--cache", str(tmp_path / "cache"), "--delay", "0",
                 "--timeout", "20"]
         # A runner started in the background (`cmd &`) ignores SIGINT, and children inherit

@@ -1,6 +1,6 @@
-"""Step biases that stop once they have done their work (batplots.steer)."""
+"""Step biases that stop once they have done their work (batplots.story.steer)."""
 
-from batplots.steer import CUE_MAX_BIAS, CUE_SLOPE, Steer
+from batplots.story.steer import CUE_MAX_BIAS, CUE_SLOPE, Steer
 
 FIGHT, POW, RIDDLER, TICK = 11, 12, 21, 22
 

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from batplots import casefile
-from batplots import store as storelib
-from batplots.store import Conflict, Invalid, NotFound, Store
+from batplots.story import casefile
+from batplots.store import stories as storelib
+from batplots.store.stories import Conflict, Invalid, NotFound, Store
 
 ENGINES = ["sqlite", "postgresql"]
 
@@ -303,7 +303,7 @@ def test_sql_is_parameterised(store):
 
 
 def test_accounts_on_both_engines(store, monkeypatch):
-    from batplots import accounts
+    from batplots.store import accounts
 
     monkeypatch.setattr(accounts, "MAX_USERS", 2)
     local = store.create("Written on loopback")
@@ -333,7 +333,7 @@ def test_accounts_on_both_engines(store, monkeypatch):
 
 
 def test_postgresql_sessions_cannot_hold_a_story_locked_for_good(pg_url):
-    from batplots import storedb
+    from batplots.store import db as storedb
 
     store = Store(pg_url)
     try:
@@ -347,7 +347,7 @@ def test_postgresql_sessions_cannot_hold_a_story_locked_for_good(pg_url):
 def test_a_story_locked_too_long_by_another_session_is_unavailable_not_a_hang(pg_url, monkeypatch):
     import psycopg
 
-    from batplots import storedb
+    from batplots.store import db as storedb
 
     monkeypatch.setattr(storedb, "PG_LOCK_TIMEOUT_S", 0.2)
     monkeypatch.setattr(storedb, "PG_OPTIONS", "-c lock_timeout=200")

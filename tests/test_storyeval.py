@@ -1,11 +1,11 @@
-"""Story metrics (batplots.storyeval) on passages whose text the test chooses."""
+"""Story metrics (batplots.measure.storyeval) on passages whose text the test chooses."""
 
 from __future__ import annotations
 
-from batplots import storyeval
-from batplots.corpus import Episode
-from batplots.engine.base import Continuation, Settings
-from batplots.index import CorpusIndex
+from batplots.measure import storyeval
+from batplots.corpus.episodes import Episode
+from batplots.model.engine.base import Continuation, Settings
+from batplots.corpus.index import CorpusIndex
 
 STORIES = [{"villain": "Pendulum", "turns": ["The Pendulum steals the clock of Gotham City Hall.",
                                              "Commissioner Gordon calls Batman."]}]

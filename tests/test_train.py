@@ -16,11 +16,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from batplots import dataset, train
-from batplots.cli import main as cli
-from batplots.corpus import CorpusError
+from batplots.corpus.split import split_corpus
+from batplots.train import dataset
+from batplots.train import finetune as train
+from batplots.cli.main import main as cli
+from batplots.corpus.episodes import CorpusError
 from batplots.text import sentence_spans
-from batplots.trainconfig import ConfigError, TrainConfig, parse_layers
+from batplots.train.config import ConfigError, TrainConfig, parse_layers
 from tests import tiny
 
 
@@ -67,29 +69,29 @@ def config(corpus, tmp_path, base, **overrides) -> TrainConfig:
 # ------------------------------------------------------------------ the split
 
 def test_text_split_is_a_contiguous_tail_cut_on_a_sentence_boundary(corpus_txt):
-    split = dataset.split_corpus(corpus_txt, 0.1)
+    split = split_corpus(corpus_txt, 0.1)
     text = corpus_txt.read_text()
     assert split.kind == "text" and len(split.train) == len(split.val) == 1
     assert split.train[0] + " " + split.val[0] == text
     cut = len(split.train[0]) + 1
     assert cut in {start for start, _ in sentence_spans(text)[0]}  # a sentence starts at the cut
     assert 0.08 < len(split.val[0]) / len(text) < 0.13
-    assert dataset.split_corpus(corpus_txt, 0.1) == split  # deterministic
+    assert split_corpus(corpus_txt, 0.1) == split  # deterministic
 
 
 def test_jsonl_split_holds_out_whole_episodes_spread_over_the_corpus(corpus_jsonl):
-    split = dataset.split_corpus(corpus_jsonl, 0.1)
+    split = split_corpus(corpus_jsonl, 0.1)
     assert split.kind == "jsonl" and split.episodes == 20
     assert split.val_titles == ["Episode 5", "Episode 15"]
     assert len(split.train) == 18 and len(split.val) == 2
     assert not set(split.val) & set(split.train)
     assert [r for _, r in split.revids] == list(range(1000, 1020))
-    one = dataset.split_corpus(corpus_jsonl, 0.01)
+    one = split_corpus(corpus_jsonl, 0.01)
     assert len(one.val) == 1  # at least one episode
 
 
 def test_packing_never_mixes_windows_across_the_cut(corpus_txt):
-    split = dataset.split_corpus(corpus_txt, 0.1)
+    split = split_corpus(corpus_txt, 0.1)
     tok = tiny.tokenizer()
     packed = dataset.pack(split, tok, 32)
     assert packed.val.tolist() == tok(split.val[0], add_special_tokens=False)["input_ids"]
@@ -99,7 +101,7 @@ def test_packing_never_mixes_windows_across_the_cut(corpus_txt):
 
 
 def test_batch_order_is_a_pure_function_of_seed_and_epoch(corpus_txt):
-    packed = dataset.pack(dataset.split_corpus(corpus_txt, 0.1), tiny.tokenizer(), 32)
+    packed = dataset.pack(split_corpus(corpus_txt, 0.1), tiny.tokenizer(), 32)
     first = [b.tolist() for b in packed.train_batches(1, 4, seed=7)]
     assert first == [b.tolist() for b in packed.train_batches(1, 4, seed=7)]
     assert first != [b.tolist() for b in packed.train_batches(2, 4, seed=7)]
@@ -326,7 +328,7 @@ def test_real_base_trains_a_couple_of_steps_on_the_shared_corpus(real_home, tmp_
 
 
 def test_a_gpu_run_is_described_as_the_same_recipe_only_when_it_is():
-    from batplots.trainreport import gpu_run_text
+    from batplots.train.report import gpu_run_text
 
     config = TrainConfig(corpus="c.txt").to_dict()
     gpu = {"device": {"type": "cuda", "name": "NVIDIA H200", "dtype": "bfloat16"}, "val_ppl": 48.77,
@@ -341,8 +343,8 @@ def test_a_gpu_run_is_described_as_the_same_recipe_only_when_it_is():
 
 def test_the_shipped_adapter_is_small_complete_and_made_by_the_defaults():
     """README: `batplots train --corpus ../shared/data/batman66.txt` with the defaults made it."""
-    from batplots.model import default_adapter
-    from batplots.trainreport import RECIPE_KEYS
+    from batplots.model.weights import default_adapter
+    from batplots.train.report import RECIPE_KEYS
 
     adapter = default_adapter()
     assert adapter is not None

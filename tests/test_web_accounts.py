@@ -8,8 +8,8 @@ import re
 import httpx
 import pytest
 
-from batplots import accounts
-from batplots import store as storelib
+from batplots.store import accounts
+from batplots.store import stories as storelib
 from batplots.web import login as loginlib
 from batplots.web.security import SESSION_COOKIE, SecurityConfig
 from tests.webserver import WAIT_S, assert_error, make_server, new_story  # noqa: F401

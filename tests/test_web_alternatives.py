@@ -3,7 +3,7 @@ by side, a client that stops cancels them all and nothing is saved, and picking 
 take saves the writer's typed passage and the take together. Real app, real uvicorn
 on 127.0.0.1, the scripted FakeEngine."""
 
-from batplots import store as storelib
+from batplots.store import stories as storelib
 from tests.fakegen import FakeEngine, fake_sentences
 from tests.webserver import assert_error, make_server, new_story, sse_events, srv, wait_until  # noqa: F401
 

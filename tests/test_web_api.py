@@ -6,7 +6,7 @@ import threading
 
 from markdown_it import MarkdownIt
 
-from batplots import store as storelib
+from batplots.store import stories as storelib
 from tests.fakegen import FakeEngine, fake_sentences
 from tests.webserver import WAIT_S, assert_error, make_server, new_story, sse_events, srv, wait_until  # noqa: F401
 
@@ -254,7 +254,7 @@ def test_alternatives_are_not_saved_until_picked(srv):
     assert c.get(f"/api/stories/{sid}").json() == story  # nothing saved
     five = c.post(f"/api/stories/{sid}/alternatives", json={"version": story["version"], "n": 5, "seed": 10}).json()
     # One batch of 5 ranked takes: the seeds the Writer derives from 10, best first.
-    from batplots.writer import take_seeds
+    from batplots.story.writer import take_seeds
 
     assert sorted(x["seed"] for x in five["candidates"]) == sorted(take_seeds(10, 5))
     assert five["candidates"][0]["chosen"] and five["why"].startswith("best of 5 takes")

@@ -1,8 +1,9 @@
 """The case file and beats through the JSON API (real uvicorn on 127.0.0.1, FakeEngine)."""
 
 
-from batplots import beats, casefile
-from batplots.writer import Writer
+from batplots.story import beats
+from batplots.story import casefile
+from batplots.story.writer import Writer
 from tests.webserver import assert_error, make_server, new_story, srv  # noqa: F401
 
 NOBODY = ("Professor Nobody plans to steal the golden egg. Professor Nobody and his henchmen Sniffy and Lefty "

@@ -302,8 +302,8 @@ def test_stop_cancels_the_generation_and_adds_nothing(browser, tmp_path):
 @pytest.mark.real_model
 def test_the_page_on_the_real_embedded_model(browser, tmp_path, real_home):
     """The whole app on the embedded SmolLM2 (plus the default adapter when shipped)."""
-    from batplots.engine import EngineSpec, Settings
-    from batplots.writer import open_writer
+    from batplots.model.engine import EngineSpec, Settings
+    from batplots.story.writer import open_writer
 
     app = create_app(WebConfig(db_path=tmp_path / "real.sqlite3", settings=Settings(sentences=1),
                                load_writer=lambda: open_writer(EngineSpec())))

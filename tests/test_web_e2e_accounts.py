@@ -6,8 +6,8 @@ works logged out, and a hostile page whose form cannot write."""
 import httpx
 from playwright import sync_api
 
-from batplots import accounts
-from batplots import store as storelib
+from batplots.store import accounts
+from batplots.store import stories as storelib
 from batplots.web import WebConfig, create_app
 from batplots.web.security import SecurityConfig
 from tests.fakegen import FakeEngine, fake_writer

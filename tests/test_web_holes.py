@@ -8,9 +8,9 @@ import threading
 import httpx
 import pytest
 
-from batplots import store as storelib
+from batplots.store import stories as storelib
 from batplots.web import WebConfig, create_app
-from batplots.web.export import TXT_INDENT
+from batplots.story.export import TXT_INDENT
 from batplots.web.security import MAX_JSON_DEPTH
 from tests.fakegen import FakeEngine, HeldEngine, fake_writer
 from tests.webserver import WAIT_S, assert_error, make_server, new_story, srv, wait_until  # noqa: F401

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from batplots import store as storelib
-from tests.fakegen import FakeEngine, fake_writer
+from batplots.store import stories as storelib
+from tests.fakegen import FakeEngine
 from tests.webserver import WAIT_S, assert_error, make_server, new_story, wait_until  # noqa: F401
 
 
@@ -189,7 +189,6 @@ def test_a_server_killed_mid_generation_leaves_the_story_as_it_was(tmp_path):
 def test_serve_command_runs_the_app_on_a_real_tiny_model(tmp_path):
     """`batplots serve` end to end: prints its address, loads the model in the
     background, and co-writes with a tiny real transformer saved to disk."""
-    import os
     import queue
     import re
     import signal
@@ -205,7 +204,7 @@ def test_serve_command_runs_the_app_on_a_real_tiny_model(tmp_path):
     db = tmp_path / "served.sqlite3"
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "batplots.cli", "serve", "--port", "0", "--db", str(db), "--base", str(model_dir),
+        [sys.executable, "-m", "batplots.cli.main", "serve", "--port", "0", "--db", str(db), "--base", str(model_dir),
          "--adapter", "none", "--engine", "transformers", "-n", "1", "--no-copy-guard"],
         cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue = queue.Queue()

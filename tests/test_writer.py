@@ -11,13 +11,13 @@ import threading
 import numpy as np
 import pytest
 
-from batplots.engine import Settings
-from batplots.passage import consume
-from batplots.engine.base import Cancelled, Engine, Guidance, Rewind
-from batplots.lore import Lore, lore_from_text
-from batplots.ranking import MAX_SENTENCE_WORDS, score_take
-from batplots.brief import brief_for
-from batplots.writer import BEAT_BIAS, BEAT_TRIES, LEAD_BIAS, Writer, take_seeds
+from batplots.model.engine import Settings
+from batplots.story.passage import consume
+from batplots.model.engine.base import Cancelled, Engine, Guidance, Rewind
+from batplots.story.lore import Lore, lore_from_text
+from batplots.story.ranking import MAX_SENTENCE_WORDS, score_take
+from batplots.story.brief import brief_for
+from batplots.story.writer import BEAT_BIAS, BEAT_TRIES, LEAD_BIAS, Writer, take_seeds
 from tests import tiny
 from tests.tiny_gguf import write_gguf
 
@@ -149,7 +149,7 @@ def test_cancel_stops_every_take():
 
 
 def test_score_parts_are_transparent():
-    from batplots.engine.base import Continuation
+    from batplots.model.engine.base import Continuation
 
     result = Continuation(text=" The Pendum and Batman fight.", sentences=["The Pendum and Batman fight."],
                           settings=Settings())
@@ -167,7 +167,7 @@ def test_lore_counts_names_and_calls_the_frequent_ones_cast():
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
     pytest.importorskip("llama_cpp")
-    from batplots.engine.llama_engine import LlamaEngine
+    from batplots.model.engine.llama_engine import LlamaEngine
 
     eng = LlamaEngine(write_gguf(tiny.trained_llama(), tmp_path_factory.mktemp("w") / "tiny.gguf"), label="tiny",
                       n_ctx=2048, n_slots=8)
@@ -239,7 +239,7 @@ def test_a_passage_of_two_sentences_ranks_the_first_and_writes_on_from_the_winne
 
 
 def test_the_lead_name_is_the_writers_own_name_used_most():
-    from batplots.ranking import lead_name
+    from batplots.story.ranking import lead_name
 
     assert lead_name("Batman frowns. The Pendulum waits. Tick runs. The Pendulum laughs.", LORE) == "Pendulum"
     assert lead_name("Batman and Robin sleep.", LORE) is None
@@ -372,7 +372,7 @@ def test_a_first_sentence_off_the_asked_beat_is_resampled_a_bounded_number_of_ti
 
 
 def test_a_conditioned_writer_puts_the_case_files_header_and_the_beat_marker_in_the_prompt():
-    from batplots import conditioning
+    from batplots.story import conditioning
 
     engine = InOrder(["Batman and Robin slide down the Batpoles to the Batcave.", "The Bat-computer hums."])
     writer = Writer(engine, lore=Lore({**LORE.counts}), takes=2, conditioned=True)
@@ -391,7 +391,7 @@ def test_a_longer_beat_cue_is_pushed_only_once_the_model_has_begun_it(llama):
     """" Batcave" starts with " Bat" in SmolLM2's vocabulary (and in the tiny model's):
     a push on that first token filled passages with "Batbolt". Cues of one token are
     pushed from the start; a longer cue's next token once the text ends with its start."""
-    from batplots.brief import BEAT_CUES
+    from batplots.story.beats import BEAT_CUES
 
     writer = Writer(llama, lore=LORE, takes=1)
     for beat in ("batcave", "fight"):

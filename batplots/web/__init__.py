@@ -1,3 +1,3 @@
 """The co-writing web app (see app.py)."""
 
-from batplots.web.app import WebConfig, create_app, default_db_path  # noqa: F401
+from batplots.web.app import WebConfig, create_app  # noqa: F401

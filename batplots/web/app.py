@@ -23,15 +23,16 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from batplots import store as storelib
-from batplots.engine.base import Settings
-from batplots.web import export, login
+from batplots.store import stories as storelib
+from batplots.model.engine.base import Settings
+from batplots.story import export
+from batplots.web import login
 from batplots.web.modelside import ModelSide
 from batplots.web.generation import StoryClaims
 from batplots.web.openai_api import router as openai_router
 from batplots.web.routes import install_error_handlers, router
 from batplots.web.security import BodyCheck, Guard, SecurityConfig, error_response
-from batplots.writer import Writer
+from batplots.story.writer import Writer
 
 STATIC_DIR = Path(__file__).parent / "static"
 # Request bodies larger than this are refused with 413 before they are read in full
@@ -40,13 +41,12 @@ MAX_BODY_BYTES = 64 * 1024
 # The pages load only their own files: no CDN, no inline script, nothing external.
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-DB_NAME = "stories.sqlite3"
 
 
 @dataclass
 class WebConfig:
     """What the app needs. Give `writer` (tests) or `load_writer` (serve:
-    batplots.writer.open_writer, called once in a background thread at start-up)."""
+    batplots.story.writer.open_writer, called once in a background thread at start-up)."""
 
     db_path: Path | str  # a SQLite file, or a postgresql:// URL
     settings: Settings = field(default_factory=Settings)  # server defaults (story settings override)
@@ -69,12 +69,6 @@ def check_public_url(url: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError(f"--public-url must have no ?query or #fragment (share links add /s/ID), got {url!r}")
     return url.strip().rstrip("/")
-
-
-def default_db_path() -> Path:
-    from batplots.files import home
-
-    return home() / DB_NAME
 
 
 @asynccontextmanager

@@ -18,8 +18,8 @@ import threading
 import time
 from typing import AsyncIterator, Callable, Hashable
 
-from batplots.engine.base import Cancelled, Continuation, Engine, Rewind, Settings
-from batplots.writer import Writer
+from batplots.model.engine.base import Cancelled, Continuation, Engine, Rewind, Settings
+from batplots.story.writer import Writer
 
 # Jobs waiting for or holding the model at once, all kinds together; past this, 503
 # "busy". 16 concurrent writers must all be answered (the llama engine batches 16 at

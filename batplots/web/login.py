@@ -16,8 +16,8 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from batplots import accounts
-from batplots.web.export import page
+from batplots.store import accounts
+from batplots.story.export import page
 from batplots.web.security import SESSION_COOKIE, current_user
 
 router = APIRouter(tags=["accounts"])

@@ -1,6 +1,6 @@
 """The model side of the web app: one object on `app.state.model`.
 
-It holds the one Writer (batplots.writer.open_writer: engine, copy guard, lore and
+It holds the one Writer (batplots.story.writer.open_writer: engine, copy guard, lore and
 conditioning, as `generate`, `write` and `eval` get it), loads it once in a background
 thread so that the page and the story API answer at once, and holds the one Bridge
 through which every generation and /v1 completion waits for the model.
@@ -12,9 +12,9 @@ import threading
 import time
 from typing import Callable
 
-from batplots.lore import Lore
+from batplots.story.lore import Lore
 from batplots.web.generation import MAX_PENDING_GENERATIONS, Bridge
-from batplots.writer import Writer
+from batplots.story.writer import Writer
 
 
 class ModelUnavailable(Exception):

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from batplots.engine.base import (
+from batplots.model.engine.base import (
     MAX_CONTEXT,
     MAX_NEW_TOKENS,
     MAX_SEED,

@@ -9,14 +9,14 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-from batplots import beats as beatlib
-from batplots import casefile
-from batplots import store as storelib
-from batplots.storerules import clean_text
-from batplots.engine.base import MAX_SEED, MIN_SEED, Continuation, EngineError, Settings, SettingsError
-from batplots.writer import Writer
+from batplots.story import beats as beatlib
+from batplots.story import casefile
+from batplots.store import stories as storelib
+from batplots.story.rules import clean_text
+from batplots.model.engine.base import MAX_SEED, MIN_SEED, Continuation, EngineError, Settings, SettingsError
+from batplots.story.writer import Writer
 from batplots.text import split_sentences
-from batplots.web import export
+from batplots.story import export
 from batplots.web.generation import SSE_HEADERS, Busy, Claim, ClientGone, Job, StoryBusy, sse, wants_sse, write_passage
 from batplots.web.modelside import ModelUnavailable
 from batplots.web.schemas import (
@@ -111,7 +111,7 @@ def picked_provenance(request: Request, text: str, settings: Settings) -> list[d
 
 
 def check_beat(beat: str | None) -> str | None:
-    """The beat a request asks for, if it is one of the show's (batplots.beats.BEATS)."""
+    """The beat a request asks for, if it is one of the show's (batplots.story.beats.BEATS)."""
     if beat is not None and beat not in beatlib.BEATS:
         raise storelib.Invalid(f"beat must be one of: {', '.join(beatlib.BEATS)}; got {beat!r}")
     return beat

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from batplots.engine.base import Settings
+from batplots.model.engine.base import Settings
 
 MIN_ALTERNATIVES, MAX_ALTERNATIVES = 1, 5
 DEFAULT_ALTERNATIVES = 3
@@ -27,7 +27,7 @@ class StorySettings(Strict):
     sentences: int | None = None
     temperature: float | None = None
     top_p: float | None = None
-    copy_limit: int | None = None  # the copy guard: 0 = off (batplots.guard)
+    copy_limit: int | None = None  # the copy guard: 0 = off (batplots.corpus.guard)
 
     def given(self) -> dict:
         return {k: v for k, v in self.model_dump().items() if v is not None}
@@ -65,7 +65,7 @@ class EditTurn(Strict):
 
 class ContinueRequest(Strict):
     version: int
-    # The next beat the writer asks for (batplots.beats.BEATS: "batphone", "fight"...).
+    # The next beat the writer asks for (batplots.story.beats.BEATS: "batphone", "fight"...).
     beat: str | None = None
     sentences: int | None = None
     temperature: float | None = None
@@ -84,7 +84,7 @@ class AlternativesRequest(ContinueRequest):
 
 
 class CaseUpdate(Strict):
-    """The writer's changes to the case file (batplots.casefile): the fields given replace
+    """The writer's changes to the case file (batplots.story.casefile): the fields given replace
     theirs, and a changed field is the writer's from then on; `auto` hands fields back
     to autofill."""
 

@@ -5,8 +5,8 @@
 
 const CASE_FIELDS = [["villains", "Villains"], ["henchmen", "Henchmen"], ["guests", "Guests"],
                      ["target", "Target or loot"], ["hideout", "Hideout"], ["deathtrap", "Deathtrap"]];
-const CASE_MAX_ENTRIES = 8;  // batplots.casefile.MAX_ENTRIES
-const CASE_MAX_CHARS = 80;  // batplots.casefile.MAX_ENTRY_CHARS
+const CASE_MAX_ENTRIES = 8;  // batplots.story.casefile.MAX_ENTRIES
+const CASE_MAX_CHARS = 80;  // batplots.story.casefile.MAX_ENTRY_CHARS
 
 const caseEl = {
   drawer: document.getElementById("case-drawer"), list: document.getElementById("case-list"),

@@ -4,7 +4,7 @@
 "use strict";
 
 // An edited model passage is still the model's while a run of this many of its words is
-// left (batplots.web.export.KEPT_RUN_WORDS says the same for the exports).
+// left (batplots.story.export.KEPT_RUN_WORDS says the same for the exports).
 const KEPT_RUN_WORDS = 3;
 const MODEL_NAME = "Model";
 

@@ -1,0 +1,1 @@
+"""The `batplots` command line and the terminal co-writer."""

@@ -1,0 +1,1 @@
+"""The show's text: scraping the wiki into episodes, the corpus index and the copy guard."""

@@ -1,0 +1,1 @@
+"""Measuring the product: eval (perplexity, copying, story metrics), memorisation, bench."""

@@ -1,0 +1,1 @@
+"""The model: base weights and adapters, the generation engines, fine-tuning."""

@@ -1,0 +1,1 @@
+"""Stories and accounts in SQLite or PostgreSQL, with append-only migrations."""
