@@ -7,11 +7,12 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from batplots.model.weights import ADAPTERS_DIR
 from batplots.story import lore as lorelib
 from batplots.cli.lore import lore as lore_command
 from batplots.corpus.episodes import Episode
 
-ADAPTER = Path(lorelib.__file__).parent / "adapters" / "batman66"
+ADAPTER = ADAPTERS_DIR / "batman66"
 # Hand-written episodes (none from any corpus): two with the Riddler, one with the Penguin.
 PLOTS = [
     "The Riddler and his henchmen, Quizzo and Puzzla, steal the crown from the Gotham City Museum and leave a riddle. "

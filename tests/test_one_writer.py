@@ -21,16 +21,9 @@ from batplots.model.weights import ADAPTERS_DIR
 from batplots.web import WebConfig, create_app
 from batplots.story.writer import open_writer
 from tests import tiny
+from tests.test_guard import EPISODES
 from tests.webserver import LiveServer, wait_until
 
-EPISODES = [
-    {"title": "Hi Diddle Riddle", "url": "https://batman.fandom.com/wiki/Hi_Diddle_Riddle",
-     "plot": "The Riddler hides a riddle inside the Moldavian friendship cake at the World's Fair. "
-             "Batman and Robin follow the clue to an art gallery downtown."},
-    {"title": "The Joker Is Wild", "url": "https://batman.fandom.com/wiki/The_Joker_Is_Wild",
-     "plot": "The Joker escapes from the state prison during the annual baseball game. "
-             "He plans to steal the jewels from the Comedians Hall of Fame."},
-]
 # The server's default settings: the eval's (batplots eval -n 2 --copy-limit 8) too.
 SETTINGS = Settings(sentences=2, copy_limit=8)
 TAKES = 2
