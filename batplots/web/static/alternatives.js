@@ -64,7 +64,7 @@ async function alternatives() {
       el.altSection.removeAttribute("aria-busy");
     }
     if (failure) throw failure;
-    if (!result) throw new Error("The connection ended before the takes were finished; nothing was added.");
+    if (!result) throw new ConnectionLost();  // the stream ended with neither the takes nor an error
     finishAlternatives(cards, result, typed);
   });
 }

@@ -5,13 +5,28 @@ class ApiError extends Error {
   constructor(status, message, body) { super(message); this.status = status; this.body = body || {}; }
 }
 
+// The server did not answer, or the connection broke mid-answer (the server stopped).
+class ConnectionLost extends Error {
+  constructor() { super("The server stopped answering."); this.name = "ConnectionLost"; }
+}
+
+// fetch, with a network failure (a TypeError: "Failed to fetch", "network error") as ConnectionLost.
+async function reach(path, init) {
+  try {
+    return await fetch(path, init);
+  } catch (err) {
+    if (err instanceof TypeError) throw new ConnectionLost();
+    throw err;  // AbortError: Stop
+  }
+}
+
 async function api(method, path, body) {
   const init = { method, headers: { Accept: "application/json" } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const res = await fetch(path, init);
+  const res = await reach(path, init);
   if (res.status === 204) return null;
   const data = await res.json().catch(() => ({}));
   if (!res.ok) throw new ApiError(res.status, data.detail || `request failed (${res.status})`, data);
@@ -20,7 +35,7 @@ async function api(method, path, body) {
 
 // A page of a list: {data, next} where next is the URL of the next page (Link: rel="next") or null.
 async function apiPage(path) {
-  const res = await fetch(path, { headers: { Accept: "application/json" } });
+  const res = await reach(path, { headers: { Accept: "application/json" } });
   const data = await res.json().catch(() => ({}));
   if (!res.ok) throw new ApiError(res.status, data.detail || `request failed (${res.status})`, data);
   const link = (res.headers.get("Link") || "").match(/<([^>]+)>;\s*rel="next"/);
@@ -29,7 +44,7 @@ async function apiPage(path) {
 
 // --- server-sent events over fetch (EventSource cannot POST) -------------------------
 async function streamEvents(path, body, onEvent, signal) {
-  const res = await fetch(path, {
+  const res = await reach(path, {
     method: "POST", signal,
     headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
     body: JSON.stringify(body),
@@ -42,7 +57,13 @@ async function streamEvents(path, body, onEvent, signal) {
   const decoder = new TextDecoder();
   let buffer = "";
   for (;;) {
-    const { value, done } = await reader.read();
+    let value, done;
+    try {
+      ({ value, done } = await reader.read());
+    } catch (err) {
+      if (err instanceof TypeError) throw new ConnectionLost();  // the server went away mid-stream
+      throw err;
+    }
     if (done) break;
     buffer += decoder.decode(value, { stream: true });
     let cut;

@@ -4,6 +4,7 @@
 
 const MAX_TURN_CHARS = 2000;
 const HEALTH_POLL_MS = 1500;
+const HEALTH_WATCH_MS = 5000;  // once the model is ready: a stopped server is noticed within this
 const MARKS_KEY = "batplots:marks";
 // The settings' plain names (the API's errors name the technical ones).
 const SETTING_NAMES = { sentences: "Sentences", temperature: "Wildness", top_p: "Word choice", copy_limit: "Copy guard" };
@@ -30,8 +31,9 @@ const el = {
 
 // stopped: what Stop means for the action running (what was kept); publicUrl: the
 // server's --public-url for share links (else this page's own address).
+// down: the server stopped answering (the page carries on by itself when /healthz answers again).
 const state = { story: null, busy: false, ready: false, abort: null, stopped: null, publicUrl: null,
-                settingsSave: null, settingsPending: false, toStop: false };
+                settingsSave: null, settingsPending: false, toStop: false, down: false, healthTimer: null };
 
 // --- status line ----------------------------------------------------------------------
 function say(message, kind = "info") {
@@ -39,7 +41,18 @@ function say(message, kind = "info") {
   el.status.dataset.kind = kind;
 }
 
+// The words for a lost connection: what happened, what was kept, what happens next.
+const LOST_MESSAGE = "The server stopped answering, so nothing more was saved. Your story is shown as it was last " +
+  "saved, and anything in the box is still there. The page carries on by itself when the server is back.";
+
 async function handleError(err) {
+  if (err instanceof ConnectionLost) {
+    hideAlternatives();
+    if (state.story) render(state.story);  // drops an unfinished draft: it was never saved
+    say(LOST_MESSAGE, "error");
+    serverDown();
+    return;
+  }
   if (err.name === "AbortError") { hideAlternatives(); say(state.stopped || "Stopped. The model added nothing."); return; }
   if (err instanceof ApiError && err.status === 401) {  // the session ended (logged out elsewhere, expired)
     location.assign("/login?next=" + encodeURIComponent(location.pathname + location.hash));
@@ -66,35 +79,70 @@ async function handleError(err) {
 }
 
 // --- model health ---------------------------------------------------------------------
+// One poll loop: often while the model loads or the server is away, now and then once it
+// is ready (so a server that stopped is shown as such even while nobody writes).
+function pollHealthIn(ms) {
+  clearTimeout(state.healthTimer);
+  state.healthTimer = setTimeout(pollHealth, ms);
+}
+
+function setModelStatus(kind, text) {
+  if (el.modelStatus.textContent !== text) el.modelStatus.textContent = text;  // unchanged: not read out again
+  el.modelStatus.dataset.state = kind;
+}
+
+// The server stopped answering: the model is unavailable until /healthz answers again.
+function serverDown() {
+  state.ready = false;
+  state.down = true;
+  setModelStatus("error", "The server is not answering (stopped?). Waiting for it to come back…");
+  updateButtons();
+  pollHealthIn(HEALTH_POLL_MS);
+}
+
+// The server answers again: show the story as it is saved there and carry on.
+async function serverBack() {
+  state.down = false;
+  if (!state.story || state.busy) return;
+  try {
+    await openStory(state.story.id, { keepStatus: true });
+    say("The server is back. Your story is as it was last saved; carry on.");
+  } catch (err) {
+    await handleError(err);
+  }
+}
+
 async function pollHealth() {
   let health;
   try {
     health = await api("GET", "/healthz");
   } catch (err) {
-    el.modelStatus.dataset.state = "error";
-    el.modelStatus.textContent = "The server is not answering.";
-    setTimeout(pollHealth, HEALTH_POLL_MS * 2);
+    if (err instanceof ConnectionLost) serverDown();
+    else { setModelStatus("error", "The server is not answering."); pollHealthIn(HEALTH_POLL_MS * 2); }
     return;
   }
+  const wasDown = state.down;
   if (health.status === "ready") {
     state.ready = true;
     const m = health.model || {};
     // Plain words here; the engine, adapter and copy guard are a click away (Details).
-    el.modelStatus.dataset.state = health.notice ? "warning" : "ready";
-    el.modelStatus.textContent = "Model ready. " + guardPlain(health.copy_guard)
-      + (health.notice ? ` ${health.notice}` : "");
+    setModelStatus(health.notice ? "warning" : "ready", "Model ready. " + guardPlain(health.copy_guard)
+      + (health.notice ? ` ${health.notice}` : ""));
     el.modelDetail.textContent = [m.engine && `engine: ${m.engine}`, (m.model || m.base) && `model: ${m.model || m.base}`,
       m.adapter && `fine-tuned adapter: ${m.adapter}`, guardDetail(health.copy_guard)].filter(Boolean).join(" · ");
     el.modelDetails.hidden = !el.modelDetail.textContent;
+    pollHealthIn(HEALTH_WATCH_MS);
   } else if (health.status === "error") {
-    el.modelStatus.dataset.state = "error";
-    el.modelStatus.textContent = "The model failed to load: " + health.error;
+    state.ready = false;
+    setModelStatus("error", "The model failed to load: " + health.error);
+    pollHealthIn(HEALTH_WATCH_MS);
   } else {
-    el.modelStatus.dataset.state = "loading";
-    el.modelStatus.textContent = `Loading the model (${Math.round(health.seconds || 0)} s)… you can start writing.`;
-    setTimeout(pollHealth, HEALTH_POLL_MS);
+    state.ready = false;
+    setModelStatus("loading", `Loading the model (${Math.round(health.seconds || 0)} s)… you can start writing.`);
+    pollHealthIn(HEALTH_POLL_MS);
   }
   updateButtons();
+  if (wasDown) await serverBack();
 }
 
 // --- story list -----------------------------------------------------------------------
@@ -265,7 +313,7 @@ async function generate(action, beat) {
     stopFollowing();
   }
   if (failure) throw failure;
-  if (!saved) throw new Error("The connection ended before the model finished; the model added nothing.");
+  if (!saved) throw new ConnectionLost();  // the stream ended with neither the story nor an error
   return saved;
 }
 
@@ -278,7 +326,7 @@ async function withBusy(fn) {
     if (state.settingsSave) await state.settingsSave;  // a settings change applies before the next turn
     await fn();
   } catch (err) {
-    if (state.story) {
+    if (state.story && !(err instanceof ConnectionLost)) {
       // Show the story as saved (a failed or stopped generation added nothing).
       try { render(await api("GET", `/api/stories/${encodeURIComponent(state.story.id)}`)); } catch (e) { /* shown below */ }
     }
