@@ -239,3 +239,14 @@ def test_serve_command_runs_the_app_on_a_real_tiny_model(tmp_path):
             proc.kill()
             proc.wait(5)
     assert storelib.Store(db).get(story["id"])["turns"][-1] == turn  # saved in the --db file
+    # Ctrl+C: a clean goodbye in plain words, not click's "Aborted!" (the reader thread ends at EOF).
+    deadline = time.monotonic() + 15
+    said = []
+    while time.monotonic() < deadline and not any("server stopped" in line for line in said):
+        try:
+            said.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            pass
+    assert any("batplots: server stopped; every story is saved" in line for line in said), said
+    assert not any("Aborted" in line for line in said), said
+    assert proc.returncode == 0

@@ -282,8 +282,12 @@ def serve(host, port, db_path, public_url, allowed_hosts, api_key, no_auth, sent
                                                  public_url=public_url))
     except (OSError, sqlite3.Error, StoreError) as exc:
         raise click.ClickException(f"cannot open the story database {db_shown(db)}: {exc}") from exc
-    webapp.serve(app, host, port, lambda url: click.echo(
-        f"batplots: serving on {url} (stories in {db_shown(db)}; the model loads in the background; Ctrl+C stops)"))
+    try:
+        webapp.serve(app, host, port, lambda url: click.echo(
+            f"batplots: serving on {url} (stories in {db_shown(db)}; the model loads in the background; Ctrl+C stops)"))
+    except KeyboardInterrupt:  # uvicorn has shut down cleanly, then passes Ctrl+C on: not click's "Aborted!"
+        pass
+    click.echo(f"batplots: server stopped; every story is saved in {db_shown(db)}.")
 
 
 # ---------------------------------------------------------------- honesty: batplots eval
