@@ -29,6 +29,8 @@ from batplots.story import beats as beatslib
 from batplots.story import casefile
 from batplots.story import names as nameslib
 from batplots.story.beats import BUTTON_BEATS
+from batplots.story.bible import RULES as BIBLE_RULES, Bible
+from batplots.story.lore import Lore
 from batplots.model.engine.base import Continuation, Settings
 from batplots.corpus.index import NGRAM
 
@@ -60,6 +62,7 @@ class Passage:
     near_misses: list[str] = field(default_factory=list)
     beat_drawn: str | None = None  # the turn's drawn beat (asked for only in the +beat run)
     beat_played: str | None = None  # the labeller's beat of the passage's first sentence
+    rule_breaks: list[str] = field(default_factory=list)  # the show's bible broken (batplots.story.bible)
 
 
 def load_stories(path: Path | None = None) -> list[dict]:
@@ -82,8 +85,9 @@ Write = Callable[[str, Settings, "str | None"], Continuation]
 
 def measure(write: Write, openings: list[str], stories: list[dict],
             settings: Settings, cast: frozenset[str], vocabulary: frozenset[str],
-            progress: Callable[[int, int], None] | None = None) -> list[Passage]:
-    """Every passage of one run: write(story so far, seeded settings, drawn beat) makes each one."""
+            progress: Callable[[int, int], None] | None = None, lore: Lore | None = None) -> list[Passage]:
+    """Every passage of one run: write(story so far, seeded settings, drawn beat) makes each one.
+    With lore, each passage's sentences are checked against the show's bible."""
     out: list[Passage] = []
     todo = len(openings) + sum(len(s["turns"]) for s in stories)
 
@@ -96,7 +100,8 @@ def measure(write: Write, openings: list[str], stories: list[dict],
         out.append(Passage(kind, item, turn, passage, model_sentences, round(result.seconds, 3), kept,
                            sorted(set(kept) - cast), None if villain is None else villain in nameslib.names(passage),
                            [f"{w} ({n})" for w, n in misses], beat,
-                           beatslib.label(result.sentences[0]) if result.sentences else None))
+                           beatslib.label(result.sentences[0]) if result.sentences else None,
+                           [str(b) for s in model_sentences for b in Bible(story, lore).breaks(s)] if lore else []))
         if progress:
             progress(len(out), todo)
 
@@ -138,6 +143,9 @@ def metrics(passages: list[Passage], index, sentences: int) -> dict:
         # Asked for in the +beat run; elsewhere the base rate of the same drawn beats.
         "beat_played": share(story, lambda p: p.beat_played == p.beat_drawn),
         "near_miss_names": sum(len(p.near_misses) for p in passages),
+        # Per 100 passages, each rule of the show's bible broken (a passage may break several).
+        "rule_breaks_per_100": _per_100(passages, None),
+        **{f"rule_breaks_per_100_{rule}": _per_100(passages, rule) for rule in BIBLE_RULES},
         "words_per_sentence_mean": statistics.fmean(lengths) if lengths else None,
         "words_per_sentence_max": max(lengths) if lengths else None,
         "exact_n_rate": share(passages, lambda p: len(p.sentences) == sentences),
@@ -172,12 +180,21 @@ ROWS = [
     ("first sentence plays the drawn beat (asked only in +beat)", "beat_played", "pct"),
     ("story passages keeping a name", "names_kept_stories", "pct"),
     ("near-miss names", "near_miss_names", "int"),
+    ("rules of the show broken, per 100 passages", "rule_breaks_per_100", "num"),
+    *((f"... {rule}", f"rule_breaks_per_100_{rule}", "num") for rule in BIBLE_RULES),
     ("words per sentence, mean", "words_per_sentence_mean", "num"),
     ("words per sentence, longest", "words_per_sentence_max", "int"),
     ("exactly N sentences", "exact_n_rate", "pct"),
     ("copied 8-grams", "copied_ngrams", "int"),
     ("seconds per turn, mean / median", ("seconds_per_turn_mean", "seconds_per_turn_median"), "pair"),
 ]
+
+
+def _per_100(passages: list[Passage], rule: str | None) -> float | None:
+    if not passages:
+        return None
+    found = sum(1 for p in passages for b in p.rule_breaks if rule is None or b.startswith(rule + " "))
+    return 100 * found / len(passages)
 
 
 def format_table(runs: dict[str, dict]) -> str:
@@ -226,7 +243,7 @@ def run(name: str, writer, settings: Settings, openings: list[str], stories: lis
         return writer.run(story, s, case=case, beat=beat if name == "adapter+writer+beat" else None)
 
     passages = measure(write, openings, stories, settings, lore.cast, lore.vocabulary,
-                       (lambda done, total: progress(f"story {name}", done, total)) if progress else None)
+                       (lambda done, total: progress(f"story {name}", done, total)) if progress else None, lore)
     result = metrics(passages, index, settings.sentences)
     result["takes"] = writer.takes if name in WRITER_RUNS else 1
     result["targets"] = targets(result)

@@ -35,6 +35,7 @@ from typing import Iterator
 from batplots.story import beats as beatslib
 from batplots.story import names as nameslib
 from batplots.story.beats import BEAT_CUES
+from batplots.story.bible import RULES as BIBLE_RULES, Bible
 from batplots.story.brief import Brief, brief_for
 from batplots.model.engine import EngineSpec
 from batplots.model.engine.base import (MAX_SEED, MIN_NEW_TOKENS, MIN_SEED, Cancelled, Continuation, Engine, Guidance,
@@ -75,8 +76,10 @@ POLL_SECONDS = 0.1
 FINISH_QUORUM = 2
 GRACE = 1.1
 GRACE_MIN_TOKENS = 6  # and at least this many more: a few words are no sprawl
-# Write-on attempts of a staged passage when a near-miss name survived every resample.
+# Write-on attempts of a staged passage when a near-miss name or a broken rule of the
+# show's bible survived every resample.
 WRITE_ON_TRIES = 2
+WRITE_ON_RETRY = ("near-miss",) + BIBLE_RULES
 
 
 class Writer:
@@ -166,15 +169,17 @@ class Writer:
 
     def sentence_check(self, story: str, settings: Settings, rejected: list | None = None,
                        brief: Brief = Brief()) -> SentenceCheck:
-        """The copy guard, then near-miss names, then sprawl, then (for a one-sentence
-        passage with a beat asked for, BEAT_TRIES times) the beat; rejections are appended
-        to rejected (what was resampled, for the take's notes)."""
+        """The copy guard, then near-miss names, then the show's bible (batplots.story.bible:
+        identities, villains walking in, unknown Bat-words, dangling ends), then sprawl, then
+        (for a one-sentence passage with a beat asked for, BEAT_TRIES times) the beat;
+        rejections are appended to rejected (what was resampled, for the take's notes)."""
         copy_check = self.copy_check
         if copy_check is None and self.guard is not None:
             copy_check = self.guard.sentence_check(settings.copy_limit)
         story_names = nameslib.names(story) | brief.names
         known = story_names | self.lore.cast
         vocabulary = self.lore.vocabulary | story_names
+        bible = Bible(story, self.lore, brief.villains, brief.names)
         beat = brief.beat if settings.sentences == 1 else None
         off_beat = [0]  # resamples spent on the beat so far
 
@@ -185,6 +190,9 @@ class Writer:
             misses = nameslib.near_misses(sentence, known, vocabulary)
             if misses:
                 return {"kind": "near-miss", "score": 1, "names": [f"{w} ({n})" for w, n in misses]}
+            broken = bible.breaks(sentence)
+            if broken:  # the show's bible: resampled like a mangled name
+                return {"kind": broken[0].rule, "score": 1, "names": [str(b) for b in broken]}
             if nameslib.words(sentence) > MAX_SENTENCE_WORDS:
                 return {"kind": "long", "score": 1, "words": nameslib.words(sentence)}
             if JUNK.search(sentence):
@@ -341,7 +349,7 @@ class Take:
             second = passage.result
             # A sentence every attempt of which failed a check was kept as the least bad;
             # a mangled name is worth one more try (the first sentence had k takes).
-            if not any(f.get("kind") == "near-miss" for f in second.flags) or attempt == len(seeds) - 1:
+            if not any(f.get("kind") in WRITE_ON_RETRY for f in second.flags) or attempt == len(seeds) - 1:
                 break
             yield Rewind(first.text)
         offset = len(first.sentences)

@@ -1,0 +1,108 @@
+"""The show's bible: each rule on sentences that break it and on ones that must pass, and
+the Writer resampling, ranking and eval counting by it (a scripted model: beside the point)."""
+
+from batplots.measure import storyeval
+from batplots.model.engine import Settings
+from batplots.model.engine.base import Continuation
+from batplots.model.weights import ADAPTERS_DIR
+from batplots.story.bible import Bible, dangling, identity_slips
+from batplots.story.lore import Lore, load_lore
+from batplots.story.ranking import score_take, why
+from batplots.story.writer import Writer, take_seeds
+from tests.test_writer import Scripted
+
+LORE = Lore({"Batman": 200, "Robin": 120, "Gotham": 50, "Penguin": 60, "Joker": 60, "Batmobile": 30, "Batarang": 9},
+            villains={"Penguin": {"count": 60, "aliases": ["Penguin", "Oswald Cobblepot"]},
+                      "Joker": {"count": 60, "aliases": ["Joker", "Clown Prince of Crime"]}},
+            gadgets={"Batmobile": {"count": 30}, "Batarang": {"count": 9}})
+STORY = "Lord Ffogg and his sister Lady Peasoup plan to steal the crown jewels in the London fog."
+
+
+def rules(sentence, story=STORY, lore=LORE, **case):
+    return [str(b) for b in Bible(story, lore, case.get("villains", ())).breaks(sentence)]
+
+
+def test_a_hero_beside_his_own_secret_identity_is_a_slip_unless_the_sentence_says_how():
+    assert identity_slips("Batman, Robin, and Bruce Wayne race to the Batcave.")[0].detail == "Bruce Wayne beside Batman"
+    assert identity_slips("Robin calls Dick Grayson for help.")[0].detail == "Dick Grayson beside Robin"
+    assert identity_slips("Barbara and Batgirl share a cup of tea.")
+    for fine in ("Bruce and Dick slide down the Batpoles and emerge as Batman and Robin.",
+                 "Commissioner Gordon calls Bruce Wayne, who is secretly Batman.",
+                 "Bruce Wayne changes into Batman.", "Batman and Robin race off.",
+                 "Commissioner Gordon phones Batman."):  # Gordon is not Barbara
+        assert identity_slips(fine) == [], fine
+
+
+def test_a_villain_the_story_never_named_does_not_walk_in():
+    assert rules("The Penguin steps out of the fog with his umbrella.") == ["walk-in (Penguin)"]
+    assert rules("The Clown Prince of Crime laughs.") == ["walk-in (Joker)"]  # by an alias too
+    assert rules("Lord Ffogg laughs.") == []
+    # Named by the story, or the writer's case file: at home.
+    assert rules("The Penguin laughs.", story=STORY + " Oswald Cobblepot escapes from prison.") == []
+    assert rules("The Penguin laughs.", villains=["The Penguin"]) == []
+    assert rules("The Penguin laughs.", lore=Lore()) == []  # no lore, no villains to know
+
+
+def test_bat_words_the_show_never_coined_are_breaks():
+    assert rules("Batman reaches for the Batplasma and the Batbrain.") == ["bat-word (Batplasma)",
+                                                                        "bat-word (Batbrain)"]
+    assert rules("Robin throws two Batarangs from the Batmobile's roof.") == []  # known, with endings
+    assert rules("Batman slides down the Batpole.", story="Batman slides down the Batpole to the car.") == []
+    assert rules("The bats fly at Batman.") == []
+
+
+def test_a_sentence_ending_on_a_word_no_sentence_ends_on_dangles():
+    assert dangling("The Batbrain and Batgirl have been .")[0].detail == "space before the full stop"
+    assert dangling("Lady Peasoup hides the loot in the fog machine of the.")[0].detail == "ends on 'the'"
+    assert dangling("Robin wonders what they have been.")[0].detail == "ends on 'been'"
+    assert dangling("Batman smiles.") == [] and dangling("Holy haberdashery, Batman!") == []
+
+
+def test_the_shipped_lore_knows_its_villains_and_gadgets():
+    lore = load_lore(ADAPTERS_DIR / "batman66")
+    assert rules("The Riddler leaves a riddle.", lore=lore) == ["walk-in (Riddler)"]
+    assert rules("Batman fires the Batzooka from the Batmobile.", lore=lore) == []
+
+
+def test_the_writer_resamples_a_sentence_that_breaks_the_bible_and_says_which_rule():
+    writer = Writer(Scripted(["The Penguin steps out of the fog.", "Lord Ffogg tips his hat to the Queen."]),
+                    lore=LORE, takes=1)
+    take = writer.stream(STORY, Settings(seed=0, sentences=1, copy_limit=0))
+    for _ in take:
+        pass
+    assert take.result.sentences == ["Lord Ffogg tips his hat to the Queen."]
+    resampled = take.result.candidates[0]["resampled"]
+    assert resampled[0]["kind"] == "walk-in" and resampled[0]["names"] == ["walk-in (Penguin)"]
+
+
+def test_ranking_counts_what_still_breaks_a_rule_and_why_says_so():
+    texts = ["The Joker arrives at the London fog.", "Lord Ffogg laughs at the crown jewels."]
+    # Every sample but take 1's first says the same walk-in (a stubborn model): take 0's
+    # resamples all fail, it keeps its least bad sentence, and the ranking must drop it.
+    script = [texts[0]] * 1000
+    script[take_seeds(3, 2)[1] % 1000] = texts[1]
+    stubborn = Scripted(script)
+    result = Writer(stubborn, lore=LORE, takes=2).run(STORY, Settings(seed=3, sentences=1, copy_limit=0))
+    assert result.text.strip() == texts[1]
+    loser = [c for c in result.candidates if not c["chosen"]][0]
+    assert loser["rule_breaks"] == ["walk-in (Joker)"]
+    assert "breaks no rule of the show (another take: walk-in (Joker))" in result.why
+    parts = score_take(STORY, Continuation(text=" " + texts[0], sentences=[texts[0]], settings=Settings()), [-1.0], LORE)
+    assert parts["rule_breaks"] == ["walk-in (Joker)"]
+    assert "breaks no rule" not in why({**parts, "rule_breaks": []}, [{**parts, "rule_breaks": []}])
+
+
+def test_eval_counts_rule_breaks_per_100_passages_by_kind():
+    def write(story, settings, beat):
+        text = "The Joker laughs. Batman, Robin and Bruce Wayne have been ."
+        return Continuation(text=" " + text, sentences=["The Joker laughs.", "Batman, Robin and Bruce Wayne have been ."],
+                            settings=settings)
+
+    passages = storyeval.measure(write, ["Lord Ffogg strikes.", "Batman waits."], [], Settings(sentences=2),
+                                 LORE.cast, LORE.vocabulary, lore=LORE)
+    assert passages[0].rule_breaks == ["walk-in (Joker)", "identity (Bruce Wayne beside Batman)",
+                                       "dangling (space before the full stop)"]
+    run = storyeval.metrics(passages, None, 2)
+    assert run["rule_breaks_per_100"] == 300.0 and run["rule_breaks_per_100_walk-in"] == 100.0
+    assert run["rule_breaks_per_100_bat-word"] == 0.0
+    assert "| rules of the show broken, per 100 passages | 300.0 |" in storyeval.format_table({"run": run})
