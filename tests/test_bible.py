@@ -106,3 +106,17 @@ def test_eval_counts_rule_breaks_per_100_passages_by_kind():
     assert run["rule_breaks_per_100"] == 300.0 and run["rule_breaks_per_100_walk-in"] == 100.0
     assert run["rule_breaks_per_100_bat-word"] == 0.0
     assert "| rules of the show broken, per 100 passages | 300.0 |" in storyeval.format_table({"run": run})
+
+
+def test_he_for_she_is_a_break_by_the_corpus_or_the_writer():
+    lore = load_lore(ADAPTERS_DIR / "batman66")
+    # The corpus's own pronouns, counted when the lore is built.
+    assert lore.villains["Catwoman"]["pronoun"] == "she" and lore.villains["Joker"]["pronoun"] == "he"
+    story = "Madame Mirage, a stage magician, announces that she will make the golden idol vanish."
+    assert rules("Catwoman laughs as he escapes.", story=story, lore=lore) == ["walk-in (Catwoman)",
+                                                                              "pronoun (he for Catwoman)"]
+    assert rules("Madame Mirage bows as he takes the idol.", story=story, lore=lore) == ["pronoun (he for Mirage)"]
+    for fine in ("Madame Mirage bows as she takes the idol.",
+                 "Madame Mirage hands Robin the idol and he runs.",  # two characters: not hers to say
+                 "Madame Mirage steals her own show."):
+        assert rules(fine, story=story, lore=lore) == [], fine

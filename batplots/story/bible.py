@@ -17,6 +17,9 @@ counts breaks per 100 passages (batplots.measure.storyeval).
   whom neither the story nor its case file has named.
 - bat-word: a "Bat" coinage the lore does not know and the story did not use
   ("Batbrain", "Batplasma"): the show's gadgets are a closed set.
+- pronoun: he for she or she for he, for a character the lore knows (each villain's
+  and regular's pronoun is counted from the corpus: batplots.story.lore.pronoun_of) or
+  one of the writer's own (from the writer's pronouns), in a sentence naming only them.
 - dangling: a sentence that ends on a word that cannot end one ("have been .", "of the.").
 """
 
@@ -27,9 +30,13 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from batplots.story import names as nameslib
-from batplots.story.lore import Lore, villains_in
+from batplots.story.lore import Lore, name_pattern, pronoun_of, villains_in
 
-RULES = ("identity", "walk-in", "bat-word", "dangling")
+RULES = ("identity", "walk-in", "bat-word", "pronoun", "dangling")
+# What a sentence says of its one named character: subject, possessive and reflexive
+# pronouns ("her" is left out: as an object it is as often someone else).
+SAID_HE = re.compile(r"\b(?:he|his|himself)\b", re.IGNORECASE)
+SAID_SHE = re.compile(r"\b(?:she|herself)\b", re.IGNORECASE)
 # Hero -> the names of his (or her) secret identity. The show's premise, which its plot
 # summaries take for granted rather than state, so no corpus count can find it.
 IDENTITIES: dict[str, tuple[str, ...]] = {
@@ -76,11 +83,26 @@ class Bible:
         own = nameslib.names(story) | set(case_names) | nameslib.names(" ".join(case_villains))
         gadgets = {g.casefold() for g in lore.gadgets}
         self.known_words = {w.casefold() for w in (lore.vocabulary | own)} | gadgets
+        self.pronouns, self.people = _pronouns(story, lore, own)
 
     def breaks(self, sentence: str) -> list[Break]:
         """Each rule sentence breaks, in RULES order."""
         return [*identity_slips(sentence), *self.walk_ins(sentence), *self.bat_words(sentence),
-                *dangling(sentence)]
+                *self.pronoun_slips(sentence), *dangling(sentence)]
+
+    def pronoun_slips(self, sentence: str) -> list[Break]:
+        if self.people is None:
+            return []
+        named = {m.group(0) for m in self.people.finditer(sentence)}
+        for name, (pattern, pronoun) in self.pronouns.items():
+            m = pattern.search(sentence)
+            if not m or named - {m.group(0)}:
+                continue  # nobody, or more than one character: the pronoun may be another's
+            he, she = SAID_HE.search(sentence, m.end()), SAID_SHE.search(sentence, m.end())
+            said = "he" if he and (not she or he.start() < she.start()) else "she" if she else None
+            if said and said != pronoun:
+                return [Break("pronoun", f"{said} for {name}")]
+        return []
 
     def walk_ins(self, sentence: str) -> list[Break]:
         if not self.lore.villains:
@@ -101,6 +123,26 @@ class Bible:
                 continue
             out.append(Break("bat-word", word))
         return out
+
+
+def _pronouns(story: str, lore: Lore, own: set[str]) -> tuple[dict[str, tuple[re.Pattern, str]], re.Pattern | None]:
+    """({character: (pattern, "he"/"she")}, the pattern of every character's names): the
+    lore's characters with the corpus's pronoun, and the writer's own names with the
+    pronoun the writer used for them."""
+    entries = {**lore.characters, **lore.villains}
+    aliases = [a for e in entries.values() for a in (e.get("aliases") or ())] + sorted(own)
+    if not aliases:
+        return {}, None
+    people = name_pattern(aliases)
+    out = {name: (name_pattern(e.get("aliases") or (name,)), e["pronoun"]) for name, e in entries.items()
+           if e.get("pronoun") in ("he", "she")}
+    known = {a for e in entries.values() for a in (e.get("aliases") or ())}
+    for name in sorted(own - known - {w for a in known for w in a.split()}):
+        pattern = name_pattern([name])
+        pronoun = pronoun_of(pattern, [story], people, at_least=1)
+        if pronoun:
+            out[name] = (pattern, pronoun)
+    return out, people
 
 
 def identity_slips(sentence: str) -> list[Break]:

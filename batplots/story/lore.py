@@ -141,6 +141,11 @@ def _pattern(aliases) -> re.Pattern:
     return re.compile(rf"(?<![\w-])(?:{body})(?![\w]|-\w)(?!\s+(?:Slye|Manor|Foundation|Grason)\b)")
 
 
+def name_pattern(aliases) -> re.Pattern:
+    """The pattern that finds any of aliases as a name in text."""
+    return _pattern(aliases)
+
+
 def mentions(text: str, section: dict[str, dict]) -> Counter:
     """How often text names each entry of a lore section (its "aliases", else its name)."""
     out: Counter = Counter()
@@ -285,6 +290,7 @@ def build_lore(episodes) -> Lore:
     known = {a for section in (villains, characters, places, gadgets) for e in section.values() for a in e["aliases"]}
     known |= {w for section in (characters, places, gadgets) for n in section for w in n.split()}
     any_villain = _pattern([a for e in villains.values() for a in e["aliases"]])
+    any_person = _pattern([a for section in (villains, characters) for e in section.values() for a in e["aliases"]])
     leads: dict[str, set[int]] = {}
     for i, plot in enumerate(plots):
         found = mentions(plot, villains)
@@ -299,9 +305,51 @@ def build_lore(episodes) -> Lore:
     nouns = {w for w in NOUN.findall(text)} | {w + "s" for w in NOUN.findall(text)}
     for name, objects in _objects(villain_text, nouns).items():
         villains[name]["objects"] = objects
+    for section in (villains, characters):  # he or she, as the corpus's own pronouns say
+        for entry in section.values():
+            pronoun = pronoun_of(_pattern(entry["aliases"]), plots, any_person)
+            if pronoun:
+                entry["pronoun"] = pronoun
     by_count = lambda section: dict(sorted(section.items(), key=lambda kv: (-kv[1]["count"], kv[0])))  # noqa: E731
     beats = beatslib.beat_counts(plots)
     return Lore(counts, by_count(characters), by_count(villains), by_count(places), by_count(gadgets), beats)
+
+
+# A character's pronoun needs this many sentences saying it, and this many times more
+# than the other: Catwoman is "she" in the corpus, the Joker "he".
+PRONOUN_MIN = 2
+PRONOUN_RATIO = 3
+HE = re.compile(r"\b(?:he|him|his|himself)\b", re.IGNORECASE)
+SHE = re.compile(r"\b(?:she|her|hers|herself)\b", re.IGNORECASE)
+
+
+def pronoun_in(sentence: str, start: int) -> str | None:
+    """"he" or "she": the first personal pronoun after position start in sentence."""
+    he, she = HE.search(sentence, start), SHE.search(sentence, start)
+    if he and (not she or he.start() < she.start()):
+        return "he"
+    return "she" if she else None
+
+
+def pronoun_of(pattern: re.Pattern, texts, others: re.Pattern | None = None, at_least: int = PRONOUN_MIN) -> str | None:
+    """"he" or "she" for the character pattern names, by the first pronoun after the name
+    in each sentence that names no one else (others: every character's pattern); None
+    when the texts do not say clearly."""
+    from batplots.text import split_sentences
+
+    votes = Counter()
+    for text in texts:
+        for sentence in split_sentences(text):
+            m = pattern.search(sentence)
+            if not m or (others is not None and {x.group(0) for x in others.finditer(sentence)} - {m.group(0)}):
+                continue
+            pronoun = pronoun_in(sentence, m.end())
+            if pronoun:
+                votes[pronoun] += 1
+    (top, n), rest = (votes.most_common(1) or [(None, 0)])[0], sum(votes.values())
+    if top and n >= at_least and n >= PRONOUN_RATIO * (rest - n):
+        return top
+    return None
 
 
 def _canonical_villain(name: str) -> str:
