@@ -9,7 +9,7 @@ from batplots.story.bible import Bible, dangling, identity_slips
 from batplots.story.lore import Lore, load_lore
 from batplots.story.ranking import score_take, why
 from batplots.story.writer import Writer, take_seeds
-from tests.test_writer import Scripted
+from tests.test_writer import Scripted, script_for
 
 LORE = Lore({"Batman": 200, "Robin": 120, "Gotham": 50, "Penguin": 60, "Joker": 60, "Batmobile": 30, "Batarang": 9},
             villains={"Penguin": {"count": 60, "aliases": ["Penguin", "Oswald Cobblepot"]},
@@ -120,3 +120,29 @@ def test_he_for_she_is_a_break_by_the_corpus_or_the_writer():
                  "Madame Mirage hands Robin the idol and he runs.",  # two characters: not hers to say
                  "Madame Mirage steals her own show."):
         assert rules(fine, story=story, lore=lore) == [], fine
+
+
+def test_a_question_threat_or_trap_the_writer_set_up_gets_an_answer():
+    from batplots.story.threads import answers, open_thread
+
+    trap = open_thread("The Riddler strikes. Batman and Robin are tied to the hands of a giant clock.")
+    assert trap.kind == "trap" and "clock" in trap.words
+    assert answers(trap, "Batman uses his Batarang to jam the clock's gears.")
+    assert answers(trap, "Batman and Robin escape from the trap.")  # the escape beat
+    assert not answers(trap, "Meanwhile, Commissioner Gordon eats a sandwich at headquarters.")
+    question = open_thread("Lady Peasoup smiles. Who stole the crown jewels?")
+    assert question.kind == "question" and answers(question, "Lord Ffogg hides the stolen jewels in his teapot.")
+    threat = open_thread("The Weatherman warns that a blizzard will bury Gotham City by midnight.")
+    assert threat.kind == "threat" and answers(threat, "The blizzard starts at eleven.")
+    assert open_thread("Batman and Robin drive home.") is None and open_thread("") is None
+
+
+def test_ranking_prefers_the_take_that_takes_up_the_trap_and_says_so():
+    story = STORY + " Lord Ffogg ties Batman and Robin to a giant teapot over a roaring fire."
+    texts = ["Lady Peasoup counts the crown jewels in the London fog.",
+             "Batman swings the teapot's lid loose with his utility belt."]
+    result = Writer(Scripted(script_for(7, texts)), lore=LORE, takes=2).run(story, Settings(seed=7, sentences=1,
+                                                                                               copy_limit=0))
+    assert result.text.strip() == texts[1]
+    assert result.candidates[0]["answers"] and result.candidates[0]["thread"] == "trap"
+    assert "takes up your trap" in result.why

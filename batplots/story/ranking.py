@@ -2,7 +2,8 @@
 
 What a fan notices first weighs most: no rule of the show's bible broken (the
 wrong villain, a hero beside his own secret identity, an invented Bat-word, a
-dangling end: batplots.story.bible), the story's names kept (the villain above
+dangling end: batplots.story.bible), the question, threat or trap the writer set up
+taken up (batplots.story.threads), the story's names kept (the villain above
 all), no mangled names, sentences of the show's length, nothing copied, the beat the
 writer asked for, then the model's own likelihood. Pure functions.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from batplots.story import beats as beatslib
 from batplots.story import names as nameslib
 from batplots.story.bible import Bible
+from batplots.story.threads import answers, open_thread
 from batplots.story.brief import Brief
 from batplots.model.engine.base import Continuation
 from batplots.story.lore import Lore
@@ -36,6 +38,9 @@ WEIGHT_BEAT = 2.0
 # Each rule of the show's bible a sentence still breaks after its resamples: a fan reads
 # the wrong villain walking in as worse than a lost name.
 WEIGHT_RULE = 3.0
+# The question, threat or trap the writer's last sentence set up, taken up by the take's
+# first sentence (batplots.story.threads).
+WEIGHT_ANSWER = 3.5  # above two kept names: a fan reads a dropped trap as losing the thread
 
 def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lore,
                brief: Brief = Brief()) -> dict:
@@ -58,17 +63,20 @@ def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lo
     copies = len(result.flags)
     bible = Bible(story, lore, brief.villains, brief.names)
     broken = [str(b) for s in result.sentences if s != result.narrator for b in bible.breaks(s)]
+    thread = open_thread(story)
+    answered = thread is not None and bool(result.sentences) and answers(thread, result.sentences[0])
     parts = {
         "own_names": own_kept, "lead_name": lead if lead_kept else None, "cast_names": cast_kept,
         "beat": played,
         "near_misses": [m for m, _ in misses],
         "words": lengths, "mean_logprob": round(mean_lp, 3), "copies": copies, "rule_breaks": broken,
+        "thread": thread.kind if thread else None, "answers": answered,
     }
     score = (WEIGHT_OWN_NAME * min(len(own_kept), MAX_NAMES_COUNTED) + WEIGHT_LEAD_NAME * lead_kept
              + WEIGHT_BEAT * beat_kept
              + WEIGHT_CAST_NAME * min(len(cast_kept), MAX_NAMES_COUNTED)
              - WEIGHT_NEAR_MISS * len(misses) - WEIGHT_LENGTH * over + WEIGHT_LOGPROB * mean_lp
-             - WEIGHT_COPY * copies - WEIGHT_RULE * len(broken))
+             - WEIGHT_COPY * copies - WEIGHT_RULE * len(broken) + WEIGHT_ANSWER * answered)
     if not result.sentences:
         score -= 100.0  # nothing usable (the cap cut every sentence)
     return {"score": round(score, 3), **parts}
@@ -96,6 +104,8 @@ def why(winner: dict, others: list[dict], beat: str | None = None) -> str:
     if not winner.get("rule_breaks") and any(o.get("rule_breaks") for o in others):
         broke = sorted({b for o in others for b in o.get("rule_breaks", ())})
         reasons.append("breaks no rule of the show (another take: " + ", ".join(broke[:3]) + ")")
+    if winner.get("answers") and any(not o.get("answers") for o in others):
+        reasons.append(f"takes up your {winner['thread']}")
     if beat is not None and winner.get("beat") == beat and any(o.get("beat") != beat for o in others):
         reasons.append(f"plays the beat you asked for ({beatslib.BEAT_LABELS[beat]})")
     if winner.get("lead_name") and any(not o.get("lead_name") for o in others):
