@@ -55,6 +55,7 @@ def test_a_sentence_ending_on_a_word_no_sentence_ends_on_dangles():
     assert dangling("The Batbrain and Batgirl have been .")[0].detail == "space before the full stop"
     assert dangling("Lady Peasoup hides the loot in the fog machine of the.")[0].detail == "ends on 'the'"
     assert dangling("Robin wonders what they have been.")[0].detail == "ends on 'been'"
+    assert dangling("The Penguin waddles toward her.") == [] and dangling("The walls are closing in.") == []
     assert dangling("Batman smiles.") == [] and dangling("Holy haberdashery, Batman!") == []
 
 

@@ -49,12 +49,10 @@ SAME_PERSON = re.compile(
     r"\b(?:as|alias|aka|becomes?|became|becoming|is|was|are|were|secret\w*|identit\w*|disguis\w*|chang\w*|"
     r"turn\w*|transform\w*|dress\w*|suit\w*|costum\w*|Batpoles?|slid\w*|alter\s+ego|really|himself|herself)\b|[()]",
     re.IGNORECASE)
-# A sentence cannot end on these (auxiliaries, articles, prepositions, conjunctions).
-DANGLING_WORDS = frozenset("""a an the of to and or but nor with without have has had having is was were are be been
-being by for from in into on onto at their his her its our your my that which who whom whose as than very so
-if because while when where whereas although though until unto upon about above below over under between
-among through during before after against toward towards can could will would shall should may might must do
-does did not""".split())
+# A sentence cannot end on these: articles, "of", conjunctions, "been", determiners
+# ("...and Batgirl have been ."). Not "her", "in", "over", "where": "toward her", "closing
+# in", "but where?" end sentences of the show's own.
+DANGLING_WORDS = frozenset("""a an the of to and or but nor been their its my our your whose than very with by""".split())
 _LAST_WORD = re.compile(r"([A-Za-z'’]+)\W*$")
 _SPACE_BEFORE_END = re.compile(r"\s[.!?…]+[\"”’)]*\s*$")
 BAT_PREFIX = "bat"
