@@ -255,8 +255,8 @@ def test_a_stale_tab_is_told_and_shown_the_latest_version(browser, tmp_path):
         page.click("#continue-btn")
         expect(model_passages(page)).to_have_count(1)  # empty box: the model goes on alone
         page.fill("#next-text", "x" * 2000)
-        page.locator("#next-text").evaluate("(el) => { el.value = el.value + 'yz'; }")  # past maxlength, as a paste could
-        page.click("#continue-btn")
+        page.locator("#next-text").evaluate("(el) => { el.value = el.value + 'yz'; }")  # past the limit, as a paste could
+        page.click("#alternatives-btn")  # Continue adds it a passage at a time (test_web_e2e_trouble)
         expect(page.locator("#status")).to_contain_text("at most 2000")
         assert page.locator("#next-text").input_value() == "x" * 2000 + "yz"
         # An edit the server refuses keeps the editor open with the text; Escape leaves it.

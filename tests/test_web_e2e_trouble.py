@@ -32,6 +32,23 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
 
 
+class HeldAfterTotal(HeldEngine):
+    """Holds once `total` pieces have been written in all (the Writer may ask sentence by sentence)."""
+
+    def __init__(self, total: int, **kwargs):
+        super().__init__(after=0, **kwargs)
+        self.total, self.seen = total, 0
+
+    def pieces(self, prompt, settings, seed, cancel, guidance=None):
+        for piece in FakeEngine.pieces(self, prompt, settings, seed, cancel, guidance):
+            self.seen += 1
+            if self.seen > self.total and not self.release.is_set():
+                self._hold(cancel)
+                if cancel is not None and cancel.is_set():
+                    continue
+            yield piece
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -122,3 +139,158 @@ def test_a_server_that_stops_while_nobody_writes_is_shown_as_unavailable(browser
         page.close()
     finally:
         kill(proc)
+
+
+def test_a_paste_over_the_passage_limit_is_said_and_nothing_is_cut(browser, tmp_path):
+    app = create_app(WebConfig(db_path=tmp_path / "paste.sqlite3", writer=fake_writer(FakeEngine())))
+    with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(STEP_MS)
+        watch = PageWatch(page, srv.url)
+        page.goto(srv.url)
+        expect(page.locator("#model-status")).to_contain_text("Model ready")
+        sentence = "The Penguin waddles into the Gotham Museum with an umbrella full of tricks. "
+        pasted = sentence * 270  # about 20,000 characters, pasted at once
+        page.locator("#next-text").focus()
+        page.keyboard.insert_text(pasted)  # as a paste: one input event
+        status = page.locator("#status")
+        expect(status).to_contain_text(f"Your text has {len(pasted)} characters; one passage holds at most 2000")
+        assert page.locator("#next-text").input_value() == pasted  # nothing cut
+        expect(page.locator("#char-count")).to_have_class(re.compile(r"\bover\b"))
+
+        page.click("#continue-btn")
+        expect(status).to_contain_text("Added the first")
+        story = api.get("/api/stories").json()[0]
+        turns = api.get(f"/api/stories/{story['id']}").json()["turns"]
+        assert [t["author"] for t in turns] == ["user"]  # the model waits for the rest
+        first = turns[0]["text"]
+        assert len(first) <= 2000 and first.endswith("tricks.") and pasted.startswith(first)
+        rest = page.locator("#next-text").input_value()
+        assert first + " " + rest == pasted  # not a character lost
+        expect(status).to_contain_text(f"the other {len(rest)} are still in the box")
+        expect(model_passages(page)).to_have_count(0)
+
+        # Typing again: the box's own note goes once the text fits.
+        page.fill("#next-text", "Batman frowns.")
+        expect(status).to_have_text("")
+        page.click("#continue-btn")
+        expect(model_passages(page)).to_have_count(1)
+        watch.check()
+        page.close()
+
+
+def test_a_case_file_saved_while_the_model_writes_is_saved_when_it_finishes(browser, tmp_path):
+    engine = HeldEngine(after=2)
+    app = create_app(WebConfig(db_path=tmp_path / "case.sqlite3", writer=fake_writer(engine)))
+    with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(STEP_MS)
+        watch = PageWatch(page, srv.url)
+        page.goto(srv.url)
+        expect(page.locator("#model-status")).to_contain_text("Model ready")
+        page.click("#case-edit")
+        page.fill("#case-villains", "The Bookworm")
+        page.fill("#next-text", "Batman and Robin reach the library.")
+        page.click("#continue-btn")
+        expect(page.locator("#story .passage.draft")).to_have_text(re.compile(r"\w+ \w+"))
+        page.get_by_role("button", name="Save case file").click()
+        expect(page.locator("#case-state")).to_contain_text("saved as soon as it finishes")
+        story_id = api.get("/api/stories").json()[0]["id"]
+        assert api.get(f"/api/stories/{story_id}").json()["case_file"]["edited"] == []  # not yet
+        engine.release.set()
+        expect(model_passages(page)).to_have_count(1)
+        expect(page.locator("#case-state")).to_contain_text("Case file saved")
+        expect(page.locator("#case-list dd[data-field=villains]")).to_have_text("The Bookworm")
+        saved = api.get(f"/api/stories/{story_id}").json()
+        assert saved["case_file"]["villains"] == ["The Bookworm"] and "villains" in saved["case_file"]["edited"]
+        assert [t["author"] for t in saved["turns"]] == ["user", "model"]
+        watch.check()
+        page.close()
+
+
+def test_messages_say_what_happened_in_plain_words_and_errors_clear_when_the_writer_acts(browser, tmp_path):
+    app = create_app(WebConfig(db_path=tmp_path / "words.sqlite3", writer=fake_writer(FakeEngine())))
+    with LiveServer(app) as srv:
+        context = browser.new_context(viewport=DESKTOP)
+        a, b = context.new_page(), context.new_page()
+        watch_a, watch_b = PageWatch(a, srv.url), PageWatch(b, srv.url)
+        for page in (a, b):
+            page.set_default_timeout(STEP_MS)
+        a.goto(srv.url)
+        expect(a.locator("#model-status")).to_contain_text("Model ready")
+        b.goto(a.url)  # the same story in a second tab
+        expect(b.locator("#story-title")).to_have_text("Untitled episode")
+
+        # An empty story: Continue explains; typing clears the stale error.
+        a.click("#continue-btn")
+        expect(a.locator("#status")).to_contain_text("The story is empty")
+        a.locator("#next-text").press_sequentially("Batman")
+        expect(a.locator("#status")).to_have_text("")
+
+        # Settings changed in two tabs: the late one is told in a fan's words, with the story's real count.
+        a.click(".settings summary")
+        a.select_option("#set-sentences", "1")
+        expect(a.locator("#settings-state")).to_contain_text("Saved: Continue adds 1 sentence ")
+        b.click(".settings summary")
+        b.select_option("#set-sentences", "4")
+        state = b.locator("#settings-state")
+        expect(state).to_contain_text("Not saved: this story was changed in another tab or window. "
+                                      "It now uses 1 sentence (")
+        expect(state).not_to_contain_text(re.compile("version|stale", re.I))
+        expect(b.locator("#set-sentences")).to_have_value("1")
+        b.select_option("#set-sentences", "4")  # again: now it saves
+        expect(state).to_contain_text("Saved: Continue adds 4 sentences")
+        watch_a.check()
+        watch_b.check(expected=["status of 409"])
+        context.close()
+
+
+def test_phone_the_line_being_written_shows_above_the_writing_bar_and_everything_is_in_reach(browser, tmp_path):
+    engine = HeldAfterTotal(40)  # a draft of four sentences or so, longer than the toolbar below it
+    app = create_app(WebConfig(db_path=tmp_path / "phone.sqlite3", writer=fake_writer(engine)))
+    with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
+        story = api.post("/api/stories", json={"title": "The Penguin's Nest", "settings": {"sentences": 5}}).json()
+        for n in range(6):  # a story longer than the screen
+            story = api.post(f"/api/stories/{story['id']}/turns", json={
+                "text": f"Part {n}. The Penguin waddles past the Gotham Museum, umbrella high, plotting a crime "
+                        "most foul while Chief O'Hara scratches his head.", "version": story["version"]}).json()
+        phone = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+        page = phone.new_page()
+        page.set_default_timeout(STEP_MS)
+        watch = PageWatch(page, srv.url)
+        page.goto(f"{srv.url}/#story={story['id']}")
+        expect(page.locator("#model-status")).to_contain_text("Model ready")
+        expect(page.locator("#story .passage")).to_have_count(6)
+
+        # The case file is a tap from the top of the page.
+        jump = page.locator("#jump-case")
+        expect(jump).to_be_visible()
+        assert jump.bounding_box()["y"] + jump.bounding_box()["height"] <= PHONE["height"]
+        expect(page.locator("#case-drawer")).not_to_have_attribute("open", "")
+        jump.click()
+        expect(page.locator("#case-drawer")).to_have_attribute("open", "")
+        expect(page.locator("#case-heading")).to_be_in_viewport()
+
+        # Every beat button is on screen, none cut at the edge (the row wraps).
+        page.locator("#next-text").scroll_into_view_if_needed()
+        for beat in page.locator(".beat-btn").all():
+            box = beat.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], beat.inner_text()
+            assert box["height"] >= 24 and box["width"] >= 24
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+        # The draft being written sits above the sticky writing bar, not under it.
+        page.evaluate("window.scrollBy(0, -400)")  # reading the story: the bar stuck over its end
+        page.locator(".beat-btn[data-beat=batphone]").click()
+        draft = page.locator("#story .passage.draft")
+        expect(draft).to_have_text(re.compile(r"(?:[^.]+\.){3}"))  # three sentences in
+        wait_until(lambda: engine.holding == 1, "the draft to be held")
+        expect(draft).to_have_text(re.compile(r"(?:[^.]+\.){4}"))  # all of it shown
+        bar = page.locator("#write-form").bounding_box()
+        box = draft.bounding_box()
+        assert box["y"] + box["height"] <= bar["y"], (box, bar)
+        assert box["y"] + box["height"] > 0  # and on screen
+        engine.release.set()
+        expect(model_passages(page)).to_have_count(1)
+        watch.check()
+        phone.close()

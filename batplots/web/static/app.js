@@ -33,7 +33,8 @@ const el = {
 // server's --public-url for share links (else this page's own address).
 // down: the server stopped answering (the page carries on by itself when /healthz answers again).
 const state = { story: null, busy: false, ready: false, abort: null, stopped: null, publicUrl: null,
-                settingsSave: null, settingsPending: false, toStop: false, down: false, healthTimer: null };
+                settingsSave: null, settingsPending: false, casePending: null, toStop: false, down: false,
+                healthTimer: null };
 
 // --- status line ----------------------------------------------------------------------
 function say(message, kind = "info") {
@@ -268,14 +269,39 @@ function updateButtons() {
 
 function checkTyped(typed) {
   if (typed.length > MAX_TURN_CHARS) {
-    throw new Error(`Your passage has ${typed.length} characters; at most ${MAX_TURN_CHARS} fit in one turn.`);
+    throw new Error(`Your text has ${typed.length} characters; one passage holds at most ${MAX_TURN_CHARS}. ` +
+      "Alternatives needs text that fits in one passage: Continue adds it a passage at a time.");
   }
 }
 
+// Text over one passage's limit: the part Continue adds now (up to the last sentence end,
+// else paragraph or space, that fits) and the rest, which stays in the box.
+function splitTyped(typed) {
+  const head = typed.slice(0, MAX_TURN_CHARS + 1);
+  let cut = -1;
+  for (const m of head.matchAll(/[.!?]['"”’)]*(?=\s)|\n\s*\n/g)) {
+    if (m.index + m[0].length <= MAX_TURN_CHARS) cut = m.index + m[0].length;
+  }
+  if (cut <= 0 || !typed.slice(0, cut).trim()) cut = head.lastIndexOf(" ", MAX_TURN_CHARS);
+  if (cut <= 0 || !typed.slice(0, cut).trim()) cut = MAX_TURN_CHARS;
+  const code = typed.charCodeAt(cut - 1);
+  if (code >= 0xd800 && code <= 0xdbff) cut -= 1;  // never half a character
+  return [typed.slice(0, cut), typed.slice(cut).replace(/^\s+/, "")];
+}
+
+const OVER_LIMIT_NOTE = "Continue adds the first part (to the end of a sentence) as your passage and keeps the rest " +
+  "in the box; the model writes once the box holds one passage or less.";
+let wasOver = false;
+
 function updateCount() {
   const n = el.text.value.length;
+  const over = n > MAX_TURN_CHARS;
   el.charCount.textContent = `${n} / ${MAX_TURN_CHARS}`;
-  el.charCount.classList.toggle("over", n > MAX_TURN_CHARS);
+  el.charCount.classList.toggle("over", over);
+  // The limit speaks when it is hit (a paste, say): nothing is cut from the box.
+  if (over && !wasOver) say(`Your text has ${n} characters; one passage holds at most ${MAX_TURN_CHARS}. ${OVER_LIMIT_NOTE}`, "error");
+  else if (!over && wasOver && !state.busy) say("");  // what was said about the long text is past
+  wasOver = over;
 }
 
 // Streams a model passage into a draft at the end of the story; resolves with the saved story.
@@ -334,7 +360,12 @@ async function withBusy(fn) {
   } finally {
     state.busy = false;
     updateButtons();
-    if (state.settingsPending) saveSettings();
+    const settingsSaved = state.settingsPending ? saveSettings() : null;
+    if (state.casePending) {  // a case file saved while the model wrote: now, after any settings
+      const save = state.casePending;
+      state.casePending = null;
+      Promise.resolve(settingsSaved).then(save);
+    }
   }
 }
 
@@ -343,7 +374,17 @@ async function continueStory(beat) {
   hideAlternatives();
   await withBusy(async () => {
     const typed = el.text.value;
-    checkTyped(typed);
+    if (typed.length > MAX_TURN_CHARS) {
+      const [part, rest] = splitTyped(typed);
+      render(await api("POST", `/api/stories/${encodeURIComponent(state.story.id)}/turns`,
+                       { text: part, version: state.story.version }));
+      if (el.text.value === typed) { el.text.value = rest; wasOver = rest.length > MAX_TURN_CHARS; updateCount(); }
+      say(`Added the first ${part.length} characters as your passage (one passage holds at most ${MAX_TURN_CHARS}); ` +
+          `the other ${rest.length} are still in the box. ` + (rest.length > MAX_TURN_CHARS
+            ? "Continue adds the next part." : "Continue adds them and the model writes on."));
+      refreshList().catch(handleError);
+      return;
+    }
     state.stopped = "Stopped. The model added nothing.";
     if (typed.trim()) {
       render(await api("POST", `/api/stories/${encodeURIComponent(state.story.id)}/turns`,
@@ -389,7 +430,12 @@ for (const b of el.beats) b.addEventListener("click", () => continueStory(b.data
 el.text.addEventListener("keydown", (ev) => {
   if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); continueStory(); }
 });
-el.text.addEventListener("input", () => { updateCount(); updateButtons(); });
+el.text.addEventListener("input", () => {
+  // An error about what was done before goes once the writer acts again (the limit's own note stays).
+  if (el.status.dataset.kind === "error" && !wasOver && !state.down) say("");
+  updateCount();
+  updateButtons();
+});
 el.stop.addEventListener("click", () => { if (state.abort) state.abort.abort(); });
 el.retry.addEventListener("click", retry);
 el.undo.addEventListener("click", () => simple("undo", "Removed the last passage (Redo brings it back).", el.undo));
@@ -457,7 +503,15 @@ async function saveSettings() {
       el.settingsState.textContent = `Saved: Continue adds ${usesText(state.story.settings)}.`;
       el.settingsState.dataset.kind = "info";
     } catch (err) {
-      if (err instanceof ApiError && err.status === 401) { await handleError(err); return; }
+      if (err instanceof ApiError && err.status === 401 || err instanceof ConnectionLost) { await handleError(err); return; }
+      if (err instanceof ApiError && err.status === 409) {
+        // Another tab changed the story: show its settings as they are now, in plain words.
+        try { render(await api("GET", `/api/stories/${encodeURIComponent(state.story.id)}`)); } catch (e) { /* as known */ }
+        el.settingsState.textContent = "Not saved: this story was changed in another tab or window. " +
+          `It now uses ${usesText(state.story.settings)}; change a setting again to save yours.`;
+        el.settingsState.dataset.kind = "error";
+        return;
+      }
       const field = SETTING_NAMES[(err.body || {}).field];
       el.settingsState.textContent = `Not saved: ${field ? field + ": " : ""}${err.message}. ` +
         `This story still uses ${usesText(state.story.settings)}.`;

@@ -123,16 +123,26 @@ async function putCase(body, done) {
 }
 
 caseEl.edit.addEventListener("click", openCaseForm);
+// The phone's jump to the case file (below the story there) opens it on the way.
+document.getElementById("jump-case").addEventListener("click", () => { caseEl.drawer.open = true; });
 caseEl.cancel.addEventListener("click", () => { caseSay(""); closeCaseForm(); });
 caseEl.form.addEventListener("keydown", (ev) => {
   if (ev.key === "Escape") { ev.preventDefault(); caseSay(""); closeCaseForm(); }
 });
-caseEl.form.addEventListener("submit", async (ev) => {
-  ev.preventDefault();
+// Saves the editor's case file; while the model writes, says so and saves when it is done
+// (withBusy runs state.casePending), with what the editor holds then.
+async function saveCaseForm() {
   let body;
   try { body = caseBody(); } catch (err) { caseSay(`Not saved: ${err.message}`, "error"); return; }
+  if (state.busy) {
+    state.casePending = saveCaseForm;
+    caseSay("The model is writing: your case file will be saved as soon as it finishes.");
+    return;
+  }
   if (await putCase(body, "Case file saved. The fields you changed stay as you wrote them.")) closeCaseForm();
-});
+}
+
+caseEl.form.addEventListener("submit", (ev) => { ev.preventDefault(); saveCaseForm(); });
 caseEl.refill.addEventListener("click", async () => {
   const auto = (state.story.case_file || {}).edited || [];
   if (await putCase({ version: state.story.version, auto }, "Filled in from the story again.")) caseEl.edit.focus();

@@ -133,7 +133,15 @@ function startFollowing(node) {
 function stopFollowing() { follow.target = null; }
 
 function keepInView() {
-  if (follow.on && follow.target && follow.target.isConnected) follow.target.scrollIntoView({ block: "nearest" });
+  const node = follow.target;
+  if (!follow.on || !node || !node.isConnected) return;
+  node.scrollIntoView({ block: "nearest" });
+  // On a phone the writing box sticks to the bottom of the screen: the line being written
+  // goes above it, not under it.
+  if (getComputedStyle(el.writeForm).position === "sticky") {
+    const covered = node.getBoundingClientRect().bottom - el.writeForm.getBoundingClientRect().top;
+    if (covered > 0) window.scrollBy(0, covered + 8);
+  }
 }
 
 window.addEventListener("scroll", () => {
