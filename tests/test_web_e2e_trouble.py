@@ -294,3 +294,123 @@ def test_phone_the_line_being_written_shows_above_the_writing_bar_and_everything
         expect(model_passages(page)).to_have_count(1)
         watch.check()
         phone.close()
+
+
+def test_the_story_list_keeps_only_stories_begun_and_a_new_story_keeps_the_last_settings(browser, tmp_path):
+    app = create_app(WebConfig(db_path=tmp_path / "list.sqlite3", writer=fake_writer(FakeEngine())))
+    with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(STEP_MS)
+        watch = PageWatch(page, srv.url)
+        page.goto(srv.url)
+        expect(page.locator("#stories-drawer summary")).to_have_text("Your stories")  # not "Case files"
+        expect(page.locator("#story-title")).to_have_text("Untitled episode")  # made for the first visit
+        expect(page.locator("#story-list li")).to_have_count(1)
+
+        # Settings saved in one story are where the next one starts.
+        page.click(".settings summary")
+        page.select_option("#set-sentences", "1")
+        expect(page.locator("#settings-state")).to_contain_text("Saved: Continue adds 1 sentence ")
+        page.fill("#set-temperature", "0.5")
+        page.locator("#set-temperature").dispatch_event("change")
+        expect(page.locator("#settings-state")).to_contain_text("wildness 0.5")
+
+        # A story of one's own: the untouched first-visit story goes.
+        page.fill("#new-title", "Egghead's Return")
+        page.click("#new-story-form button[type=submit]")
+        expect(page.locator("#story-title")).to_have_text("Egghead's Return")
+        expect(page.locator("#story-list li button")).to_have_count(1)
+        expect(page.locator("#story-list li button").first).to_contain_text("Egghead's Return")
+        stories = api.get("/api/stories").json()
+        assert [s["title"] for s in stories] == ["Egghead's Return"]
+        settings = api.get(f"/api/stories/{stories[0]['id']}").json()["settings"]
+        assert settings["sentences"] == 1 and settings["temperature"] == 0.5
+        expect(page.locator("#uses-settings")).to_contain_text("Continue adds 1 sentence (wildness 0.5")
+
+        # A story begun is kept: write in it, start another, both are listed.
+        page.fill("#next-text", "Egghead cracks a joke.")
+        page.click("#continue-btn")
+        expect(model_passages(page)).to_have_count(1)
+        page.fill("#new-title", "The Bookworm Turns")
+        page.click("#new-story-form button[type=submit]")
+        expect(page.locator("#story-list li")).to_have_count(2)
+        watch.check()
+        page.close()
+
+
+class HeldOnCall(FakeEngine):
+    """Holds the `call`-th generation (1-based) after `after` pieces until release or cancel."""
+
+    def __init__(self, call: int, after: int, **kwargs):
+        super().__init__(**kwargs)
+        self.call, self.after, self.calls = call, after, 0
+        self.release = HeldEngine().release  # a fresh threading.Event
+        self.holding = 0
+
+    def pieces(self, prompt, settings, seed, cancel, guidance=None):
+        self.calls += 1
+        held = self.calls == self.call
+        for n, piece in enumerate(super().pieces(prompt, settings, seed, cancel, guidance)):
+            if held and n >= self.after and not self.release.is_set():
+                self.holding += 1
+                while not self.release.wait(0.01) and not (cancel is not None and cancel.is_set()):
+                    pass
+                self.holding -= 1
+            yield piece
+
+
+def test_a_rewritten_sentence_stays_struck_through_until_its_replacement_is_written(browser, tmp_path):
+    checked = []
+
+    def copy_check(sentence):  # the second sentence's first attempt fails the check
+        checked.append(sentence)
+        return {"score": 9, "words": 9, "episode": "A Riddle a Day", "passage": sentence} if len(checked) == 2 else None
+
+    engine = HeldOnCall(call=3, after=2)  # sentence 1, sentence 2 (refused), then its second attempt is held
+    app = create_app(WebConfig(db_path=tmp_path / "rewind.sqlite3", writer=fake_writer(engine, copy_check=copy_check)))
+    with LiveServer(app) as srv:
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(STEP_MS)
+        watch = PageWatch(page, srv.url)
+        page.goto(srv.url)
+        expect(page.locator("#model-status")).to_contain_text("Model ready")
+        page.fill("#next-text", "The Riddler leaves a riddle at police headquarters.")
+        page.click("#continue-btn")
+        wait_until(lambda: engine.holding == 1, "the second attempt to be under way")
+        struck = page.locator("#story .passage.draft del.rewritten")
+        expect(struck).to_have_text(checked[1].strip())  # what the reader read is still there, marked
+        expect(page.locator("#status")).to_contain_text("rewriting a sentence that did not pass its checks")
+        draft = page.locator("#story .passage.draft").inner_text()
+        assert draft.startswith(checked[0].strip())  # the sentence that passed is untouched
+        engine.release.set()
+        expect(model_passages(page)).to_have_count(1)
+        expect(page.locator("#story del")).to_have_count(0)
+        expect(page.locator("#status")).to_contain_text("Your turn")
+        assert checked[1].strip() not in model_passages(page).first.inner_text()
+        watch.check()
+        page.close()
+
+
+def test_a_passage_s_details_say_which_sentences_were_rewritten_and_why(browser, tmp_path):
+    checked = []
+
+    def copy_check(sentence):  # the first sentence's first attempt repeats the corpus
+        checked.append(sentence)
+        return {"score": 9, "words": 9, "episode": "A Riddle a Day", "passage": sentence} if len(checked) == 1 else None
+
+    app = create_app(WebConfig(db_path=tmp_path / "why.sqlite3", writer=fake_writer(FakeEngine(), copy_check=copy_check)))
+    with LiveServer(app) as srv:
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(STEP_MS)
+        watch = PageWatch(page, srv.url)
+        page.goto(srv.url)
+        expect(page.locator("#model-status")).to_contain_text("Model ready")
+        page.fill("#next-text", "The Riddler leaves a riddle at police headquarters.")
+        page.click("#continue-btn")
+        expect(model_passages(page)).to_have_count(1)
+        page.locator("#story .prov-btn").click()
+        expect(page.locator("#story .prov-pop .prov-redone")).to_have_text(
+            "While writing, the model rewrote 1 sentence before you saw the final text: "
+            "one repeated a training episode word for word.")
+        watch.check()
+        page.close()

@@ -6,6 +6,8 @@ const MAX_TURN_CHARS = 2000;
 const HEALTH_POLL_MS = 1500;
 const HEALTH_WATCH_MS = 5000;  // once the model is ready: a stopped server is noticed within this
 const MARKS_KEY = "batplots:marks";
+const SETTINGS_KEY = "batplots:settings";  // the settings last saved: a new story starts with them
+const AUTO_KEY = "batplots:auto";  // the empty story the page made itself (first visit): not kept once left
 // The settings' plain names (the API's errors name the technical ones).
 const SETTING_NAMES = { sentences: "Sentences", temperature: "Wildness", top_p: "Word choice", copy_limit: "Copy guard" };
 
@@ -147,7 +149,7 @@ async function pollHealth() {
 }
 
 // --- story list -----------------------------------------------------------------------
-// The first page of the story list; "More case files" appends the next ones.
+// The first page of the story list; "More stories" appends the next ones.
 async function refreshList() {
   const { data: stories, next } = await apiPage("/api/stories");
   el.list.replaceChildren();
@@ -194,7 +196,29 @@ async function showAccount() {
   if (state.story) showShareLink(state.story);
 }
 
+// The empty story the page made on a first visit (or after deleting the last one) goes
+// when the writer leaves it untouched for another: the list keeps only stories begun.
+async function dropUntouched(leaving) {
+  let auto = null;
+  try { auto = localStorage.getItem(AUTO_KEY); } catch (e) { /* private mode */ }
+  const s = state.story;
+  if (!s || s.id !== auto || s.id === leaving) return;
+  try { localStorage.removeItem(AUTO_KEY); } catch (e) { /* private mode */ }
+  if (s.turns.length || s.redo_count || s.title !== "Untitled episode") return;
+  try {
+    await api("DELETE", `/api/stories/${encodeURIComponent(s.id)}?version=${s.version}`);
+  } catch (err) {
+    if (err instanceof ConnectionLost || (err instanceof ApiError && err.status === 401)) throw err;
+    /* changed meanwhile (another tab wrote in it): kept */
+  }
+}
+
+function lastSettings() {
+  try { return JSON.parse(localStorage.getItem(SETTINGS_KEY) || "null"); } catch (e) { return null; }
+}
+
 async function openStory(id, { keepStatus = false } = {}) {
+  await dropUntouched(id);
   const story = await api("GET", `/api/stories/${encodeURIComponent(id)}`);
   render(story);
   if (!keepStatus) say("");
@@ -204,8 +228,20 @@ async function openStory(id, { keepStatus = false } = {}) {
   if (window.matchMedia("(max-width: 760px)").matches) el.drawer.open = false;
 }
 
-async function newStory(title) {
-  const story = await api("POST", "/api/stories", title ? { title } : {});
+// A new story starts with the settings last saved (else the server's defaults); auto: made
+// by the page itself, not the writer (dropped if left untouched).
+async function newStory(title, { auto = false } = {}) {
+  await dropUntouched(null);
+  const body = title ? { title } : {};
+  const settings = lastSettings();
+  let story;
+  try {
+    story = await api("POST", "/api/stories", settings ? { ...body, settings } : body);
+  } catch (err) {
+    if (!(settings && err instanceof ApiError && err.status === 422)) throw err;
+    story = await api("POST", "/api/stories", body);  // settings this server no longer takes: its defaults
+  }
+  try { if (auto) localStorage.setItem(AUTO_KEY, story.id); } catch (e) { /* private mode */ }
   await openStory(story.id);
   say(`New story “${story.title}” started.`);
   el.text.focus();
@@ -320,17 +356,48 @@ async function generate(action, beat) {
   el.story.append(draft);
   startFollowing(draft);
   let text = "";
+  // A rewind takes back a sentence that failed the Writer's checks: what the reader saw stays,
+  // struck through and labelled, until its replacement is written (mark: {at, gone}).
+  let mark = null;
+  const writing = "The model is writing… (Escape stops)";
+  const show = () => {
+    if (!mark) { draftText.textContent = text.trimStart(); return; }
+    const del = document.createElement("del");
+    del.className = "rewritten";
+    del.textContent = mark.gone;
+    const why = document.createElement("span");
+    why.className = "visually-hidden";
+    why.textContent = " (being rewritten: it did not pass the model's checks) ";
+    draftText.replaceChildren(text.slice(0, mark.at).trimStart(), del, why, text.slice(mark.at));
+  };
+  const rewind = (kept) => {
+    const gone = text.startsWith(kept) ? text.slice(kept.length).trim() : "";
+    if (gone) {
+      mark = { at: kept.length, gone };
+      say("The model is rewriting a sentence that did not pass its checks (it stays struck through until " +
+          "the new one is written)… (Escape stops)", "busy");
+    } else if (mark && text.startsWith(kept) && kept.length >= mark.at) {
+      mark.at = kept.length;  // nothing new was taken back: the struck sentence still waits
+    } else {
+      mark = null;  // another take replaced the draft
+    }
+    text = kept;
+  };
+  const grow = (piece) => {
+    text += piece;
+    if (mark && /[.!?]/.test(text.slice(mark.at))) { mark = null; say(writing, "busy"); }  // replaced
+  };
   let saved = null;
   let failure = null;
   state.abort = new AbortController();
   updateButtons();
   if (state.toStop) { el.stop.focus(); state.toStop = false; }
-  say("The model is writing… (Escape stops)", "busy");
+  say(writing, "busy");
   try {
     const body = beat ? { version: s.version, beat } : { version: s.version };
     await streamEvents(`/api/stories/${encodeURIComponent(s.id)}/${action}`, body, (event, data) => {
-      if (event === "piece") { text += data.text; draftText.textContent = text.trimStart(); keepInView(); }
-      else if (event === "rewind") { text = data.text; draftText.textContent = text.trimStart(); keepInView(); }
+      if (event === "piece") { grow(data.text); show(); keepInView(); }
+      else if (event === "rewind") { rewind(data.text); show(); keepInView(); }
       else if (event === "done") saved = data.story;
       else if (event === "error") failure = new ApiError(data.status || 500, data.message, data);
     }, state.abort.signal);
@@ -479,7 +546,7 @@ el.deleteBtn.addEventListener("click", () => {
     state.story = null;
     const stories = await refreshList();
     if (stories.length) await openStory(stories[0].id);
-    else await newStory("");
+    else await newStory("", { auto: true });
     say(`Deleted “${gone}”.`);
   });
 });
@@ -501,6 +568,9 @@ async function saveSettings() {
       render(await api("PATCH", `/api/stories/${encodeURIComponent(state.story.id)}`,
                        { settings, version: state.story.version }));
       el.settingsState.textContent = `Saved: Continue adds ${usesText(state.story.settings)}.`;
+      const { sentences, temperature, top_p, copy_limit } = state.story.settings;
+      try { localStorage.setItem(SETTINGS_KEY, JSON.stringify({ sentences, temperature, top_p, copy_limit })); }
+      catch (e) { /* private mode */ }
       el.settingsState.dataset.kind = "info";
     } catch (err) {
       if (err instanceof ApiError && err.status === 401 || err instanceof ConnectionLost) { await handleError(err); return; }
@@ -577,7 +647,7 @@ async function start() {
     const wanted = [fromHash, last].find((id) => id && stories.some((s) => s.id === id));
     if (wanted) await openStory(wanted);
     else if (stories.length) await openStory(stories[0].id);
-    else await newStory("");
+    else await newStory("", { auto: true });
   } catch (err) {
     await handleError(err);
   }

@@ -13,6 +13,20 @@ function provenanceLine(p) {
   return `${head}Closest episode: ${p.episode} (${p.words} words in common: “${p.passage}”)`;
 }
 
+// What a rewritten sentence did wrong, in a fan's words (the Writer's check kinds).
+const REWRITE_REASONS = { copy: "repeated a training episode word for word", "near-miss": "misspelt a name",
+  long: "ran on far too long", "off-beat": "missed the beat asked for", junk: "was not a sentence of the show" };
+
+// "While writing, the model rewrote 2 sentences: one repeated ...; one misspelt a name." or null.
+function rewrittenLine(turn) {
+  const chosen = ((turn.meta && turn.meta.candidates) || []).find((c) => c.chosen) || {};
+  const redone = Array.isArray(chosen.resampled) ? chosen.resampled : [];
+  if (!redone.length) return null;
+  const reasons = redone.map((r) => `one ${REWRITE_REASONS[r.kind] || "broke one of the show's rules"}`);
+  return `While writing, the model rewrote ${redone.length} sentence${redone.length === 1 ? "" : "s"} ` +
+    `before you saw the final text: ${reasons.join("; ")}.`;
+}
+
 function turnProvenance(turn) {
   const prov = (turn.meta && turn.meta.provenance) || [];
   // An edited passage no longer has the sentences the provenance describes.
@@ -42,7 +56,8 @@ function provenanceSpans(turn) {
 function provenanceParts(turn) {
   const prov = turnProvenance(turn);
   const why = turn.edited ? null : (turn.meta && turn.meta.why) || null;
-  if (!prov && !why) return [];
+  const redone = turn.edited ? null : rewrittenLine(turn);
+  if (!prov && !why && !redone) return [];
   const copied = !!prov && prov.some((p) => p.flagged);
   const pop = document.createElement("div");
   pop.className = "prov-pop";
@@ -68,6 +83,12 @@ function provenanceParts(turn) {
     w.className = "prov-why";
     w.textContent = `Why this take: ${why}.`;
     pop.append(w);
+  }
+  if (redone) {
+    const r = document.createElement("p");
+    r.className = "prov-redone";
+    r.textContent = redone;
+    pop.append(r);
   }
   const b = document.createElement("button");
   b.type = "button";
