@@ -20,7 +20,11 @@ from pathlib import Path
 
 from batplots.story.rules import Damaged, Invalid, StoreError
 
-SQLITE_TIMEOUT_S = 30
+# A SQLite change waits for the one write lock this long (SQLite's busy handler retries
+# with back-off meanwhile), then the caller gets Unavailable (503 "busy, try again"),
+# never "database is locked". Every change holds the lock for milliseconds: the case
+# file and the outline are worked out outside it (batplots.store.stories).
+SQLITE_TIMEOUT_S = 5
 # PRAGMA quick_check lists at most this many problems (the first few are quoted).
 MAX_INTEGRITY_PROBLEMS = 10
 PG_SCHEMES = ("postgresql://", "postgres://")
@@ -89,17 +93,19 @@ class SqliteDB:
 
     @contextmanager
     def _session(self, begin: str):
-        conn = self.connect()
-        try:
-            conn.execute(begin)
+        with _busy_is_unavailable():
+            conn = self.connect()
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+                conn.execute(begin)
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
 
     def reading(self):
         """A read transaction: one consistent snapshot for several SELECTs."""
@@ -108,11 +114,12 @@ class SqliteDB:
     @contextmanager
     def single(self):
         """A connection for one statement on its own (autocommit: atomic by itself)."""
-        conn = self.connect()
-        try:
-            yield conn
-        finally:
-            conn.close()
+        with _busy_is_unavailable():
+            conn = self.connect()
+            try:
+                yield conn
+            finally:
+                conn.close()
 
     def transaction(self):
         """One write transaction, taken up front (IMMEDIATE) so version checks can't race."""
@@ -168,6 +175,25 @@ class SqliteDB:
 
     def close(self) -> None:
         """Nothing held: every call opens and closes its own connection."""
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether a sqlite3 error is "database is locked/busy" (the busy timeout ran out)."""
+    return isinstance(exc, sqlite3.OperationalError) and any(
+        word in str(exc).lower() for word in ("database is locked", "database is busy", "database table is locked"))
+
+
+@contextmanager
+def _busy_is_unavailable():
+    """SQLite's "database is locked", after its busy handler retried for SQLITE_TIMEOUT_S,
+    as Unavailable: the app answers 503 saying to try again, not 500."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if is_busy(exc):
+            raise Unavailable(f"the story database is busy: another change held it for over {SQLITE_TIMEOUT_S} s; "
+                              "nothing was changed, try again") from exc
+        raise
 
 
 class Row(dict):

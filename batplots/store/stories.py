@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from batplots.story import casefile
+from batplots.story import names as nameslib
 from batplots.store import db as storedb
 from batplots.store.db import MAX_INTEGRITY_PROBLEMS, Unavailable  # noqa: F401  (re-exported)
 from batplots.story.rules import (  # noqa: F401  (re-exported: the store's errors and rules)
@@ -46,6 +47,10 @@ MAX_PAGE = 200
 DEFAULT_TITLE = "Untitled episode"
 MAX_VERSION = 2 ** 63 - 1  # a story's version is a 64-bit integer on both engines
 AUTHORS = ("user", "model")
+# Distinct name words of the writer's own that the case file's rules consider in one
+# story (the show's cast and the lore's names do not count): a crafted story of
+# thousands of made-up names costs what an honest one does (case_text).
+MAX_CASE_NAMES = 64
 
 _TURN_COLUMNS = "id, story_id, position, author, text, created_at, settings, seed, meta"
 # Named, never *: a later migration's new column must not change what a statement
@@ -154,21 +159,28 @@ class Store:
             "share_id": first["share_id"],
             "created_at": first["created_at"],
             "updated_at": first["updated_at"],
-            "turns": (turns := [_public_turn(_turn_dict(r)) for r in rows if r["turn_id"] is not None]),
+            "turns": [_public_turn(_turn_dict(r)) for r in rows if r["turn_id"] is not None],
             "redo_count": first["redo_count"],
             "case_file": casefile.load(first["case_file"]),
-            "outline": casefile.outline(story_text(turns)),
         }
 
-    def _refilled(self, conn, story_id: str) -> dict:
-        """The result of a change to the turns: the story, its case file filled in again
-        from its text (the fields the writer did not edit) in the same transaction."""
-        story = self._saved(conn, story_id)
-        case = casefile.autofill(story["case_file"], story_text(story["turns"]), self.lore)
+    def _refilled(self, story: dict) -> dict:
+        """After a change to the turns has committed: the story with its case file filled in
+        again from its text (the fields the writer did not edit) and its outline. This runs
+        outside the write transaction (it costs time linear in the story's text, capped in
+        names: case_text), so no other writer waits on it; the case file is stored only if
+        the story is still at this version (a later change fills in its own). Derived data:
+        if storing it fails, or the server dies first, the next change fills it in."""
+        case = refill_case(story["case_file"], story_text(story["turns"]), self.lore)
         if case != story["case_file"]:
-            conn.execute("UPDATE stories SET case_file = ? WHERE id = ?", (json.dumps(case), story_id))
+            try:
+                with self.transaction() as conn:
+                    conn.execute("UPDATE stories SET case_file = ? WHERE id = ? AND version = ?",
+                                 (json.dumps(case), story["id"], story["version"]))
+            except Unavailable:
+                pass  # the change itself is saved; the case file follows with the next one
             story["case_file"] = case
-        return story
+        return _with_outline(story)
 
     def _saved(self, conn, story_id: str) -> dict:
         """The story as the transaction now has it (the result of a change)."""
@@ -182,7 +194,7 @@ class Store:
             story = self._load(conn, f"s.id = ? AND {owner_sql}", (story_id, *owner_params))
         if story is None:
             raise NotFound(f"no story with id {story_id!r}")
-        return story
+        return _with_outline(story)
 
     def get_by_share(self, share_id: str) -> dict:
         if not isinstance(share_id, str) or "\x00" in share_id:
@@ -191,7 +203,7 @@ class Store:
             story = self._load(conn, "s.share_id = ?", (share_id,))
         if story is None:
             raise NotFound("no shared story with that link")
-        return story
+        return _with_outline(story)
 
     def list(self) -> list[dict]:
         """Every story of the owner, newest change first, without its turns."""
@@ -239,7 +251,8 @@ class Store:
                          "VALUES (?, ?, 1, ?, ?, ?, ?, ?)",
                          (story_id, title, json.dumps(settings or {}), secrets.token_urlsafe(18), stamp, stamp,
                           self.owner))
-            return self._saved(conn, story_id)
+            story = self._saved(conn, story_id)
+        return _with_outline(story)
 
     def _claim(self, conn, story_id: str, version: int) -> None:
         """Start a change: bump the story's version if `version` is the current one, else
@@ -264,20 +277,20 @@ class Store:
                 conn.execute("UPDATE stories SET title = ? WHERE id = ?", (title, story_id))
             if settings is not None:
                 conn.execute("UPDATE stories SET settings = ? WHERE id = ?", (json.dumps(settings), story_id))
-            return self._saved(conn, story_id)
+            story = self._saved(conn, story_id)
+        return _with_outline(story)
 
     def set_case(self, story_id: str, version: int, changes: dict, auto=()) -> dict:
         """The writer's changes to the case file ({field: entries}, only the fields given):
         a changed field is theirs from now on (autofill leaves it alone); the fields in
-        auto go back to autofill."""
+        auto go back to autofill (filled in after COMMIT, as after any change: _refilled)."""
         with self.transaction() as conn:
             self._claim(conn, story_id, version)
             story = self._saved(conn, story_id)
             case = casefile.updated(story["case_file"], changes, auto)
-            case = casefile.autofill(case, story_text(story["turns"]), self.lore)
             conn.execute("UPDATE stories SET case_file = ? WHERE id = ?", (json.dumps(case), story_id))
             story["case_file"] = case
-            return story
+        return self._refilled(story)
 
     def delete(self, story_id: str, version: int) -> None:
         with self.transaction() as conn:
@@ -312,7 +325,8 @@ class Store:
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (story_id, position, author, text, now(),
                           json.dumps(settings) if settings is not None else None, seed, json.dumps(meta or {})))
-            return self._refilled(conn, story_id)
+            story = self._saved(conn, story_id)
+        return self._refilled(story)
 
     def check_can_add(self, story_id: str, version: int, retry: bool = False) -> dict:
         """Raise what add_turn would raise for (story, version) before a slow generation
@@ -340,7 +354,8 @@ class Store:
             if text != row["text"]:
                 meta["edited"] = True
             conn.execute("UPDATE turns SET text = ?, meta = ? WHERE id = ?", (text, json.dumps(meta), turn_id))
-            return self._refilled(conn, story_id)
+            story = self._saved(conn, story_id)
+        return self._refilled(story)
 
     def undo(self, story_id: str, version: int) -> dict:
         """Move the last passage onto the redo stack."""
@@ -353,7 +368,8 @@ class Store:
             conn.execute(f"INSERT INTO redo_turns ({_TURN_COLUMNS}) SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?",
                          (row["id"],))
             conn.execute("DELETE FROM turns WHERE id = ?", (row["id"],))
-            return self._refilled(conn, story_id)
+            story = self._saved(conn, story_id)
+        return self._refilled(story)
 
     def redo(self, story_id: str, version: int) -> dict:
         """Bring back the passage undone most recently."""
@@ -366,7 +382,62 @@ class Store:
             conn.execute(f"INSERT INTO turns ({_TURN_COLUMNS}) SELECT {_TURN_COLUMNS} FROM redo_turns WHERE id = ?",
                          (row["id"],))
             conn.execute("DELETE FROM redo_turns WHERE id = ?", (row["id"],))
-            return self._refilled(conn, story_id)
+            story = self._saved(conn, story_id)
+        return self._refilled(story)
+
+
+def _with_outline(story: dict) -> dict:
+    """The story with its outline (the beats it has had), worked out outside any transaction."""
+    story["outline"] = casefile.outline(story_text(story["turns"]))
+    return story
+
+
+def case_text(text: str, lore=None) -> str:
+    """The story's text as the case file's rules read it: past the first MAX_CASE_NAMES
+    distinct name words of the writer's own (in order of first mention), a new name word
+    reads as a plain word (its first letter lower case), so the rules' cost, which grows
+    with the number of distinct names times the text, stays linear in the text. The
+    show's heroes and the lore's cast, characters, places, gadgets and villains are
+    always kept (the lore's patterns find them in one pass). Same length, same offsets."""
+    keep = _lore_name_words(lore)
+    seen: set[str] = set()
+    chars = None
+    for match in nameslib.WORD.finditer(text):
+        word = nameslib.POSSESSIVE.sub("", match.group(0))
+        if len(word) < 2 or word in nameslib.NOT_NAMES or word.isupper() or word in keep or word in seen:
+            continue
+        if len(seen) < MAX_CASE_NAMES:
+            seen.add(word)
+            continue
+        if chars is None:
+            chars = list(text)
+        chars[match.start()] = chars[match.start()].lower()
+    return text if chars is None else "".join(chars)
+
+
+def refill_case(case: dict, text: str, lore=None) -> dict:
+    """casefile.autofill over case_text: the one way the store (and a generation's
+    guidance) fills a case file in from a story's text."""
+    return casefile.autofill(case, case_text(text, lore), lore)
+
+
+_LORE_WORDS: dict[int, tuple[object, frozenset[str]]] = {}  # id(lore) -> (lore, its name words)
+
+
+def _lore_name_words(lore) -> frozenset[str]:
+    if lore is None:
+        return frozenset(casefile.HEROES)
+    cached = _LORE_WORDS.get(id(lore))
+    if cached is not None and cached[0] is lore:
+        return cached[1]
+    named = set(lore.characters) | set(lore.places) | set(lore.gadgets) | set(lore.villains)
+    for entry in lore.villains.values():
+        named |= set(entry.get("aliases") or ()) if isinstance(entry, dict) else set()
+    words = frozenset(casefile.HEROES | set(lore.cast) | {w for name in named for w in nameslib.names(str(name))})
+    if len(_LORE_WORDS) > 8:  # a server has one lore; tests make a few
+        _LORE_WORDS.clear()
+    _LORE_WORDS[id(lore)] = (lore, words)
+    return words
 
 
 def _turn_dict(row) -> dict:
