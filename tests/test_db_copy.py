@@ -165,7 +165,7 @@ def test_db_migrate_applies_once_then_says_up_to_date(pg_url):
     first = run("db", "migrate", "--db", pg_url)
     assert first.exit_code == 0 and "applied 0001_stories_and_turns, 0002_redo_stack, 0003_accounts, 0004_case_file" in first.output
     second = run("db", "migrate", "--db", pg_url)
-    assert second.exit_code == 0 and "up to date (4 migrations" in second.output
+    assert second.exit_code == 0 and "up to date (5 migrations" in second.output
 
 
 def test_users_live_in_the_postgresql_store_too(pg_url):

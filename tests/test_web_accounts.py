@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from batplots.store import accounts
+from batplots.store.stories import Store
 from batplots.store import stories as storelib
 from batplots.web import login as loginlib
 from batplots.web.security import SESSION_COOKIE, SecurityConfig
@@ -102,19 +103,19 @@ def test_wrong_passwords_and_the_login_rate_limit(net):
     assert_error(net.client.post("/login", json={"name": "bob"}), 415, "as a form")
 
 
-def test_the_limiter_window_slides():
+def test_the_limiter_window_slides(tmp_path):
     now = [1000.0]
-    limiter = loginlib.LoginLimiter(clock=lambda: now[0])
-    keys = ["ip:1.2.3.4", "name:alice"]
+    limiter = loginlib.LoginLimiter(Store(tmp_path / "limit.sqlite3"), clock=lambda: now[0])
     for _ in range(loginlib.MAX_LOGIN_FAILURES):
-        assert limiter.wait_seconds(keys) == 0
-        limiter.failed(keys)
-    assert limiter.wait_seconds(keys) == pytest.approx(loginlib.LOGIN_WINDOW_SECONDS)
+        assert limiter.begin("1.2.3.4", "alice")[1] == 0
+    attempt, wait = limiter.begin("1.2.3.4", "alice")
+    assert attempt is None and wait == pytest.approx(loginlib.LOGIN_WINDOW_SECONDS)
     now[0] += loginlib.LOGIN_WINDOW_SECONDS + 0.1
-    assert limiter.wait_seconds(keys) == 0
-    limiter.failed(keys)
-    limiter.succeeded(keys)
-    assert limiter.wait_seconds(keys) == 0
+    attempt, wait = limiter.begin("1.2.3.4", "alice")
+    assert wait == 0
+    limiter.succeeded(attempt)  # a correct password takes its attempt back
+    for _ in range(loginlib.MAX_LOGIN_FAILURES - 1):
+        assert limiter.begin("1.2.3.4", "alice")[1] == 0
 
 
 def test_login_redirects_stay_on_this_server_and_cross_site_logins_are_refused(net):

@@ -158,6 +158,83 @@ def verify(store: Store, name: str, password: str) -> dict | None:
     return {"id": row["id"], "name": row["name"]}
 
 
+# The login limit (batplots.web.login applies it): failed logins per client address and
+# per account within a sliding window.
+MAX_LOGIN_FAILURES = 5  # failed logins per address, and per account, ...
+LOGIN_WINDOW_SECONDS = 60.0  # ...within this many seconds
+MAX_LIMITER_KEY_CHARS = 2 * MAX_NAME_CHARS + 8  # a longer name is no user's; its key is cut
+
+
+def address_key(host: str | None) -> str:
+    """The limiter's key of a client address: an IPv6 address counts as its /64 (one
+    subscriber's whole network), anything else as itself."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address((host or "?").strip("[]"))
+    except ValueError:
+        return f"ip:{(host or '?')[:MAX_LIMITER_KEY_CHARS]}"
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return f"ip:{ip.ipv4_mapped}"
+        return f"ip:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
+    return f"ip:{ip}"
+
+
+class LoginLimiter:
+    """Failed logins per address and per account in a sliding window, kept in the
+    database (table login_attempts), so every app instance on one PostgreSQL database
+    shares the counts. An attempt is counted BEFORE its password is checked, in one
+    transaction serialised with every other attempt (on every instance): of 40 guesses
+    sent at once from one address, MAX_LOGIN_FAILURES are checked and the rest refused.
+    A correct password takes its attempt back (`succeeded`).
+
+    Refused (wait_seconds > 0): an address with MAX_LOGIN_FAILURES attempts in the
+    window; or an account with MAX_LOGIN_FAILURES failed attempts when this address has
+    failed in the window too. An address with no failures may always try once, so
+    strangers guessing at a name cannot lock its owner out: they get one guess per
+    address per window at it, and each address MAX_LOGIN_FAILURES guesses in all."""
+
+    def __init__(self, store: Store, clock=None):
+        import time
+
+        self.store = store
+        self._clock = clock or time.time  # wall time: instances on several machines share it
+
+    def begin(self, address: str, name: str) -> tuple[str | None, float]:
+        """(attempt id, 0) when this login may be checked now (the attempt is counted as
+        failed until `succeeded`), else (None, seconds to wait)."""
+        ip_key = address_key(address)
+        name_key = f"name:{name.lower()[:MAX_LIMITER_KEY_CHARS]}"
+        attempt = secrets.token_hex(8)
+        with self.store.transaction() as conn:
+            self.store.serialise(conn, "login-attempts")  # SQLite: BEGIN IMMEDIATE already is
+            now_s = self._clock()  # read once it is this attempt's turn
+            cutoff = now_s - LOGIN_WINDOW_SECONDS
+            conn.execute("DELETE FROM login_attempts WHERE at <= ?", (cutoff,))
+            by_ip = conn.execute("SELECT COUNT(*), MIN(at), MAX(at) FROM login_attempts WHERE key = ?",
+                                 (ip_key,)).fetchone()
+            by_name = conn.execute("SELECT COUNT(*), MIN(at) FROM login_attempts WHERE key = ?",
+                                   (name_key,)).fetchone()
+            wait = 0.0
+            if by_ip[0] >= MAX_LOGIN_FAILURES:
+                wait = by_ip[1] + LOGIN_WINDOW_SECONDS - now_s
+            elif by_name[0] >= MAX_LOGIN_FAILURES and by_ip[0] > 0:
+                # until this address is clean again, or the account's oldest failure ages out
+                wait = min(by_ip[2], by_name[1]) + LOGIN_WINDOW_SECONDS - now_s
+            if wait > 0:
+                return None, max(wait, 0.001)
+            for key in (ip_key, name_key):
+                conn.execute("INSERT INTO login_attempts (attempt, key, at) VALUES (?, ?, ?)", (attempt, key, now_s))
+        return attempt, 0.0
+
+    def succeeded(self, attempt: str) -> None:
+        """The attempt logged in: it no longer counts (the address's and the account's
+        earlier failures still do, so one's own account cannot reset them)."""
+        with self.store.transaction() as conn:
+            conn.execute("DELETE FROM login_attempts WHERE attempt = ?", (attempt,))
+
+
 def start_session(store: Store, user_id: int) -> str:
     """A new session token for the user (the cookie's value)."""
     token = secrets.token_urlsafe(SESSION_TOKEN_BYTES)

@@ -132,6 +132,31 @@ MIGRATIONS: list[tuple[str, dict[str, str]]] = [
     ("0004_case_file", {
         "sqlite": "ALTER TABLE stories ADD COLUMN case_file TEXT NOT NULL DEFAULT '{}';",
         "postgresql": "ALTER TABLE stories ADD COLUMN case_file TEXT NOT NULL DEFAULT '{}';"}),
+    # Login attempts in the limiter's window (batplots.store.accounts.LoginLimiter): one
+    # row per key ("ip:ADDRESS" or "name:NAME") of an attempt, counted before the password
+    # is checked, so every instance on the same database sees the same counts. Rows older
+    # than the window are deleted as new ones come; `db copy` leaves them behind.
+    ("0005_login_attempts", {
+        "sqlite": """
+        CREATE TABLE login_attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            attempt TEXT NOT NULL,
+            key TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE INDEX login_attempts_by_key ON login_attempts(key, at);
+        CREATE INDEX login_attempts_by_time ON login_attempts(at);
+        """,
+        "postgresql": """
+        CREATE TABLE login_attempts (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            attempt TEXT NOT NULL,
+            key TEXT NOT NULL,
+            at DOUBLE PRECISION NOT NULL
+        );
+        CREATE INDEX login_attempts_by_key ON login_attempts(key, at);
+        CREATE INDEX login_attempts_by_time ON login_attempts(at);
+        """}),
 ]
 
 # Every table and its columns, in order (db copy and its checksums walk these).

@@ -91,7 +91,7 @@ def create_app(config: WebConfig) -> FastAPI:
     state.store = storelib.Store(config.db_path)
     state.model = ModelSide(config.writer, config.load_writer)
     state.claims = StoryClaims()  # one generation per story at a time
-    state.login_limiter = login.LoginLimiter()
+    state.login_limiter = login.LoginLimiter(state.store)  # counts in the database: every instance shares them
 
     install_error_handlers(app)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -7,9 +7,9 @@ are limited per client address and per user name.
 
 from __future__ import annotations
 
+import asyncio
 import html
-import time
-from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -22,43 +22,34 @@ from batplots.web.security import SESSION_COOKIE, current_user
 
 router = APIRouter(tags=["accounts"])
 
-MAX_LOGIN_FAILURES = 5  # failed logins per client address, and per user name...
-LOGIN_WINDOW_SECONDS = 60.0  # ...within this many seconds; then 429 until the oldest ages out
-MAX_TRACKED_KEYS = 10_000  # addresses and names remembered at once (memory bound)
+# The limit itself is the store's (shared by every instance on one database):
+MAX_LOGIN_FAILURES = accounts.MAX_LOGIN_FAILURES  # failed logins per client address, and per account...
+LOGIN_WINDOW_SECONDS = accounts.LOGIN_WINDOW_SECONDS  # ...within this many seconds; then 429
 MAX_LOGIN_FIELDS = 8
+# Password checks run on a pool of their own (Argon2id: ~0.1 s and 64 MiB each), so a
+# flood of logins waits there and never holds the threads that serve pages and the API.
+HASH_THREADS = accounts.MAX_CONCURRENT_HASHES
+# Logins waiting for or in a password check at once; past this, 503 "try again".
+MAX_WAITING_LOGINS = 16
+LOGINS_BUSY_RETRY_S = 2
+LoginLimiter = accounts.LoginLimiter
+
+_pool: ThreadPoolExecutor | None = None
+_waiting = 0  # logins being limited or checked at once (touched only on the event loop)
 
 
-class LoginLimiter:
-    """Failed-login counts in a sliding window, per key ("ip:..." and "name:...")."""
+def _hash_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="batplots-login")
+    return _pool
 
-    def __init__(self, clock=time.monotonic):
-        self._clock = clock
-        self._failures: dict[str, deque] = {}
 
-    def wait_seconds(self, keys: list[str]) -> float:
-        """How long until these keys may try again (0: now)."""
-        now = self._clock()
-        wait = 0.0
-        for key in keys:
-            times = self._failures.get(key)
-            if times is None:
-                continue
-            while times and times[0] <= now - LOGIN_WINDOW_SECONDS:
-                times.popleft()
-            if len(times) >= MAX_LOGIN_FAILURES:
-                wait = max(wait, times[0] + LOGIN_WINDOW_SECONDS - now)
-        return wait
-
-    def failed(self, keys: list[str]) -> None:
-        if len(self._failures) >= MAX_TRACKED_KEYS:
-            self._failures.pop(next(iter(self._failures)))  # forget the longest-tracked key
-        now = self._clock()
-        for key in keys:
-            self._failures.setdefault(key, deque(maxlen=MAX_LOGIN_FAILURES)).append(now)
-
-    def succeeded(self, keys: list[str]) -> None:
-        for key in keys:
-            self._failures.pop(key, None)
+def _check_password(store, name: str, password: str):
+    """accounts.verify on the login pool (a future); None (a failed login) for an empty field."""
+    if not name or not password:
+        return None
+    return asyncio.wrap_future(_hash_pool().submit(accounts.verify, store, name, password))
 
 
 def safe_next(target: str | None) -> str:
@@ -101,6 +92,7 @@ def show_login(request: Request, next: str = "/"):
 
 @router.post("/login", summary="Log in with a form (name, password, next): sets the session cookie")
 async def log_in(request: Request):
+    global _waiting
     if not _accounts_on(request):
         return JSONResponse({"detail": "this server has no accounts (it listens on a loopback address): "
                                        "no login is needed"}, status_code=404)
@@ -114,20 +106,29 @@ async def log_in(request: Request):
     name = (fields.get("name") or [""])[0].strip()
     password = (fields.get("password") or [""])[0]
     next_path = safe_next((fields.get("next") or ["/"])[0])
-    limiter: LoginLimiter = request.app.state.login_limiter
-    keys = [f"ip:{request.client.host if request.client else '?'}", f"name:{name.lower()}"]
-    wait = limiter.wait_seconds(keys)
-    if wait > 0:
-        seconds = int(wait) + 1
-        return HTMLResponse(login_page(f"Too many failed logins. Try again in {seconds} seconds.", next_path, name),
-                            status_code=429, headers={"Retry-After": str(seconds), "Cache-Control": "no-store"})
-    store = request.app.state.store
-    user = await run_in_threadpool(accounts.verify, store, name, password) if name and password else None
+    if _waiting >= MAX_WAITING_LOGINS:
+        return HTMLResponse(login_page(f"Too many logins at once. Try again in {LOGINS_BUSY_RETRY_S} seconds.",
+                                       next_path, name), status_code=503,
+                            headers={"Retry-After": str(LOGINS_BUSY_RETRY_S), "Cache-Control": "no-store"})
+    _waiting += 1  # from here until the password is checked (the limiter's own step included)
+    try:
+        limiter: LoginLimiter = request.app.state.login_limiter
+        address = request.client.host if request.client else "?"
+        attempt, wait = await run_in_threadpool(limiter.begin, address, name)  # counted before the check
+        if attempt is None:
+            seconds = int(wait) + 1
+            return HTMLResponse(login_page(f"Too many failed logins. Try again in {seconds} seconds.", next_path,
+                                           name), status_code=429,
+                                headers={"Retry-After": str(seconds), "Cache-Control": "no-store"})
+        store = request.app.state.store
+        checking = _check_password(store, name, password)
+        user = await checking if checking is not None else None
+    finally:
+        _waiting -= 1
     if user is None:
-        limiter.failed(keys)
         return HTMLResponse(login_page("Wrong name or password.", next_path, name), status_code=401,
                             headers={"Cache-Control": "no-store"})
-    limiter.succeeded(keys)
+    await run_in_threadpool(limiter.succeeded, attempt)
     token = await run_in_threadpool(accounts.start_session, store, user["id"])
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(SESSION_COOKIE, token, max_age=accounts.SESSION_DAYS * 86400, path="/", httponly=True,
