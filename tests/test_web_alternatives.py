@@ -91,3 +91,49 @@ def test_a_full_story_has_no_room_for_a_passage_and_a_take(srv, monkeypatch):
                         json={"text": "Pow.", "author": "model", "user_text": "Zap.", "version": story["version"]}),
                  422, "more than 2")
     assert c.get(f"/api/stories/{story['id']}").json() == story
+
+
+class BadSeedEngine(FakeEngine):
+    """Never ends a sentence for the seeds in `bad`: a take started with one has no sentence."""
+
+    def __init__(self, bad=(), **kwargs):
+        super().__init__(**kwargs)
+        self.bad = set(bad)
+
+    def pieces(self, prompt, settings, seed, cancel, guidance=None):
+        if seed not in self.bad:
+            yield from super().pieces(prompt, settings, seed, cancel, guidance)
+            return
+        for piece in super().pieces(prompt, settings, seed, cancel, guidance):
+            yield piece.replace(".", "")
+
+
+def test_a_failed_take_is_written_again_so_alternatives_keep_their_count(make_server):
+    """Issue 24: 'three takes' were really two. A take with no complete sentence (or the same
+    text as another) is written again in a batch of the missing ones, streamed under its own index."""
+    from batplots.story.writer import take_seeds
+
+    seeds = take_seeds(11, 3)
+    srv = make_server(engine=BadSeedEngine(bad={seeds[1]}))
+    c = srv.client
+    story = new_story(c)
+    body = {"version": story["version"], "n": 3, "sentences": 1, "seed": 11}
+    with c.stream("POST", f"/api/stories/{story['id']}/alternatives", headers=SSE, json=body) as r:
+        events = sse_events(r)
+    assert events[-1][0] == "done", events[-1]
+    done = events[-1][1]
+    assert sorted(cand["take"] for cand in done["candidates"]) == [0, 1, 2]
+    assert len({cand["text"] for cand in done["candidates"]}) == 3
+    refilled = [cand for cand in done["candidates"] if cand["refilled"]]
+    assert [cand["take"] for cand in refilled] == [1] and not refilled[0]["chosen"]
+    assert refilled[0]["seed"] not in seeds and len(fake_sentences(refilled[0]["text"])) == 1
+    # Take 1 was streamed again from the start: its last streamed text is the kept one.
+    streamed = ""
+    for kind, data in events[:-1]:
+        if data["take"] == 1:
+            streamed = streamed + data["text"] if kind == "piece" else data["text"]
+    assert streamed.strip() == refilled[0]["text"]
+    # The plain JSON answer does the same; nothing is saved either way.
+    plain = c.post(f"/api/stories/{story['id']}/alternatives", json=body).json()
+    assert sorted(cand["take"] for cand in plain["candidates"]) == [0, 1, 2]
+    assert c.get(f"/api/stories/{story['id']}").json() == story

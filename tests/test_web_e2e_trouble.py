@@ -414,3 +414,33 @@ def test_a_passage_s_details_say_which_sentences_were_rewritten_and_why(browser,
             "one repeated a training episode word for word.")
         watch.check()
         page.close()
+
+
+def test_alternatives_offer_as_many_takes_as_asked_each_pickable(browser, tmp_path):
+    from batplots.model.engine.base import Settings
+    from batplots.story.writer import take_seeds
+    from tests.test_web_alternatives import BadSeedEngine
+
+    engine = BadSeedEngine(bad={take_seeds(11, 3)[1]})  # take 2 of the first batch never ends a sentence
+    app = create_app(WebConfig(db_path=tmp_path / "alts.sqlite3", writer=fake_writer(engine), settings=Settings(seed=11)))
+    with LiveServer(app) as srv:
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(STEP_MS)
+        watch = PageWatch(page, srv.url)
+        page.goto(srv.url)
+        expect(page.locator("#model-status")).to_contain_text("Model ready")
+        page.fill("#next-text", "Batman studies the Joker's calling card.")
+        page.click("#alternatives-btn")
+        cards = page.locator(".alt-card")
+        expect(cards).to_have_count(3)
+        expect(cards.get_by_role("button", name=re.compile("Use take"))).to_have_count(3)  # none left out
+        expect(page.locator(".alt-card.left-out")).to_have_count(0)
+        expect(page.locator(".alt-card .alt-note", has_text="Written again")).to_have_count(1)  # the failed one
+        texts = [cards.nth(i).locator(".alt-text").inner_text() for i in range(3)]
+        assert len(set(texts)) == 3 and all(t.strip() for t in texts)
+        again = page.locator(".alt-card", has=page.locator(".alt-note", has_text="Written again"))
+        written_again = again.locator(".alt-text").inner_text()
+        again.get_by_role("button").click()  # and it can be picked
+        expect(model_passages(page)).to_have_text([written_again])
+        watch.check()
+        page.close()

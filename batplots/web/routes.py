@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from typing import Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -351,61 +352,157 @@ async def alternatives(request: Request, story_id: str, body: AlternativesReques
         raise SettingsError("n", f"n must be from {MIN_ALTERNATIVES} to {MAX_ALTERNATIVES}, got {body.n}")
     writer, story, text, settings, claim = await _start(request, story_id, body, retry=False, typed=body.text)
     streaming = False
+    tagged = wants_sse(request)
+
+    def batch(takes: int, batch_settings: Settings) -> Job:
+        # One batch of takes, ranked (not runs one after another); the runners-up are alternatives too.
+        claim.generation = write_passage(request.app.state.model.bridge, owner_of(request), writer, text,
+                                         batch_settings, takes=takes, tagged=tagged,
+                                         case=case_for(request, story, text), beat=body.beat, whole=True)
+        return claim.generation
+
+    refills = Refills(body.n, settings, batch)
     try:
-        # One batch of n takes, ranked (not n runs one after another); the runners-up
-        # are alternatives too.
-        gen = claim.generation = write_passage(request.app.state.model.bridge, owner_of(request), writer, text,
-                                               settings, takes=body.n, tagged=wants_sse(request),
-                                               case=case_for(request, story, text), beat=body.beat, whole=True)
-        if wants_sse(request):
+        gen = batch(body.n, settings)
+        if tagged:
             streaming = True  # the stream releases the claim when it ends
-            return StreamingResponse(_alternatives_stream(request, gen, story["version"], claim),
+            return StreamingResponse(_alternatives_stream(request, gen, story["version"], claim, refills),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
         try:
             cont = await gen.result(request)
+            while (extra := refills.next(cont)) is not None:
+                refills.merge(await extra.result(request))
         except ClientGone:
             return Response(status_code=499)
+        except (EngineError, ModelUnavailable, Busy):
+            if refills.first is None:
+                raise
+            # a failed refill: the takes there are
     finally:
         if not streaming:
             claim.release()
-    return alternatives_body(request, cont, story["version"])
+    return alternatives_body(request, refills.first, story["version"], refills.extra)
 
 
-def alternatives_body(request: Request, cont: Continuation, version: int) -> dict:
-    """The distinct takes of a ranked batch, best first; raises when none has a sentence."""
-    candidates, seen = [], set()
-    for c in cont.candidates:
-        if not c["text"] or c["text"] in seen:
-            continue  # distinct texts only
-        seen.add(c["text"])
+# A take that failed (no complete sentence, far longer than the others, the same text as
+# another) is written again, in a batch of the missing ones, at most this many times.
+REFILL_ROUNDS = 2
+
+
+class Refills:
+    """The takes of an Alternatives request beyond its first batch: while fewer than n
+    distinct takes have a sentence, next() starts a batch of the missing ones (fresh
+    seeds), and merge() keeps its takes under the indices of those they replace."""
+
+    def __init__(self, n: int, settings: Settings, batch):
+        self.n, self.settings, self.batch = n, settings, batch
+        self.first: Continuation | None = None
+        self.extra: list[dict] = []  # refilled candidates, already given their take index
+        self.rounds = 0
+        self.missing: list[int] = []
+
+    def kept(self) -> list[dict]:
+        return distinct_candidates(self.first.candidates if self.first else []) + self.extra
+
+    def next(self, cont: Continuation | None = None) -> Job | None:
+        if cont is not None:
+            self.first = cont
+        kept = self.kept()
+        have = {c["take"] for c in kept}
+        self.missing = [i for i in range(self.n) if i not in have]
+        if not self.missing or self.rounds >= REFILL_ROUNDS:
+            return None
+        self.rounds += 1
+        seed = self.settings.seed
+        fresh = (random.randint(MIN_SEED, MAX_SEED) if seed is None
+                 else MIN_SEED + (seed * 1_000_003 + self.rounds) % (MAX_SEED - MIN_SEED))
+        return self.batch(len(self.missing), dataclasses.replace(self.settings, seed=fresh))
+
+    def take_of(self, index: int) -> int:
+        """The take a refill batch's take `index` stands in for."""
+        return self.missing[index] if index < len(self.missing) else self.n + index
+
+    def merge(self, cont: Continuation) -> None:
+        seen = {c["text"] for c in self.kept()}
+        for c in distinct_candidates(cont.candidates):
+            if c["text"] in seen or c["take"] >= len(self.missing):
+                continue
+            seen.add(c["text"])
+            self.extra.append({**c, "take": self.take_of(c["take"]), "chosen": False, "refilled": True,
+                               "settings_of": cont.settings})
+
+
+def distinct_candidates(candidates: list[dict]) -> list[dict]:
+    """The candidates with a sentence, each text once (best first, as ranked)."""
+    out, seen = [], set()
+    for c in candidates:
+        if c["text"] and c["text"] not in seen:
+            seen.add(c["text"])
+            out.append(c)
+    return out
+
+
+def alternatives_body(request: Request, cont: Continuation, version: int, extra: list[dict] = ()) -> dict:
+    """The distinct takes of a ranked batch, best first, then any written again in place of
+    failed ones (`refilled`: not ranked against the first batch); raises when none has a sentence."""
+    candidates = []
+    for c in distinct_candidates(cont.candidates) + list(extra):
+        own = c.get("settings_of", cont.settings)
         candidates.append({"take": c["take"], "text": c["text"], "sentences": c["sentences"], "seed": c["seed"],
-                           "settings": dataclasses.replace(cont.settings, seed=c["seed"]).to_dict(),
-                           "flags": c["flags"], "provenance": picked_provenance(request, c["text"], cont.settings),
-                           "score": c["score"], "chosen": c["chosen"]})
+                           "settings": dataclasses.replace(own, seed=c["seed"]).to_dict(),
+                           "flags": c["flags"], "provenance": picked_provenance(request, c["text"], own),
+                           "score": c["score"], "chosen": c["chosen"], "refilled": bool(c.get("refilled"))})
     if not candidates:
         raise ModelUnavailable("the model wrote no complete sentence in any candidate; try again")
     return {"version": version, "candidates": candidates, "why": cont.why}
 
 
-async def _alternatives_stream(request: Request, gen: Job, version: int, claim: Claim):
-    """piece/rewind {take, text} for every take as it is written, then done {version,
-    candidates, why} or error {message}. A client that goes away (Stop) cancels every take."""
+async def _alternatives_stream(request: Request, gen: Job, version: int, claim: Claim, refills: Refills):
+    """piece/rewind {take, text} for every take as it is written (a take written again in
+    place of a failed one streams under the failed one's index, starting with a rewind to
+    ""), then done {version, candidates, why} or error {message}. A client that goes away
+    (Stop) cancels every take."""
+    job = gen
     try:
-        async for kind, value in gen.events():
-            if kind in ("piece", "rewind"):
-                take, text = value
-                yield sse(kind, {"take": take, "text": text})
-            elif kind == "done":
-                try:
-                    yield sse("done", alternatives_body(request, value, version))
-                except ModelUnavailable as exc:
-                    yield sse("error", error_body(exc))
-            elif kind == "error":
-                yield sse("error", {"message": f"the model failed: {value}", "status": 500})
-            elif kind == "cancelled":
-                yield sse("error", {"message": "the generation was cancelled", "status": 499})
+        while True:
+            result = None
+            async for kind, value in job.events():
+                if kind in ("piece", "rewind"):
+                    take, text = value
+                    take = take if job is gen else refills.take_of(take)
+                    if take < refills.n:
+                        yield sse(kind, {"take": take, "text": text})
+                elif kind == "done":
+                    result = value
+                elif kind == "error":
+                    if job is gen:
+                        yield sse("error", {"message": f"the model failed: {value}", "status": 500})
+                        return
+                elif kind == "cancelled":
+                    yield sse("error", {"message": "the generation was cancelled", "status": 499})
+                    return
+            if job is gen:
+                if result is None:
+                    return
+                refills.first = result
+            elif result is not None:
+                refills.merge(result)
+            try:
+                extra = refills.next()
+            except (Busy, ModelUnavailable, EngineError):
+                extra = None  # no second batch now: the takes there are
+            if extra is None:
+                break
+            job = extra
+            for take in refills.missing:
+                yield sse("rewind", {"take": take, "text": ""})  # written again from the start
+        try:
+            yield sse("done", alternatives_body(request, refills.first, version, refills.extra))
+        except ModelUnavailable as exc:
+            yield sse("error", error_body(exc))
     finally:
-        gen.cancel.set()  # at once: the inner event generator is only closed when collected
+        job.cancel.set()  # at once: the inner event generator is only closed when collected
+        gen.cancel.set()
         claim.release()
 
 

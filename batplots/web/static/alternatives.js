@@ -83,6 +83,8 @@ function finishAlternatives(cards, result, typed) {
     }
     c.text.textContent = cand.text;
     if (cand.chosen) { c.note.textContent = "The model's pick"; c.card.classList.add("chosen"); }
+    else if (cand.refilled) c.note.textContent = "Written again: the first try ended without a complete sentence " +
+      "or repeated another take.";
     c.pick.hidden = false;
     c.pick.setAttribute("aria-label", `Use take ${i + 1}: ${cand.text.slice(0, 60)}`);
     c.pick.addEventListener("click", () => pickAlternative(cand, typed));
