@@ -13,6 +13,7 @@ callers commit what a Job returns.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import threading
 import time
@@ -25,6 +26,16 @@ from batplots.story.writer import Writer
 # "busy". 16 concurrent writers must all be answered (the llama engine batches 16 at
 # once; the others queue), with room for alternatives, retries and /v1 on top.
 MAX_PENDING_GENERATIONS = 32
+# One owner's share of those places: a user (or, without accounts, one client address)
+# with this many generations waiting gets 503 "let one finish" for the next, so the
+# other places stay free for everyone else. Half the places: one writer can still run
+# 16 tabs at once, and at least two owners always fit.
+MAX_PENDING_PER_OWNER = MAX_PENDING_GENERATIONS // 2
+# The client address of the request being served, set by batplots.web.security.Guard
+# (accounts.address_key: an IPv6 client counts as its /64). Jobs of the anonymous owner
+# (None: every request on a server without accounts) are counted per address instead.
+CLIENT_ADDRESS: contextvars.ContextVar[str | None] = contextvars.ContextVar("batplots_client_address",
+                                                                             default=None)
 # How often a non-streaming request looks whether its client is still there.
 DISCONNECT_POLL_SECONDS = 0.25
 
@@ -91,7 +102,7 @@ class Bridge:
     wait (else Busy), and counts them per owner. per_owner, when set, caps one owner's
     share, so that one user's open streams cannot take every place."""
 
-    def __init__(self, limit: int = MAX_PENDING_GENERATIONS, per_owner: int | None = None):
+    def __init__(self, limit: int = MAX_PENDING_GENERATIONS, per_owner: int | None = MAX_PENDING_PER_OWNER):
         self.limit, self.per_owner = limit, per_owner
         self._lock = threading.Lock()
         self._owners: dict[Hashable, int] = {}
@@ -103,7 +114,13 @@ class Bridge:
 
     def pending_of(self, owner: Hashable) -> int:
         with self._lock:
-            return self._owners.get(owner, 0)
+            return self._owners.get(self.key(owner), 0)
+
+    @staticmethod
+    def key(owner: Hashable) -> Hashable:
+        """Whose share a job counts against: the owner, or for the anonymous owner (None)
+        the client address of the request starting it (CLIENT_ADDRESS)."""
+        return owner if owner is not None else ("address", CLIENT_ADDRESS.get())
 
     def _admit(self, owner: Hashable) -> None:
         with self._lock:
@@ -114,7 +131,7 @@ class Bridge:
             mine = self._owners.get(owner, 0)
             if self.per_owner is not None and mine >= self.per_owner:
                 raise Busy(f"you have {mine} requests waiting for the model already (at most {self.per_owner} "
-                           "each); let one finish, then try again")
+                           "each, so that others get their turn); let one finish or stop it, then try again")
             self._owners[owner] = mine + 1
 
     def _release(self, owner: Hashable) -> None:
@@ -126,12 +143,14 @@ class Bridge:
                 self._owners.pop(owner, None)
 
     def start(self, owner: Hashable, work: Work, name: str = "batplots-job") -> "Job":
-        """Run work in a thread of its own once admitted (Busy when the model is full)."""
-        self._admit(owner)
+        """Run work in a thread of its own once admitted (Busy when the model is full,
+        or when this owner has its share waiting already)."""
+        key = self.key(owner)
+        self._admit(key)
         try:
-            return Job(self, owner, work, name)
+            return Job(self, key, work, name)
         except BaseException:
-            self._release(owner)
+            self._release(key)
             raise
 
 

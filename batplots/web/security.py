@@ -27,6 +27,7 @@ from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse, RedirectResponse
 
 from batplots.store import accounts
+from batplots.web.generation import CLIENT_ADDRESS
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -184,6 +185,8 @@ class Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        client = scope.get("client")
+        CLIENT_ADDRESS.set(accounts.address_key(client[0] if client else None))  # this request's task only
         refusal = await self._refusal(scope)
         if refusal is not None:
             return await refusal(scope, receive, send)
