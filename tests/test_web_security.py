@@ -76,8 +76,11 @@ def test_serving_config_refuses_a_network_address_without_users():
     with pytest.raises(SecurityError) as info:
         serving_config("0.0.0.0", (), None, False, 0, hint)
     assert hint in str(info.value) and "--no-auth" in str(info.value)
-    config, notes = serving_config("0.0.0.0", (), None, True, 0, hint)
+    with pytest.raises(SecurityError, match="--no-auth on 0.0.0.0 needs --allowed-host NAME"):
+        serving_config("0.0.0.0", (), None, True, 0, hint)  # any Host with no login: DNS rebinding
+    config, notes = serving_config("0.0.0.0", ("192.168.1.20",), None, True, 0, hint)
     assert not config.accounts and config.warning and any(n.startswith("WARNING: --no-auth") for n in notes)
+    assert "192.168.1.20" in config.allowed_hosts
     config, notes = serving_config("0.0.0.0", ("Plots.Example.com",), KEY, False, 2, hint)
     assert config.accounts and config.api_key == KEY and "plots.example.com" in config.allowed_hosts
     config, _ = serving_config("192.168.1.9", (), None, False, 1, hint)

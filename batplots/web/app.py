@@ -9,6 +9,9 @@ single model-side handle every router uses.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +34,7 @@ from batplots.web.modelside import ModelSide
 from batplots.web.generation import StoryClaims
 from batplots.web.openai_api import router as openai_router
 from batplots.web.routes import install_error_handlers, router
-from batplots.web.security import BodyCheck, Guard, SecurityConfig, error_response
+from batplots.web.security import BodyCheck, Guard, SecurityConfig, current_user, error_response
 from batplots.story.writer import Writer
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -109,7 +112,10 @@ def create_app(config: WebConfig) -> FastAPI:
 
     @app.get("/healthz", tags=["server"], summary="Is the model ready? What is loaded?")
     def healthz(request: Request) -> dict:
-        return request.app.state.model.health()
+        health = request.app.state.model.health()
+        if request.app.state.config.security.accounts and current_user(request) is None:
+            return public_health(health)
+        return health
 
     @app.get("/", include_in_schema=False)
     def index():
@@ -125,6 +131,22 @@ def create_app(config: WebConfig) -> FastAPI:
         return HTMLResponse(export.share_page(story))
 
     return app
+
+
+def public_health(health: dict) -> dict:
+    """/healthz for someone not signed in to a server with accounts: whether the model is
+    ready, loading or failed, and its name; no file paths, engine details or error text
+    (the server's log and a signed-in /healthz have them)."""
+    out = {"status": health.get("status")}
+    model = health.get("model") or {}
+    name = model.get("adapter") or model.get("model") or model.get("base") or model.get("engine")
+    if name is not None:
+        out["model"] = Path(str(name)).name  # a path's last part only
+    if "seconds" in health:
+        out["seconds"] = health["seconds"]
+    if health.get("status") == "error":
+        out["error"] = "the model failed to load; the server's log says why"
+    return out
 
 
 def describe_validation_errors(errors: list[dict]) -> str:
@@ -215,9 +237,26 @@ async def _send_413(scope, send):
                                              "accepted")({"type": "http"}, None, send)
 
 
+# The API's own pages (/docs: Swagger UI, /redoc), served from /static-docs: their one
+# inline script is allowed by its hash (worked out from the page as it is sent); the
+# viewers set inline styles and ReDoc runs a worker from a blob.
+DOCS_PATHS = ("/docs", "/redoc")
+DOCS_CSP = ("default-src 'self'; script-src 'self'{hashes}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self'; font-src 'self' data:; worker-src 'self' blob:; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'")
+_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
+
+
+def docs_csp(body: bytes) -> str:
+    """DOCS_CSP allowing exactly the inline scripts of this page body."""
+    hashes = "".join(f" 'sha256-{base64.b64encode(hashlib.sha256(m.group(1)).digest()).decode()}'"
+                     for m in _INLINE_SCRIPT.finditer(body))
+    return DOCS_CSP.format(hashes=hashes)
+
+
 class _PageHeaders:
-    """Security headers: a strict CSP on our pages (never on /docs, whose Swagger page
-    needs its inline script), and no MIME sniffing anywhere."""
+    """Security headers: a strict CSP on our pages, DOCS_CSP on the API's documentation
+    pages, and no MIME sniffing anywhere; no page may be framed by another site."""
 
     def __init__(self, app):
         self.app = app
@@ -226,7 +265,9 @@ class _PageHeaders:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
-        strict = not (path.startswith("/docs") or path.startswith("/redoc") or path.startswith("/static-docs"))
+        if path == "/docs" or path.startswith(DOCS_PATHS):
+            return await self._docs(scope, receive, send)
+        strict = not path.startswith("/static-docs")
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
@@ -239,6 +280,32 @@ class _PageHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    async def _docs(self, scope, receive, send):
+        """A documentation page, held until its body is complete (a few KB), then sent
+        with the CSP that allows its inline script by hash."""
+        start, chunks = None, []
+
+        async def hold(message):
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                body = b"".join(chunks)
+                headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+                headers += [(b"content-length", str(len(body)).encode()), (b"x-content-type-options", b"nosniff"),
+                            (b"content-security-policy", docs_csp(body).encode()), (b"x-frame-options", b"DENY"),
+                            (b"referrer-policy", b"no-referrer")]
+                await send({**start, "headers": headers})
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+            await send(message)
+
+        await self.app(scope, receive, hold)
 
 
 def serve(app: FastAPI, host: str, port: int, announce: Callable[[str], None]) -> None:

@@ -51,7 +51,9 @@ class CompletionRequest(BaseModel):
     """OpenAI's /v1/completions body; fields other servers add (top_k,
     repetition_penalty/repeat_penalty, ignore_eos) are read too, unknown ones ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    # strict: JSON types as OpenAI documents them; max_tokens true or "8", stream "yes"
+    # are 400 naming the field (a whole number where a float goes is fine).
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str | None = None
     prompt: str | list[str] = Field(description="The text to continue (one prompt per request).")

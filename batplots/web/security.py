@@ -111,6 +111,12 @@ def serving_config(host: str, allowed_hosts: tuple[str, ...], api_key: str | Non
     else:
         allowed = frozenset(LOOPBACK_NAMES + (host_name(host),) + extra)
     where = host if not is_loopback(host) else f"{host} for {', '.join(extra)}"
+    if allowed is None and no_auth:
+        # With no login, answering any Host lets a web page that rebinds its DNS name to this
+        # server (DNS rebinding) read and change every story through a visitor's browser.
+        raise SecurityError(f"--no-auth on {host} needs --allowed-host NAME (repeatable): the names or addresses "
+                            "people reach this server by, e.g. --allowed-host 192.168.1.20; with no login, "
+                            "answering any Host name would let any web page change the stories (DNS rebinding)")
     if allowed is None:
         notes.append("any Host name is answered; --allowed-host NAME (repeatable) answers only the names you use")
     if api_key is None:
@@ -160,7 +166,11 @@ def cross_site(headers: Headers) -> str | None:
             if headers.get("sec-fetch-site") == "same-origin":
                 return None
             return "its Origin is null (a sandboxed page or a local file)"
-        if _netloc(urlsplit(origin.strip()).netloc) != host:
+        try:
+            netloc = urlsplit(origin.strip()).netloc
+        except ValueError:  # "http://[": not a URL at all
+            return f"its Origin {origin[:80]!r} is not a valid scheme://host[:port]"
+        if _netloc(netloc) != host:
             return f"it comes from {origin}, another site than this one ({host})"
         return None
     if headers.get("sec-fetch-site") == "cross-site":
