@@ -69,6 +69,8 @@ def test_keyboard_only_turns(browser, served):
     page.keyboard.press("Enter")  # the provenance popover opens beside the passage
     expect(page.locator("#story .prov-pop").first).to_be_visible()
     expect(page.locator("#story .prov-pop").first).to_contain_text(re.compile("Why this take: .*best of 2 takes"))
+    expect(page.locator("#story .prov-pop .prov-why").first).not_to_contain_text(re.compile("score|log-prob"))
+    expect(page.locator("#story .prov-pop .prov-tech").first).to_contain_text("Details for the curious")
     page.keyboard.press("Escape")
     expect(page.locator("#story .prov-pop").first).to_be_hidden()
     page.keyboard.press("ArrowUp")

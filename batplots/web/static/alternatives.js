@@ -89,7 +89,7 @@ function finishAlternatives(cards, result, typed) {
     c.pick.setAttribute("aria-label", `Use take ${i + 1}: ${cand.text.slice(0, 60)}`);
     c.pick.addEventListener("click", () => pickAlternative(cand, typed));
   });
-  if (result.why && result.why !== "the only take") el.altWhy.textContent = `The model's pick: ${result.why}.`;
+  if (result.why && result.why !== "the only take") el.altWhy.textContent = `The model's pick: ${plainWhy(result.why)}.`;
   say("Pick the take you like best, or Keep none (Escape).");
   const first = el.altGrid.querySelector("button:not([hidden])");
   if (first) first.focus();

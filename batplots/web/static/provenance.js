@@ -5,12 +5,45 @@
 // says what the winning take had over the others. All text goes in via textContent.
 "use strict";
 
+function episodeName(p) {
+  return p.episode || `an untitled episode (“${(p.passage || "").slice(0, 40)}…”)`;
+}
+
 function provenanceLine(p) {
-  if (!p.episode) return "Nothing in the training episodes shares even two words in a row with this sentence.";
+  if (!p.episode && !p.passage) return "Nothing in the training episodes shares even two words in a row with this sentence.";
   const head = p.flagged
     ? `The copy guard let this through: ${p.words} words in a row come from the training episodes. `
     : "";
-  return `${head}Closest episode: ${p.episode} (${p.words} words in common: “${p.passage}”)`;
+  return `${head}Closest episode: ${episodeName(p)} (${p.words} words in common: “${p.passage}”)`;
+}
+
+// One sentence's line in the popover: the closest episode by name, and the sentence with
+// the words it shares with that episode marked.
+function provenanceItem(p) {
+  const li = document.createElement("li");
+  if (!p.episode && !p.passage) { li.textContent = provenanceLine(p); return li; }
+  if (p.flagged) li.className = "copied";
+  const head = p.flagged ? `The copy guard let this through: ${p.words} words in a row come from the training episodes. ` : "";
+  const name = document.createElement("cite");
+  name.textContent = episodeName(p);
+  const at = p.span ? p.text.indexOf(p.span) : -1;
+  const sentence = document.createElement("q");
+  if (at >= 0) {
+    const mark = document.createElement("mark");
+    mark.textContent = p.span;
+    sentence.append(p.text.slice(0, at), mark, p.text.slice(at + p.span.length));
+  } else {
+    sentence.textContent = p.text;
+  }
+  li.append(`${head}Closest episode: `, name, `. ${p.words} words in a row are the same (marked): `, sentence);
+  return li;
+}
+
+// The Writer's reason for its pick in a fan's words (the scores stay in the details).
+function plainWhy(why) {
+  return why.replace(/\s*\(score -?[\d.]+\)/, "")
+    .replace(/the likeliest text \(mean log-probability[^)]*\)/, "the most natural-sounding wording")
+    .replace("the best balance of names, length and likelihood", "the best balance of names, length and natural wording");
 }
 
 // What a rewritten sentence did wrong, in a fan's words (the Writer's check kinds).
@@ -70,19 +103,22 @@ function provenanceParts(turn) {
   pop.append(heading);
   if (prov) {
     const list = document.createElement("ol");
-    for (const p of prov) {
-      const li = document.createElement("li");
-      li.textContent = provenanceLine(p);
-      if (p.flagged) li.className = "copied";
-      list.append(li);
-    }
+    list.append(...prov.map(provenanceItem));
     pop.append(list);
   }
   if (why && why !== "the only take") {
     const w = document.createElement("p");
     w.className = "prov-why";
-    w.textContent = `Why this take: ${why}.`;
-    pop.append(w);
+    w.textContent = `Why this take: ${plainWhy(why)}.`;
+    const more = document.createElement("details");
+    more.className = "prov-tech";
+    const summary = document.createElement("summary");
+    summary.textContent = "Details for the curious";
+    const raw = document.createElement("p");
+    raw.textContent = `The Writer's own words: ${why}. The score adds up names, length, the show's rules and ` +
+      "how likely the model found the words (mean log-probability per token).";
+    more.append(summary, raw);
+    pop.append(w, more);
   }
   if (redone) {
     const r = document.createElement("p");
@@ -94,9 +130,9 @@ function provenanceParts(turn) {
   b.type = "button";
   b.className = "prov-btn" + (copied ? " copied" : "");
   b.tabIndex = -1;  // the story's roving tab stop reaches it with the arrow keys
-  b.textContent = copied ? "!" : "i";
+  b.textContent = copied ? "Copied! Closest episode" : "Closest episode";
   b.setAttribute("aria-label", copied ? "A sentence here copies a training episode: where from?"
-                                      : "Where this passage comes from");
+                                      : "Closest episode: where this passage comes from");
   b.setAttribute("aria-expanded", "false");
   b.setAttribute("aria-controls", pop.id);
   const toggle = (open) => { pop.hidden = !open; b.setAttribute("aria-expanded", String(open)); };
