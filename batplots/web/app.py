@@ -312,6 +312,8 @@ def serve(app: FastAPI, host: str, port: int, announce: Callable[[str], None]) -
     """Run app under uvicorn until Ctrl+C; announce(url) once it listens."""
     import uvicorn
 
+    from batplots.web.serving import server_config
+
     class Server(uvicorn.Server):
         async def startup(self, sockets=None):
             await super().startup(sockets)
@@ -321,4 +323,4 @@ def serve(app: FastAPI, host: str, port: int, announce: Callable[[str], None]) -
                 shown = f"[{shown}]" if ":" in shown else shown
                 announce(f"http://{shown}:{bound_port}/")
 
-    Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
+    Server(server_config(app, host, port, log_level="warning")).run()  # header limits: batplots.web.serving
