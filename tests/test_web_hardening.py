@@ -58,3 +58,17 @@ def test_v1_takes_json_types_strictly(make_server, field, value, message):  # no
     assert r.status_code == 400 and r.json()["error"]["message"] == message
     ok = srv.client.post("/v1/completions", json={"prompt": "Batman", "max_tokens": 2, "temperature": 1})
     assert ok.status_code == 200  # a whole number where a float goes is a number
+
+
+def test_a_busy_database_while_checking_the_session_is_503_not_500(make_server, monkeypatch):  # noqa: F811
+    from batplots.store.db import Unavailable
+
+    srv = make_server(security=NETWORK)
+
+    def busy(store, token):
+        raise Unavailable("the story database is busy: another change held it for over 5 s; nothing was changed, "
+                          "try again")
+
+    monkeypatch.setattr(accounts, "session_user", busy)
+    r = srv.client.get("/api/stories", cookies={SESSION_COOKIE: "some-token"})
+    assert r.status_code == 503 and "busy" in r.json()["detail"]

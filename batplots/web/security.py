@@ -27,6 +27,7 @@ from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse, RedirectResponse
 
 from batplots.store import accounts
+from batplots.store.db import Unavailable
 from batplots.web.generation import CLIENT_ADDRESS
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -223,7 +224,10 @@ class Guard:
         if not cfg.accounts:
             return None
         token = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
-        user = await anyio.to_thread.run_sync(accounts.session_user, self.store, token) if token else None
+        try:
+            user = await anyio.to_thread.run_sync(accounts.session_user, self.store, token) if token else None
+        except Unavailable as exc:  # the database is busy or down: say so, never 500
+            return error_response(path, 503, str(exc))
         if user is not None:
             scope[USER_SCOPE_KEY] = user
             return None
