@@ -147,3 +147,14 @@ def test_ranking_prefers_the_take_that_takes_up_the_trap_and_says_so():
     assert result.text.strip() == texts[1]
     assert result.candidates[0]["answers"] and result.candidates[0]["thread"] == "trap"
     assert "takes up your trap" in result.why
+
+
+def test_one_villain_as_two_people_is_an_identity_slip():
+    assert rules("The Joker and the Clown Prince of Crime rob the bank.", story="The Joker strikes.") == [
+        "identity (Clown Prince of Crime beside Joker)"]
+    lore = load_lore(ADAPTERS_DIR / "batman66")
+    assert rules("Freeze tells Mr. Freeze to melt the rink.", story="Mr. Freeze escapes.", lore=lore) == [
+        "identity (Mr. Freeze beside Freeze)"]
+    for fine in ("The Joker, also known as the Clown Prince of Crime, laughs.",
+                 "The Joker laughs, and later that night the Joker strikes again."):
+        assert rules(fine, story="The Joker strikes.") == [], fine

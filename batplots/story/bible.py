@@ -11,7 +11,8 @@ counts breaks per 100 passages (batplots.measure.storyeval).
 
 - identity: a hero and his own secret identity as two people in one sentence
   ("Batman, Robin and Bruce Wayne"), unless the sentence says how one is the other
-  ("as", "becomes", "disguised"...). The pairs are the show's premise (IDENTITIES):
+  ("as", "becomes", "disguised"...); or one of the lore's characters twice, a word or
+  two apart ("Freeze tells Mr. Freeze", "the Joker and the Clown Prince"). The pairs are the show's premise (IDENTITIES):
   the corpus never states them, it only uses them.
 - walk-in: a villain of the lore (the show's recurring villains, found in the corpus)
   whom neither the story nor its case file has named.
@@ -55,6 +56,8 @@ SAME_PERSON = re.compile(
 DANGLING_WORDS = frozenset("""a an the of to and or but nor been their its my our your whose than very with by""".split())
 _LAST_WORD = re.compile(r"([A-Za-z'’]+)\W*$")
 _SPACE_BEFORE_END = re.compile(r"\s[.!?…]+[\"”’)]*\s*$")
+# Two names of one character at most this many words apart read as two people.
+DOUBLE_GAP_WORDS = 3
 BAT_PREFIX = "bat"
 MIN_BAT_WORD = 5  # "Bats", "Bat" are no coinages
 
@@ -85,7 +88,7 @@ class Bible:
 
     def breaks(self, sentence: str) -> list[Break]:
         """Each rule sentence breaks, in RULES order."""
-        return [*identity_slips(sentence), *self.walk_ins(sentence), *self.bat_words(sentence),
+        return [*identity_slips(sentence), *self.doubles(sentence), *self.walk_ins(sentence), *self.bat_words(sentence),
                 *self.pronoun_slips(sentence), *dangling(sentence)]
 
     def pronoun_slips(self, sentence: str) -> list[Break]:
@@ -100,6 +103,17 @@ class Bible:
             said = "he" if he and (not she or he.start() < she.start()) else "she" if she else None
             if said and said != pronoun:
                 return [Break("pronoun", f"{said} for {name}")]
+        return []
+
+    def doubles(self, sentence: str) -> list[Break]:
+        """One of the show's characters as two people: two of his names a word or two
+        apart ("Freeze tells Mr. Freeze", "the Joker and the Clown Prince")."""
+        for name, entry in {**self.lore.villains, **self.lore.characters}.items():
+            found = list(name_pattern(entry.get("aliases") or (name,)).finditer(sentence))
+            for first, second in zip(found, found[1:]):
+                between = sentence[first.end():second.start()]
+                if len(between.split()) <= DOUBLE_GAP_WORDS and not SAME_PERSON.search(between):
+                    return [Break("identity", f"{second.group(0)} beside {first.group(0)}")]
         return []
 
     def walk_ins(self, sentence: str) -> list[Break]:
