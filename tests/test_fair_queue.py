@@ -11,10 +11,14 @@ import httpx
 
 from batplots.web import generation
 from batplots.web.generation import Bridge
+from batplots.web.security import SecurityConfig
 from tests.fakegen import FakeEngine
 from tests.webserver import WAIT_S, make_server, new_story, wait_until  # noqa: F401
 
 STREAMS = 34  # the red team's count: more than the whole queue
+# `serve --host 0.0.0.0 --no-auth --allowed-host 127.0.0.1`, with /v1 open: anyone, by address.
+NO_AUTH = SecurityConfig(allowed_hosts=frozenset({"127.0.0.1", "localhost"}), accounts=False, v1_open=True,
+                         local=False)
 
 
 def test_the_anonymous_owner_is_counted_per_client_address():
@@ -41,7 +45,7 @@ def test_the_anonymous_owner_is_counted_per_client_address():
 
 
 def test_one_users_34_open_streams_do_not_make_another_users_continue_503(make_server):  # noqa: F811
-    srv = make_server(engine=FakeEngine(delay=0.05))
+    srv = make_server(engine=FakeEngine(delay=0.05), security=NO_AUTH)
     bridge = srv.app.state.model.bridge
     story = new_story(srv.client)
     release = threading.Event()

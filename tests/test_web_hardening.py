@@ -72,3 +72,15 @@ def test_a_busy_database_while_checking_the_session_is_503_not_500(make_server, 
     monkeypatch.setattr(accounts, "session_user", busy)
     r = srv.client.get("/api/stories", cookies={SESSION_COOKIE: "some-token"})
     assert r.status_code == 503 and "busy" in r.json()["detail"]
+
+
+def test_a_loopback_server_refuses_requests_a_proxy_forwarded_from_elsewhere(make_server):  # noqa: F811
+    srv = make_server()  # loopback, no accounts: one person's tool
+    outside = {"X-Forwarded-For": "203.0.113.5"}
+    for method, path in (("GET", "/api/stories"), ("POST", "/api/stories"), ("GET", "/v1/models")):
+        r = srv.client.request(method, path, json={} if method == "POST" else None, headers=outside)
+        assert r.status_code == 403 and "forwarded from 203.0.113.5" in r.text, (path, r.text)
+    assert srv.client.get("/api/stories", headers={"X-Forwarded-For": "127.0.0.1"}).status_code == 200
+    assert srv.client.post("/api/stories", json={}).status_code == 201
+    assert srv.client.get("/api/stories").json()[0]["title"]  # nothing from outside was created
+    assert len(srv.client.get("/api/stories").json()) == 1

@@ -51,13 +51,17 @@ class SecurityConfig:
     """allowed_hosts: Host names answered (None: any, on a wildcard network address
     without --allowed-host, where accounts protect the data). accounts: sessions
     required. api_key: the /v1 Bearer key. v1_open: /v1 answers without a key when
-    none is set (loopback). warning: shown on the page (--no-auth on a network)."""
+    none is set (loopback). warning: shown on the page (--no-auth on a network). local:
+    a one-person loopback server, which answers only clients on this machine: a request
+    that a proxy forwarded from another address (uvicorn reads X-Forwarded-For from
+    127.0.0.1) is refused, since loopback trust must not rest on the Host header alone."""
 
     allowed_hosts: frozenset[str] | None = frozenset(LOOPBACK_NAMES)
     accounts: bool = False
     api_key: str | None = None
     v1_open: bool = True
     warning: str | None = None
+    local: bool = True
 
 
 def is_loopback(host: str) -> bool:
@@ -106,7 +110,7 @@ def serving_config(host: str, allowed_hosts: tuple[str, ...], api_key: str | Non
     if is_loopback(host) and all(is_loopback(name) for name in extra):
         if no_auth:
             notes.append("--no-auth changes nothing on a loopback address: there is no login there")
-        return SecurityConfig(frozenset(LOOPBACK_NAMES + extra), False, api_key, True, None), notes
+        return SecurityConfig(frozenset(LOOPBACK_NAMES + extra), False, api_key, True, None, local=True), notes
     if host.strip("[]") in WILDCARD_HOSTS:
         allowed = frozenset(LOOPBACK_NAMES + extra) if extra else None
     else:
@@ -126,12 +130,12 @@ def serving_config(host: str, allowed_hosts: tuple[str, ...], api_key: str | Non
         warning = (f"--no-auth: this server listens on {where} with no login; anyone who can reach it can read, "
                    "change and delete every story")
         notes.append(f"WARNING: {warning}")
-        return SecurityConfig(allowed, False, api_key, False, warning), notes
+        return SecurityConfig(allowed, False, api_key, False, warning, local=False), notes
     if user_count == 0:
         raise SecurityError(f"serving on {where} opens the app to the network, and this story database has no "
                             f"user yet. Add one first: {add_user_hint} (or serve on 127.0.0.1, or pass --no-auth "
                             "to let everyone who can reach it read, change and delete every story)")
-    return SecurityConfig(allowed, True, api_key, False, None), notes
+    return SecurityConfig(allowed, True, api_key, False, None, local=False), notes
 
 
 def current_user(request: Request) -> dict | None:
@@ -213,6 +217,13 @@ class Guard:
             return error_response(path, 403, f"the Host {raw_host!r} is not a name this server answers to ({names}); "
                                              "to reach it by another name, start it with --allowed-host NAME",
                                   "host_not_allowed")
+        client = scope.get("client")
+        if cfg.local and not cfg.accounts and client and not is_loopback(client[0]):
+            return error_response(path, 403, f"this server listens on loopback for one person and answers only "
+                                             f"this machine; a request forwarded from {client[0]} (through a proxy) "
+                                             "is refused. To serve others, give the proxy's public name with "
+                                             "--allowed-host NAME and add accounts (batplots users add NAME)",
+                                  "not_local")
         if scope["method"] in UNSAFE_METHODS:
             why = cross_site(headers)
             if why is not None:
