@@ -189,3 +189,11 @@ def test_write_keeps_a_case_file_and_asks_for_beats(runner, tiny_dir, tmp_path):
     assert "Beats so far:" in result.output and "Deathtrap!" in result.output
     md = out.read_text()
     assert "## Case file" in md and "**Villains:**" in md
+
+
+def test_python_dash_m_batplots_cli_is_the_batplots_command():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "batplots.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "Co-write new episodes" in proc.stdout

@@ -1,5 +1,5 @@
-"""`python -m batplots.cli.main`: the command line."""
+"""`python -m batplots.cli`: the command line (as the `batplots` script)."""
 
-from batplots.cli.main.main import main
+from batplots.cli.main import main
 
 main()
