@@ -176,3 +176,16 @@ def test_another_users_writes_go_through_while_a_crafted_story_is_written(make_s
     assert statuses == [200] * 20 and not errors
     final = srv.client.get(f"/api/stories/{crafted['id']}").json()
     assert final["version"] == crafted["version"] + 12 and final["case_file"]["villains"]  # made-up robbers
+
+
+def test_the_stores_outline_is_the_case_files_with_each_sentence_labelled_once():
+    import json
+    from pathlib import Path
+
+    data = json.loads((Path(storelib.__file__).parents[1] / "data" / "stories.json").read_text())
+    texts = ["", "   ", "Batman and Robin slide down the Batpoles", crafted_passage(0)]
+    texts += [storelib.story_text([{"text": t} for t in story["turns"]]) for story in data["stories"]]
+    texts.append("\n\n".join(texts[4:]) + " Meanwhile, at the Batcave")  # long, with an unfinished tail
+    for text in texts:
+        assert storelib.outline(text) == casefile.outline(text), text[:60]
+    assert storelib._label.cache_info().hits > 0  # the long text's sentences were labelled before
