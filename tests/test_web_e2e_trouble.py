@@ -437,6 +437,7 @@ def test_alternatives_offer_as_many_takes_as_asked_each_pickable(browser, tmp_pa
         expect(cards.get_by_role("button", name=re.compile("Use take"))).to_have_count(3)  # none left out
         expect(page.locator(".alt-card.left-out")).to_have_count(0)
         expect(page.locator(".alt-card .alt-note", has_text="Written again")).to_have_count(1)  # the failed one
+        expect(page.locator("#alternatives-why")).to_contain_text("The take written again came afterwards")
         texts = [cards.nth(i).locator(".alt-text").inner_text() for i in range(3)]
         assert len(set(texts)) == 3 and all(t.strip() for t in texts)
         again = page.locator(".alt-card", has=page.locator(".alt-note", has_text="Written again"))
@@ -476,5 +477,30 @@ def test_provenance_in_a_fan_s_words_a_named_button_the_episode_and_the_shared_w
         expect(item.locator("mark")).to_have_count(1)
         assert len(item.locator("mark").inner_text().split()) >= 8  # the shared words, marked
         expect(item).to_contain_text("words in a row are the same")
+        watch.check()
+        page.close()
+
+
+def test_an_edit_over_the_passage_limit_is_said_and_not_cut(browser, tmp_path):
+    app = create_app(WebConfig(db_path=tmp_path / "edit.sqlite3", writer=fake_writer(FakeEngine())))
+    with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
+        story = api.post("/api/stories", json={"title": "Long"}).json()
+        api.post(f"/api/stories/{story['id']}/turns", json={"text": "Robin waits.", "version": story["version"]})
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(STEP_MS)
+        watch = PageWatch(page, srv.url)
+        page.goto(f"{srv.url}/#story={story['id']}")
+        page.locator("#story .passage.user").first.click()
+        area = page.locator(".passage-editor textarea")
+        area.focus()
+        page.keyboard.press("End")
+        page.keyboard.insert_text(" Holy paste" * 300)
+        message = page.locator(".passage-editor .editor-message")
+        expect(message).to_contain_text("one passage holds at most 2000")
+        assert len(area.input_value()) == len("Robin waits.") + len(" Holy paste") * 300  # nothing cut
+        area.fill("Robin waits, patiently.")
+        expect(message).to_have_text("")
+        page.get_by_role("button", name="Save passage").click()
+        expect(page.locator("#story .passage.user .passage-text")).to_have_text(["Robin waits, patiently."])
         watch.check()
         page.close()

@@ -89,7 +89,12 @@ function finishAlternatives(cards, result, typed) {
     c.pick.setAttribute("aria-label", `Use take ${i + 1}: ${cand.text.slice(0, 60)}`);
     c.pick.addEventListener("click", () => pickAlternative(cand, typed));
   });
-  if (result.why && result.why !== "the only take") el.altWhy.textContent = `The model's pick: ${plainWhy(result.why)}.`;
+  const again = result.candidates.filter((x) => x.refilled).length;
+  if (result.why && result.why !== "the only take") {
+    el.altWhy.textContent = `The model's pick: ${plainWhy(result.why)}.` + (again
+      ? ` ${again === 1 ? "The take" : `The ${again} takes`} written again came afterwards and ${again === 1 ? "was" : "were"} not compared.`
+      : "");
+  }
   say("Pick the take you like best, or Keep none (Escape).");
   const first = el.altGrid.querySelector("button:not([hidden])");
   if (first) first.focus();

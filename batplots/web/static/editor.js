@@ -24,10 +24,21 @@ function editPassage(turn) {
   const area = document.createElement("textarea");
   area.id = id;
   area.value = turn.text;
-  area.maxLength = MAX_TURN_CHARS;
   const message = document.createElement("p");
   message.className = "editor-message";
   message.setAttribute("role", "alert");
+  // No silent cut at the limit: the editor says so, and nothing typed or pasted is lost.
+  let over = false;
+  area.addEventListener("input", () => {
+    const n = area.value.length;
+    if (n > MAX_TURN_CHARS) {
+      message.textContent = `This passage has ${n} characters; one passage holds at most ${MAX_TURN_CHARS}. ` +
+        "Shorten it to save, or move the rest to the box below as a passage of its own.";
+    } else if (over) {
+      message.textContent = "";
+    }
+    over = n > MAX_TURN_CHARS;
+  });
   const row = document.createElement("div");
   row.className = "row";
   const button = (text, cls) => {
