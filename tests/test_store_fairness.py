@@ -189,3 +189,19 @@ def test_the_stores_outline_is_the_case_files_with_each_sentence_labelled_once()
     for text in texts:
         assert storelib.outline(text) == casefile.outline(text), text[:60]
     assert storelib._label.cache_info().hits > 0  # the long text's sentences were labelled before
+
+
+def test_a_generations_case_file_goes_through_the_name_cap_too(make_server, monkeypatch):  # noqa: F811
+    srv = make_server()
+    story = new_story(srv.client, text=crafted_passage(0))
+    seen = []
+    fill = storelib.refill_case
+
+    def spy(case, text, lore=None):
+        seen.append(text)
+        return fill(case, text, lore)
+
+    monkeypatch.setattr(storelib, "refill_case", spy)
+    r = srv.client.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]})
+    assert r.status_code == 200, r.text
+    assert seen and seen[0].startswith(crafted_passage(0)[:100])  # the Writer's guidance, capped in names

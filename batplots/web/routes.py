@@ -11,7 +11,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from batplots.story import beats as beatlib
-from batplots.story import casefile
 from batplots.store import stories as storelib
 from batplots.story.rules import clean_text
 from batplots.model.engine.base import MAX_SEED, MIN_SEED, Continuation, EngineError, Settings, SettingsError
@@ -121,7 +120,7 @@ def check_beat(beat: str | None) -> str | None:
 def case_for(request: Request, story: dict, text: str) -> dict:
     """The case file for a generation: the story's, filled in from the text being continued
     (which may hold the writer's unsaved passage, or lack the passage Retry replaces)."""
-    return casefile.autofill(story["case_file"], text, request.app.state.model.lore)
+    return storelib.refill_case(story["case_file"], text, request.app.state.model.lore)  # names capped (#23)
 
 
 def require_text(cont: Continuation) -> str:
