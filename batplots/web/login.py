@@ -29,13 +29,14 @@ MAX_LOGIN_FIELDS = 8
 # Password checks run on a pool of their own (Argon2id: ~0.1 s and 64 MiB each), so a
 # flood of logins waits there and never holds the threads that serve pages and the API.
 HASH_THREADS = accounts.MAX_CONCURRENT_HASHES
-# Logins waiting for or in a password check at once; past this, 503 "try again".
+# Logins waiting for or in a password check at once (past the limiter); past this, 503
+# "try again", and the attempt is not counted.
 MAX_WAITING_LOGINS = 16
 LOGINS_BUSY_RETRY_S = 2
 LoginLimiter = accounts.LoginLimiter
 
 _pool: ThreadPoolExecutor | None = None
-_waiting = 0  # logins being limited or checked at once (touched only on the event loop)
+_waiting = 0  # logins waiting for or in a password check (touched only on the event loop)
 
 
 def _hash_pool() -> ThreadPoolExecutor:
@@ -106,22 +107,21 @@ async def log_in(request: Request):
     name = (fields.get("name") or [""])[0].strip()
     password = (fields.get("password") or [""])[0]
     next_path = safe_next((fields.get("next") or ["/"])[0])
-    if _waiting >= MAX_WAITING_LOGINS:
+    limiter: LoginLimiter = request.app.state.login_limiter
+    address = request.client.host if request.client else "?"
+    attempt, wait = await run_in_threadpool(limiter.begin, address, name)  # counted before the check
+    if attempt is None:
+        seconds = int(wait) + 1
+        return HTMLResponse(login_page(f"Too many failed logins. Try again in {seconds} seconds.", next_path, name),
+                            status_code=429, headers={"Retry-After": str(seconds), "Cache-Control": "no-store"})
+    if _waiting >= MAX_WAITING_LOGINS:  # the password checks are all taken: nothing checked, nothing counted
+        await run_in_threadpool(limiter.succeeded, attempt)
         return HTMLResponse(login_page(f"Too many logins at once. Try again in {LOGINS_BUSY_RETRY_S} seconds.",
                                        next_path, name), status_code=503,
                             headers={"Retry-After": str(LOGINS_BUSY_RETRY_S), "Cache-Control": "no-store"})
-    _waiting += 1  # from here until the password is checked (the limiter's own step included)
+    _waiting += 1  # until its password is checked
     try:
-        limiter: LoginLimiter = request.app.state.login_limiter
-        address = request.client.host if request.client else "?"
-        attempt, wait = await run_in_threadpool(limiter.begin, address, name)  # counted before the check
-        if attempt is None:
-            seconds = int(wait) + 1
-            return HTMLResponse(login_page(f"Too many failed logins. Try again in {seconds} seconds.", next_path,
-                                           name), status_code=429,
-                                headers={"Retry-After": str(seconds), "Cache-Control": "no-store"})
-        store = request.app.state.store
-        checking = _check_password(store, name, password)
+        checking = _check_password(request.app.state.store, name, password)
         user = await checking if checking is not None else None
     finally:
         _waiting -= 1
@@ -129,7 +129,7 @@ async def log_in(request: Request):
         return HTMLResponse(login_page("Wrong name or password.", next_path, name), status_code=401,
                             headers={"Cache-Control": "no-store"})
     await run_in_threadpool(limiter.succeeded, attempt)
-    token = await run_in_threadpool(accounts.start_session, store, user["id"])
+    token = await run_in_threadpool(accounts.start_session, request.app.state.store, user["id"])
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(SESSION_COOKIE, token, max_age=accounts.SESSION_DAYS * 86400, path="/", httponly=True,
                         samesite="lax", secure=request.url.scheme == "https")
