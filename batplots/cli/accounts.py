@@ -132,7 +132,8 @@ def security_options(func):
     """--allowed-host, --api-key and --no-auth for `batplots serve`."""
     func = click.option("--no-auth", is_flag=True,
                         help="On a network address, serve without accounts: anyone who can reach it can read, "
-                             "change and delete every story (a warning is printed and shown on the page).")(func)
+                             "change and delete every story (a warning is printed and shown on the page). On "
+                             "0.0.0.0 or :: it needs --allowed-host too.")(func)
     func = click.option("--api-key", default=None, envvar="BATPLOTS_API_KEY", metavar="KEY",
                         help="Bearer key that /v1 (the OpenAI API) requires; needed for /v1 on a network "
                              "address. [env: BATPLOTS_API_KEY]")(func)
