@@ -29,10 +29,6 @@ SentenceCheck = Callable[[str], "dict | None"]
 
 # Rejected sentences are resampled at most this many times, then the best is kept.
 MAX_SENTENCE_RETRIES = 4
-# A sentence's first attempt that runs past the token cap without ending is tried again
-# this many times with a new seed (counted among the retries), before the passage stops
-# short: a small model sometimes rambles, and "no complete sentence" is worse than a wait.
-CAP_RETRIES = 1
 
 
 # Tokens kept free beyond a frame's own count: a header joined to the story may
@@ -155,7 +151,6 @@ class _Loop:
             budget = settings.max_new_tokens - used_tokens
             candidates: list[tuple[str, dict | None, int]] = []
             status = "cap"
-            capped = 0
             for _attempt in range(MAX_SENTENCE_RETRIES + 1):
                 if budget <= 0:
                     break
@@ -167,10 +162,7 @@ class _Loop:
                 if sentence is None:
                     if emitted:
                         yield Rewind(so_far)  # the cap cut this sentence: take it back
-                    if candidates or capped >= CAP_RETRIES or status != "cap":
-                        break
-                    capped += 1  # a sentence that ran on past the cap: one more try with a new seed
-                    continue
+                    break
                 verdict = check(sentence) if check else None
                 candidates.append((sentence, verdict, n_tok))
                 if verdict is None:
