@@ -91,7 +91,7 @@ def test_co_writing_in_the_browser(browser, tmp_path):
         page.fill("#next-text", first)
         page.click("#continue-btn")
         draft = page.locator("#story .passage.draft")
-        expect(draft).to_have_text(re.compile(r"\w+ \w+"))
+        expect(draft).to_have_text(re.compile(r"\S+ \S+"))
         early = draft.inner_text()
         engine.release.set()
         expect(model_passages(page)).to_have_count(1)
