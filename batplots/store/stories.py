@@ -13,14 +13,11 @@ statement is parameterised.
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
-from batplots import text as textlib
-from batplots.story import beats as beatslib
 from batplots.story import casefile
 from batplots.story import names as nameslib
 from batplots.store import db as storedb
@@ -390,31 +387,10 @@ class Store:
 
 
 def _with_outline(story: dict) -> dict:
-    """The story with its outline (the beats it has had), worked out outside any transaction."""
-    story["outline"] = outline(story_text(story["turns"]))
+    """The story with its outline (the beats it has had), worked out outside any transaction
+    (each sentence labelled once per process: batplots.story.beats)."""
+    story["outline"] = casefile.outline(story_text(story["turns"]))
     return story
-
-
-# beats.label is a pure function of one sentence: remembered for the sentences of the
-# stories in use, a change to a 200-passage story labels only its own new sentences.
-_label = functools.lru_cache(maxsize=MAX_TURNS * 64)(beatslib.label)
-
-
-def outline(text: str) -> list[dict]:
-    """casefile.outline(text) (the beats the story has had, in order, a beat repeated back
-    to back counted once), with each sentence's label remembered (_label)."""
-    if not text.strip():
-        return []
-    spans, rest = textlib.sentence_spans(text, final=True)
-    sentences = [text[a:b] for a, b in spans]
-    if text[rest:].strip():
-        sentences.append(text[rest:].strip())
-    had: list[str] = []
-    for sentence in sentences:
-        beat = _label(sentence)
-        if beat is not None and (not had or had[-1] != beat):
-            had.append(beat)
-    return [{"beat": b, "label": beatslib.BEAT_LABELS[b]} for b in had]
 
 
 def case_text(text: str, lore=None) -> str:

@@ -14,9 +14,11 @@ Pure functions over text.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 
+from batplots.story.rules import MAX_TURNS
 from batplots.text import sentence_spans
 
 BEATS = ("crime", "batphone", "manor", "batmobile", "batcave", "fight", "deathtrap", "escape", "capture")
@@ -176,6 +178,11 @@ def label(sentence: str) -> str | None:
     return None
 
 
+# label is a pure function of one sentence: remembered for the sentences of the stories
+# in use, so the outline of a story after a change labels only its new sentences.
+_label = functools.lru_cache(maxsize=MAX_TURNS * 64)(label)
+
+
 def label_text(text: str) -> list[tuple[str, str | None]]:
     """Each sentence of text (an unfinished tail too) with its beat."""
     spans, rest = sentence_spans(text, final=True)
@@ -183,7 +190,7 @@ def label_text(text: str) -> list[tuple[str, str | None]]:
     tail = text[rest:].strip()
     if tail:
         sentences.append(tail)
-    return [(s, label(s)) for s in sentences]
+    return [(s, _label(s)) for s in sentences]
 
 
 def outline(text: str) -> list[str]:

@@ -10,7 +10,6 @@ case's names, which count as the story's names.
 
 from __future__ import annotations
 
-import functools
 import re
 
 from batplots.story import lore as lorelib
@@ -558,11 +557,4 @@ def outline(text: str) -> list[dict]:
     """The beats the story has had, in order: [{beat, label}] (batplots.story.beats)."""
     from batplots.story import beats
 
-    return [{"beat": b, "label": beats.BEAT_LABELS[b]} for b in _beats(text)]
-
-
-@functools.lru_cache(maxsize=64)  # a story is read again right after each change
-def _beats(text: str) -> tuple[str, ...]:
-    from batplots.story import beats
-
-    return tuple(beats.outline(text)) if text.strip() else ()
+    return [{"beat": b, "label": beats.BEAT_LABELS[b]} for b in beats.outline(text)]
