@@ -101,7 +101,7 @@ def measure(write: Write, openings: list[str], stories: list[dict],
                            sorted(set(kept) - cast), None if villain is None else villain in nameslib.names(passage),
                            [f"{w} ({n})" for w, n in misses], beat,
                            beatslib.label(result.sentences[0]) if result.sentences else None,
-                           [str(b) for s in model_sentences for b in Bible(story, lore).breaks(s)] if lore else []))
+                           _rule_breaks(story, model_sentences, lore)))
         if progress:
             progress(len(out), todo)
 
@@ -188,6 +188,14 @@ ROWS = [
     ("copied 8-grams", "copied_ngrams", "int"),
     ("seconds per turn, mean / median", ("seconds_per_turn_mean", "seconds_per_turn_median"), "pair"),
 ]
+
+
+def _rule_breaks(story: str, sentences: list[str], lore: Lore | None) -> list[str]:
+    """Each rule of the show's bible a passage's sentences break (none checked without lore)."""
+    if lore is None:
+        return []
+    bible = Bible(story, lore)
+    return [str(b) for s in sentences for b in bible.breaks(s)]
 
 
 def _per_100(passages: list[Passage], rule: str | None) -> float | None:

@@ -32,6 +32,7 @@ from typing import Iterable
 
 from batplots.story import names as nameslib
 from batplots.story.lore import Lore, name_pattern, pronoun_of, villains_in
+from batplots.text import split_sentences
 
 RULES = ("identity", "walk-in", "bat-word", "pronoun", "dangling")
 # What a sentence says of its one named character: subject, possessive and reflexive
@@ -82,8 +83,10 @@ class Bible:
         # The lore's villains the story or its case file has named (by any alias).
         self.villains = set(villains_in(set_up, lore)) if lore.villains else set()
         own = nameslib.names(story) | set(case_names) | nameslib.names(" ".join(case_villains))
-        gadgets = {g.casefold() for g in lore.gadgets}
-        self.known_words = {w.casefold() for w in (lore.vocabulary | own)} | gadgets
+        known = {w.casefold() for w in (lore.vocabulary | own)} | {g.casefold() for g in lore.gadgets}
+        # The show's Bat-words and the story's, hyphens dropped ("Bat-computer").
+        self.bat_words_known = tuple(k.replace("-", "") for k in known
+                                     if k.startswith(BAT_PREFIX) and len(k) >= MIN_BAT_WORD - 1)
         self.pronouns, self.people = _pronouns(story, lore, own)
 
     def breaks(self, sentence: str) -> list[Break]:
@@ -130,8 +133,7 @@ class Bible:
             if not low.startswith(BAT_PREFIX) or len(low) < MIN_BAT_WORD:
                 continue
             # A known word with an ending ("Batarangs", "Batmobile's") is known.
-            if any(low.startswith(k.replace("-", "")) for k in self.known_words if k.startswith(BAT_PREFIX)
-                   and len(k) >= MIN_BAT_WORD - 1):
+            if low.startswith(self.bat_words_known):
                 continue
             out.append(Break("bat-word", word))
         return out
@@ -149,9 +151,10 @@ def _pronouns(story: str, lore: Lore, own: set[str]) -> tuple[dict[str, tuple[re
     out = {name: (name_pattern(e.get("aliases") or (name,)), e["pronoun"]) for name, e in entries.items()
            if e.get("pronoun") in ("he", "she")}
     known = {a for e in entries.values() for a in (e.get("aliases") or ())}
+    sentences = split_sentences(story) if story.strip() else []
     for name in sorted(own - known - {w for a in known for w in a.split()}):
         pattern = name_pattern([name])
-        pronoun = pronoun_of(pattern, [story], people, at_least=1)
+        pronoun = pronoun_of(pattern, sentences, people, at_least=1)
         if pronoun:
             out[name] = (pattern, pronoun)
     return out, people

@@ -305,9 +305,10 @@ def build_lore(episodes) -> Lore:
     nouns = {w for w in NOUN.findall(text)} | {w + "s" for w in NOUN.findall(text)}
     for name, objects in _objects(villain_text, nouns).items():
         villains[name]["objects"] = objects
+    sentences = [s for plot in plots for s in split_sentences(plot)]
     for section in (villains, characters):  # he or she, as the corpus's own pronouns say
         for entry in section.values():
-            pronoun = pronoun_of(_pattern(entry["aliases"]), plots, any_person)
+            pronoun = pronoun_of(_pattern(entry["aliases"]), sentences, any_person)
             if pronoun:
                 entry["pronoun"] = pronoun
     by_count = lambda section: dict(sorted(section.items(), key=lambda kv: (-kv[1]["count"], kv[0])))  # noqa: E731
@@ -331,21 +332,19 @@ def pronoun_in(sentence: str, start: int) -> str | None:
     return "she" if she else None
 
 
-def pronoun_of(pattern: re.Pattern, texts, others: re.Pattern | None = None, at_least: int = PRONOUN_MIN) -> str | None:
+def pronoun_of(pattern: re.Pattern, sentences, others: re.Pattern | None = None,
+               at_least: int = PRONOUN_MIN) -> str | None:
     """"he" or "she" for the character pattern names, by the first pronoun after the name
-    in each sentence that names no one else (others: every character's pattern); None
-    when the texts do not say clearly."""
-    from batplots.text import split_sentences
-
+    in each of the sentences that names no one else (others: every character's pattern);
+    None when the sentences do not say clearly."""
     votes = Counter()
-    for text in texts:
-        for sentence in split_sentences(text):
-            m = pattern.search(sentence)
-            if not m or (others is not None and {x.group(0) for x in others.finditer(sentence)} - {m.group(0)}):
-                continue
-            pronoun = pronoun_in(sentence, m.end())
-            if pronoun:
-                votes[pronoun] += 1
+    for sentence in sentences:
+        m = pattern.search(sentence)
+        if not m or (others is not None and {x.group(0) for x in others.finditer(sentence)} - {m.group(0)}):
+            continue
+        pronoun = pronoun_in(sentence, m.end())
+        if pronoun:
+            votes[pronoun] += 1
     (top, n), rest = (votes.most_common(1) or [(None, 0)])[0], sum(votes.values())
     if top and n >= at_least and n >= PRONOUN_RATIO * (rest - n):
         return top

@@ -43,9 +43,11 @@ WEIGHT_RULE = 3.0
 WEIGHT_ANSWER = 3.5  # above two kept names: a fan reads a dropped trap as losing the thread
 
 def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lore,
-               brief: Brief = Brief()) -> dict:
+               brief: Brief = Brief(), bible: Bible | None = None) -> dict:
     """A take's score and its parts (shown in generate --json and each turn's meta).
-    The brief's case-file names count as the story's; its villain is the lead name."""
+    The brief's case-file names count as the story's; its villain is the lead name.
+    bible: the show's rules for this story and brief (the Writer's, built once a passage);
+    built here when not given."""
     story_names = nameslib.names(story) | brief.names
     own = (story_names - lore.cast) | brief.villain_names
     text = " ".join(result.sentences)
@@ -61,7 +63,7 @@ def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lo
     over = sum(max(0, abs(n - TARGET_WORDS) - LENGTH_SLACK) for n in lengths) / len(lengths)
     mean_lp = sum(logprobs) / len(logprobs) if logprobs else 0.0
     copies = len(result.flags)
-    bible = Bible(story, lore, brief.villains, brief.names)
+    bible = bible if bible is not None else Bible(story, lore, brief.villains, brief.names)
     broken = [str(b) for s in result.sentences if s != result.narrator for b in bible.breaks(s)]
     thread = open_thread(story)
     answered = thread is not None and bool(result.sentences) and answers(thread, result.sentences[0])

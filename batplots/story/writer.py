@@ -167,19 +167,24 @@ class Writer:
             self._cue_cache[beat] = (tuple((w, t) for t, w in cues.items()), tuple(follow.items()))
         return self._cue_cache[beat]
 
-    def sentence_check(self, story: str, settings: Settings, rejected: list | None = None,
+    def bible(self, story: str, brief: Brief = Brief()) -> Bible:
+        """The show's rules for a passage after story (batplots.story.bible): built once a
+        passage, shared by its takes' checks and their ranking."""
+        return Bible(story, self.lore, brief.villains, brief.names)
+
+    def sentence_check(self, story: str, settings: Settings, bible: Bible, rejected: list | None = None,
                        brief: Brief = Brief()) -> SentenceCheck:
-        """The copy guard, then near-miss names, then the show's bible (batplots.story.bible:
-        identities, villains walking in, unknown Bat-words, dangling ends), then sprawl, then
-        (for a one-sentence passage with a beat asked for, BEAT_TRIES times) the beat;
-        rejections are appended to rejected (what was resampled, for the take's notes)."""
+        """The copy guard, then near-miss names, then the show's bible (its rules for this
+        story: identities, villains walking in, unknown Bat-words, he/she, dangling ends),
+        then sprawl, then (for a one-sentence passage with a beat asked for, BEAT_TRIES
+        times) the beat; rejections are appended to rejected (what was resampled, for the
+        take's notes)."""
         copy_check = self.copy_check
         if copy_check is None and self.guard is not None:
             copy_check = self.guard.sentence_check(settings.copy_limit)
         story_names = nameslib.names(story) | brief.names
         known = story_names | self.lore.cast
         vocabulary = self.lore.vocabulary | story_names
-        bible = Bible(story, self.lore, brief.villains, brief.names)
         beat = brief.beat if settings.sentences == 1 else None
         off_beat = [0]  # resamples spent on the beat so far
 
@@ -336,12 +341,13 @@ class Take:
         w = self.writer
         story = self.story + first.text
         seeds = take_seeds(settings.seed, self.n + WRITE_ON_TRIES)[self.n:]
+        bible = w.bible(story, self.brief)
         for attempt, seed in enumerate(seeds):
             rest = replace(settings, sentences=settings.sentences - 1, seed=seed,
                            max_new_tokens=max(MIN_NEW_TOKENS,
                                               settings.max_new_tokens - w.engine.count_tokens(first.text)))
             rejected: list[dict] = []
-            passage = Passage(w.engine, story, rest, self.cancel, w.sentence_check(story, rest, rejected, self.brief),
+            passage = Passage(w.engine, story, rest, self.cancel, w.sentence_check(story, rest, bible, rejected, self.brief),
                               w.guidance(story, replace(self.brief, beat=None), lead=not self._named_lead(first)),
                               self.brief.framer(False))
             for event in passage:
@@ -370,7 +376,8 @@ class Take:
         w = self.writer
         seeds = take_seeds(settings.seed, self.n)
         rejected: list[list[dict]] = [[] for _ in seeds]
-        checks = [w.sentence_check(story, settings, rejected[i], self.brief) for i in range(self.n)]
+        bible = w.bible(story, self.brief)  # the same rules for every take, and for ranking them
+        checks = [w.sentence_check(story, settings, bible, rejected[i], self.brief) for i in range(self.n)]
         stops = [threading.Event() for _ in seeds]  # one per take: stragglers stop alone
         events: queue.Queue = queue.Queue()
         outcomes: list = [None] * self.n
@@ -442,7 +449,7 @@ class Take:
         scored = []
         for i, result in done:
             result.flags = [f for f in result.flags if "kind" not in f]  # flags are copies let through
-            parts = score_take(story, result, guidances[i].logprobs, w.lore, self.brief)
+            parts = score_take(story, result, guidances[i].logprobs, w.lore, self.brief, bible)
             scored.append({"take": i, "seed": seeds[i], "text": result.text.strip(), **parts,
                            "resampled": rejected[i], "sentences": result.sentences, "flags": result.flags,
                            "stop_reason": result.stop_reason, "tokens": tokens(i)})
