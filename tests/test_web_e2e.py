@@ -66,6 +66,16 @@ class PageWatch:
         assert unexpected == [] and self.foreign == []
 
 
+def ready_page(browser, url):
+    """A desktop page open at url once the model is ready, and its PageWatch."""
+    page = browser.new_page(viewport=DESKTOP)
+    page.set_default_timeout(STEP_MS)
+    watch = PageWatch(page, url)
+    page.goto(url)
+    expect(page.locator("#model-status")).to_contain_text("Model ready")
+    return page, watch
+
+
 def model_passages(page):
     """The text of the model's saved passages (without the screen-reader label)."""
     return page.locator("#story .passage.model:not(.draft) .passage-text")

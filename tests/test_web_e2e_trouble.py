@@ -14,7 +14,7 @@ import httpx
 from batplots.model.engine.base import Settings
 from batplots.web import WebConfig, create_app
 from tests.fakegen import FakeEngine, HeldEngine, fake_writer
-from tests.test_web_e2e import DESKTOP, PHONE, STEP_MS, PageWatch, browser, expect, model_passages  # noqa: F401
+from tests.test_web_e2e import DESKTOP, PHONE, STEP_MS, PageWatch, browser, expect, model_passages, ready_page  # noqa: F401
 from tests.webserver import WAIT_S, LiveServer, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,11 +84,7 @@ def test_a_server_killed_mid_stream_is_explained_and_the_page_resumes_when_it_is
     url = f"http://127.0.0.1:{port}"
     proc = start_server(db, port, "held")
     try:
-        page = browser.new_page(viewport=DESKTOP)
-        page.set_default_timeout(STEP_MS)
-        watch = PageWatch(page, url)
-        page.goto(url)
-        expect(page.locator("#model-status")).to_contain_text("Model ready")
+        page, watch = ready_page(browser, url)
         page.fill("#next-text", "Batman and Robin race to the Batmobile.")
         page.click("#continue-btn")
         draft = page.locator("#story .passage.draft")
@@ -143,11 +139,7 @@ def test_a_server_that_stops_while_nobody_writes_is_shown_as_unavailable(browser
 def test_a_paste_over_the_passage_limit_is_said_and_nothing_is_cut(browser, tmp_path):
     app = create_app(WebConfig(db_path=tmp_path / "paste.sqlite3", writer=fake_writer(FakeEngine())))
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
-        page = browser.new_page(viewport=DESKTOP)
-        page.set_default_timeout(STEP_MS)
-        watch = PageWatch(page, srv.url)
-        page.goto(srv.url)
-        expect(page.locator("#model-status")).to_contain_text("Model ready")
+        page, watch = ready_page(browser, srv.url)
         sentence = "The Penguin waddles into the Gotham Museum with an umbrella full of tricks. "
         pasted = sentence * 270  # about 20,000 characters, pasted at once
         page.locator("#next-text").focus()
@@ -182,11 +174,7 @@ def test_a_case_file_saved_while_the_model_writes_is_saved_when_it_finishes(brow
     engine = HeldEngine(after=2)
     app = create_app(WebConfig(db_path=tmp_path / "case.sqlite3", writer=fake_writer(engine)))
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
-        page = browser.new_page(viewport=DESKTOP)
-        page.set_default_timeout(STEP_MS)
-        watch = PageWatch(page, srv.url)
-        page.goto(srv.url)
-        expect(page.locator("#model-status")).to_contain_text("Model ready")
+        page, watch = ready_page(browser, srv.url)
         page.click("#case-edit")
         page.fill("#case-villains", "The Bookworm")
         page.fill("#next-text", "Batman and Robin reach the library.")
@@ -370,11 +358,7 @@ def test_a_rewritten_sentence_stays_struck_through_until_its_replacement_is_writ
     app = create_app(WebConfig(db_path=tmp_path / "rewind.sqlite3", writer=fake_writer(engine, copy_check=copy_check),
                                settings=Settings(seed=5)))  # the same text every run
     with LiveServer(app) as srv:
-        page = browser.new_page(viewport=DESKTOP)
-        page.set_default_timeout(STEP_MS)
-        watch = PageWatch(page, srv.url)
-        page.goto(srv.url)
-        expect(page.locator("#model-status")).to_contain_text("Model ready")
+        page, watch = ready_page(browser, srv.url)
         page.fill("#next-text", "The Riddler leaves a riddle at police headquarters.")
         page.click("#continue-btn")
         wait_until(lambda: engine.holding == 1, "the second attempt to be under way")
@@ -402,11 +386,7 @@ def test_a_passage_s_details_say_which_sentences_were_rewritten_and_why(browser,
     app = create_app(WebConfig(db_path=tmp_path / "why.sqlite3", writer=fake_writer(FakeEngine(), copy_check=copy_check),
                                settings=Settings(seed=5)))
     with LiveServer(app) as srv:
-        page = browser.new_page(viewport=DESKTOP)
-        page.set_default_timeout(STEP_MS)
-        watch = PageWatch(page, srv.url)
-        page.goto(srv.url)
-        expect(page.locator("#model-status")).to_contain_text("Model ready")
+        page, watch = ready_page(browser, srv.url)
         page.fill("#next-text", "The Riddler leaves a riddle at police headquarters.")
         page.click("#continue-btn")
         expect(model_passages(page)).to_have_count(1)
@@ -425,11 +405,7 @@ def test_alternatives_offer_as_many_takes_as_asked_each_pickable(browser, tmp_pa
     engine = BadSeedEngine(bad={take_seeds(11, 3)[1]})  # take 2 of the first batch never ends a sentence
     app = create_app(WebConfig(db_path=tmp_path / "alts.sqlite3", writer=fake_writer(engine), settings=Settings(seed=11)))
     with LiveServer(app) as srv:
-        page = browser.new_page(viewport=DESKTOP)
-        page.set_default_timeout(STEP_MS)
-        watch = PageWatch(page, srv.url)
-        page.goto(srv.url)
-        expect(page.locator("#model-status")).to_contain_text("Model ready")
+        page, watch = ready_page(browser, srv.url)
         page.fill("#next-text", "Batman studies the Joker's calling card.")
         page.click("#alternatives-btn")
         cards = page.locator(".alt-card")
@@ -461,11 +437,7 @@ def test_provenance_in_a_fan_s_words_a_named_button_the_episode_and_the_shared_w
                                writer=fake_writer(engine, guard=guardlib.guard_for_corpus(corpus)),
                                settings=Settings(sentences=1)))
     with LiveServer(app) as srv:
-        page = browser.new_page(viewport=DESKTOP)
-        page.set_default_timeout(STEP_MS)
-        watch = PageWatch(page, srv.url)
-        page.goto(srv.url)
-        expect(page.locator("#model-status")).to_contain_text("Model ready")
+        page, watch = ready_page(browser, srv.url)
         page.fill("#next-text", ORIGINAL)
         page.click("#continue-btn")
         expect(model_passages(page)).to_have_count(1)
