@@ -243,7 +243,9 @@ async function newStory(title, { auto = false } = {}) {
   }
   try { if (auto) localStorage.setItem(AUTO_KEY, story.id); } catch (e) { /* private mode */ }
   await openStory(story.id);
-  say(`New story “${story.title}” started.`);
+  // Only a story the writer asked for is announced: the page's own first story could land
+  // after the writer has begun typing, and its note would replace what they were told.
+  if (!auto) say(`New story “${story.title}” started.`);
   el.text.focus();
 }
 
