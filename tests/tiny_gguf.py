@@ -18,7 +18,7 @@ def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def write_gguf(model, path: Path, tokenizer=None, eos_row: np.ndarray | None = None) -> Path:
-    """Write model (a tiny LlamaForCausalLM) to path.
+    """Write model (a tiny LlamaForCausalLM or Qwen2ForCausalLM) to path.
 
     eos_row replaces the end-of-text token's row of the output layer (then written
     untied from the embedding): a test makes EOS the likeliest token with it, to
@@ -30,8 +30,11 @@ def write_gguf(model, path: Path, tokenizer=None, eos_row: np.ndarray | None = N
     n_head, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
     head_dim = cfg.hidden_size // n_head
     rope_theta = getattr(cfg, "rope_theta", None) or (getattr(cfg, "rope_parameters", None) or {}).get("rope_theta", 10000.0)
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_name("tiny-llama")
+    arch = "qwen2" if cfg.model_type == "qwen2" else "llama"
+    # convert_hf_to_gguf reorders llama's q/k rows for its rotary layout; qwen2 keeps them.
+    permute = _permute if arch == "llama" else (lambda w, n: w)
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_name(f"tiny-{arch}")
     writer.add_context_length(cfg.max_position_embeddings)
     writer.add_embedding_length(cfg.hidden_size)
     writer.add_block_count(cfg.num_hidden_layers)
@@ -67,9 +70,12 @@ def write_gguf(model, path: Path, tokenizer=None, eos_row: np.ndarray | None = N
     for i in range(cfg.num_hidden_layers):
         p = f"model.layers.{i}."
         writer.add_tensor(f"blk.{i}.attn_norm.weight", state[p + "input_layernorm.weight"])
-        writer.add_tensor(f"blk.{i}.attn_q.weight", _permute(state[p + "self_attn.q_proj.weight"], n_head))
-        writer.add_tensor(f"blk.{i}.attn_k.weight", _permute(state[p + "self_attn.k_proj.weight"], n_kv))
+        writer.add_tensor(f"blk.{i}.attn_q.weight", permute(state[p + "self_attn.q_proj.weight"], n_head))
+        writer.add_tensor(f"blk.{i}.attn_k.weight", permute(state[p + "self_attn.k_proj.weight"], n_kv))
         writer.add_tensor(f"blk.{i}.attn_v.weight", state[p + "self_attn.v_proj.weight"])
+        if arch == "qwen2":
+            for name in ("q", "k", "v"):
+                writer.add_tensor(f"blk.{i}.attn_{name}.bias", state[p + f"self_attn.{name}_proj.bias"])
         writer.add_tensor(f"blk.{i}.attn_output.weight", state[p + "self_attn.o_proj.weight"])
         writer.add_tensor(f"blk.{i}.ffn_norm.weight", state[p + "post_attention_layernorm.weight"])
         writer.add_tensor(f"blk.{i}.ffn_gate.weight", state[p + "mlp.gate_proj.weight"])

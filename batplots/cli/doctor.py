@@ -56,7 +56,7 @@ def memory(meminfo: Path = Path("/proc/meminfo")) -> dict:
     return out
 
 
-def report(adapter: str | None = None, run_check: bool = False) -> dict:
+def report(adapter: str | None = None, run_check: bool = False, base_spec: str | None = None) -> dict:
     """Everything doctor prints; `problems` lists what stops batplots from writing here."""
     from batplots.corpus import guard
     from batplots.model import weights as modellib
@@ -77,15 +77,28 @@ def report(adapter: str | None = None, run_check: bool = False) -> dict:
     has_llama = llama_engine.available()
     out["llama_cpp"] = {"system_info": cpu.llama_system_info() if has_llama else None,
                         "threads": llama_engine.default_threads() if has_llama else None}
+    from batplots.model import bases
+
+    out["bases"] = {b.name: {"role": b.role, "installed": bases.installed(b), "license": b.license,
+                             "origin": b.origin, **({} if bases.installed(b) else {"install": b.install})}
+                    for b in bases.BASES.values()}
+    named = bases.find(base_spec)
     try:
-        base = modellib.embedded_gguf()
-        out["base_model"] = file_entry(base)
+        found = llama_engine.resolve_base(base_spec)
+        if found is None:
+            raise modellib.ModelError(f"--base {base_spec}: doctor checks a named base or a .gguf file")
+        base, label = found
+        # The whole file's sha256 (for a joined base, checked against the pinned one).
+        out["base_model"] = {"name": label, **file_entry(base)}
+        if named is not None and named.sha256 and out["base_model"]["sha256"] != named.sha256:
+            problems.append(f"{base} is damaged (sha256 {out['base_model']['sha256'][:16]}..., expected "
+                            f"{named.sha256[:16]}...): delete it and run again to join the parts afresh")
     except modellib.ModelError as exc:
         base = None
         out["base_model"] = {"missing": True, "error": str(exc)}
         problems.append(str(exc))
     try:
-        adapter_dir = modellib.resolve_adapter(adapter)
+        adapter_dir = modellib.resolve_adapter(adapter, base_spec)
     except modellib.ModelError as exc:
         adapter_dir = None
         problems.append(str(exc))
@@ -154,6 +167,9 @@ def format_text(rep: dict) -> str:
         "packages: " + ", ".join(f"{k} {v or 'missing'}" for k, v in rep["packages"].items()),
         f"llama.cpp: {rep['llama_cpp']['system_info'] or 'not installed'}",
         f"BATPLOTS_HOME: {rep['home']}",
+        f"base: {rep['base_model'].get('name', 'none')}; bases: " + ", ".join(
+            f"{name} ({b['role']}, {'installed' if b['installed'] else 'not installed: ' + b['install']})"
+            for name, b in rep["bases"].items()),
         f"engine: {eng['engine'] or 'none'} ({eng['why']})",
     ]
     check = eng.get("selfcheck")

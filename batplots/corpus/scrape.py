@@ -157,6 +157,7 @@ class WikiClient:
         query = {"format": "json", "maxlag": MAXLAG, **params}
         problem = "no attempt"
         malformed = False
+        retry_after = None  # the last failed attempt's Retry-After, if it sent one
         for attempt in range(self.retries + 1):
             if attempt:
                 self._back_off(attempt - 1, problem, retry_after)

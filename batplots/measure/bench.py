@@ -120,7 +120,7 @@ class PlainGenerate:
 
         torch.set_num_threads(default_threads())
         self.model, self.tokenizer, _ = modellib.load_base(base)
-        adapter_dir = modellib.resolve_adapter(adapter)
+        adapter_dir = modellib.resolve_adapter(adapter, base)
         if adapter_dir is not None:
             self.model = modellib.apply_adapter(self.model, adapter_dir)
 
@@ -193,7 +193,7 @@ def formats_worker(spec: dict) -> dict:
     from batplots.model.engine import gguf_lora, llama_engine
     from batplots.model.engine.llama_engine import LlamaEngine
 
-    adapter = modellib.resolve_adapter(spec.get("adapter"))
+    adapter = modellib.resolve_adapter(spec.get("adapter"), spec.get("base"))
     base = llama_engine.resolve_base(spec.get("base"))
     if adapter is None or base is None:
         return {"error": "comparing adapter formats needs an adapter (the shipped one, or --adapter DIR) "
@@ -241,7 +241,7 @@ def prepare(config: BenchConfig) -> dict:
     from batplots.model import weights as modellib
 
     out = {}
-    adapter_dir = modellib.resolve_adapter(config.adapter)
+    adapter_dir = modellib.resolve_adapter(config.adapter, config.base)
     if "transformers" in config.engines:
         started = time.perf_counter()
         modellib.resolve_base(config.base)  # converts the embedded GGUF to safetensors once

@@ -220,6 +220,12 @@ def perplexity(model, tokenizer, texts: list[str], seq_len: int = DEFAULT_SEQ_LE
     """exp(mean next-token loss) over texts, each tokenised on its own, joined by EOS
     and cut into non-overlapping windows of seq_len tokens (every token predicted once
     except each window's first)."""
+    return heldout_scores(model, tokenizer, texts, seq_len)["ppl"]
+
+
+def heldout_scores(model, tokenizer, texts: list[str], seq_len: int = DEFAULT_SEQ_LEN) -> dict:
+    """Perplexity (as `perplexity`) and bits per character of the same predicted tokens:
+    perplexity is per token, so only bits/char compares bases with different tokenizers."""
     import torch
 
     ids: list[int] = []
@@ -232,6 +238,8 @@ def perplexity(model, tokenizer, texts: list[str], seq_len: int = DEFAULT_SEQ_LE
     if not windows:
         raise ValueError("the held-out text is too short for a perplexity (fewer than 2 tokens)")
     nll, count = 0.0, 0
+    # Characters of every predicted token (each window's first is context, not predicted).
+    chars = sum(len(tokenizer.decode(w[1:])) for w in windows)
     with torch.no_grad():
         for i in range(0, len(windows), PPL_BATCH):
             group = windows[i:i + PPL_BATCH]
@@ -249,7 +257,7 @@ def perplexity(model, tokenizer, texts: list[str], seq_len: int = DEFAULT_SEQ_LE
                                                      ignore_index=-100, reduction="sum")
             nll += float(loss)
             count += int((target != -100).sum())
-    return math.exp(nll / count)
+    return {"ppl": math.exp(nll / count), "bits_per_char": nll / math.log(2) / max(chars, 1)}
 
 
 def split_setting(info: dict | None, key: str, default):
@@ -305,6 +313,7 @@ def format_table(report: dict) -> str:
     cols = list(RUNS)
     rows = [
         ("held-out perplexity", {"base": _num(ppl.get("base")), "adapter": _num(ppl.get("adapter"))}, ""),
+        ("held-out bits/char", {k: _num((ppl.get("bits_per_char") or {}).get(k), 3) for k in ("base", "adapter")}, ""),
         (f"exactly {report['sentences']} complete sentences", {c: _pct(runs.get(c, {}).get("exact_n_rate")) for c in cols},
          f">= {TARGET_EXACT_RATE:.0%}"),
         (f"word {NGRAM}-grams found in the corpus", {c: _pct(runs.get(c, {}).get("copied_ngram_share")) for c in cols},
@@ -380,6 +389,7 @@ class EvalOptions:
 def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Run the whole eval (see the module doc) and return the report."""
     from batplots.corpus import guard as guardlib
+    from batplots.model import bases
     from batplots.model import weights as modellib
     from batplots.model.engine import EngineSpec
     from batplots.story.writer import DEFAULT_TAKES, open_writer
@@ -393,7 +403,7 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
     settings = Settings(sentences=opts.sentences, copy_limit=opts.copy_limit).validate()
     if not settings.copy_limit:
         raise EvalError("the eval compares the guard on and off: give a --copy-limit from 4 to 64")
-    adapter_dir = modellib.resolve_adapter(opts.adapter)
+    adapter_dir = modellib.resolve_adapter(opts.adapter, opts.base)
     if adapter_dir is None:
         raise EvalError("the eval compares the base model with an adapter: give --adapter DIR "
                         "(no shipped default adapter was found)")
@@ -407,10 +417,14 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
         model, tokenizer, label = modellib.load_base(opts.base)
     except modellib.ModelError as exc:  # e.g. --base a .gguf file for --engine llama
         ppl = {"base": None, "adapter": None, "note": f"no perplexity: {exc}"}
-        label = Path(opts.base).name if opts.base else modellib.EMBEDDED_NAME
+        named = bases.find(opts.base)
+        label = named.name if named is not None else Path(opts.base).name
     else:
-        ppl = {"base": perplexity(model, tokenizer, texts, seq_len)}
-        ppl["adapter"] = perplexity(modellib.apply_adapter(model, adapter_dir), tokenizer, texts, seq_len)
+        base_scores = heldout_scores(model, tokenizer, texts, seq_len)
+        adapter_scores = heldout_scores(modellib.apply_adapter(model, adapter_dir), tokenizer, texts, seq_len)
+        ppl = {"base": base_scores["ppl"], "adapter": adapter_scores["ppl"],
+               "bits_per_char": {"base": round(base_scores["bits_per_char"], 4),
+                                 "adapter": round(adapter_scores["bits_per_char"], 4)}}
         del model
     ppl.update(seq_len=seq_len, split=split)
     samples: dict[str, list[Sample]] = {}

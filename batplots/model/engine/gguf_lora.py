@@ -41,6 +41,11 @@ MERGED_SUBDIR = "gguf-merged"
 FORMATS = ("q8_0", "q4_1", "f16", "lora")
 DEFAULT_FORMAT = "q8_0"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+# Base architectures whose adapters convert (SmolLM2 is llama, Qwen2.5 is qwen2); the
+# same Hugging Face module names map to the same llama.cpp tensors in both.
+ARCHITECTURES = ("llama", "qwen2")
+# convert_hf_to_gguf reorders q/k rows for llama's rotary layout only; qwen2 keeps them.
+PERMUTED = frozenset({"llama"})
 
 # PEFT (Hugging Face Llama) module name -> llama.cpp tensor name inside block N.
 MODULE_MAP = {
@@ -118,10 +123,11 @@ def _base_heads(base_gguf: Path) -> tuple[str, int, int]:
         return field.contents()
 
     arch = value("general.architecture")
-    if arch != "llama":
-        raise modellib.ModelError(f"GGUF LoRA conversion supports llama-architecture bases; {base_gguf.name} is {arch!r}")
-    n_head = int(value("llama.attention.head_count"))
-    n_head_kv = int(value("llama.attention.head_count_kv") or n_head)
+    if arch not in ARCHITECTURES:
+        raise modellib.ModelError(f"GGUF LoRA conversion supports {', '.join(ARCHITECTURES)} bases; "
+                                  f"{base_gguf.name} is {arch!r}")
+    n_head = int(value(f"{arch}.attention.head_count"))
+    n_head_kv = int(value(f"{arch}.attention.head_count_kv") or n_head)
     return arch, n_head, n_head_kv
 
 
@@ -179,7 +185,7 @@ def scaled_pairs(adapter_dir: Path, base_gguf: Path):
     """(llama.cpp tensor name, A, B) per adapted module, B carrying PEFT's scaling
     (alpha/r, rsLoRA's alpha/sqrt(r), per-module alpha patterns) and llama.cpp's row
     order, so that the module's weight delta is exactly B @ A."""
-    _arch, n_head, n_head_kv = _base_heads(base_gguf)
+    arch, n_head, n_head_kv = _base_heads(base_gguf)
     config, modules = load_lora_tensors(adapter_dir)
     for name in sorted(modules, key=lambda n: (int(n.split(".")[1]), n)):
         a, b = modules[name]["A"], modules[name]["B"]
@@ -188,9 +194,9 @@ def scaled_pairs(adapter_dir: Path, base_gguf: Path):
         scaling = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
         b = b * np.float32(scaling)
         module = name.split(".", 2)[2]
-        if module == "self_attn.q_proj":
+        if arch in PERMUTED and module == "self_attn.q_proj":
             b = _permute_rows(b, n_head)
-        elif module == "self_attn.k_proj":
+        elif arch in PERMUTED and module == "self_attn.k_proj":
             b = _permute_rows(b, n_head_kv)
         yield f"blk.{name.split('.')[1]}.{MODULE_MAP[module]}.weight", a, b
 

@@ -370,11 +370,14 @@ def available() -> bool:
 
 def resolve_base(base: str | None) -> tuple[Path, str] | None:
     """(GGUF path, label) for a --base value llama.cpp can run as is: the embedded
-    model (no --base) or a .gguf file; None for anything else (a Hugging Face model)."""
+    model (no --base), another named base (batplots.model.bases) or a .gguf file; None
+    for anything else (a Hugging Face model)."""
+    from batplots.model import bases
     from batplots.model import weights as modellib
 
-    if base is None or base.strip().lower() in modellib.EMBEDDED_ALIASES:
-        return modellib.embedded_gguf(), modellib.EMBEDDED_NAME
+    named = bases.find(base)
+    if named is not None:
+        return modellib.base_gguf(named), named.name
     path = Path(base).expanduser()
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
