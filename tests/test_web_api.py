@@ -330,8 +330,12 @@ def test_pages_docs_and_health(srv):
                  "/api/stories/{story_id}/turns/{turn_id}", "/api/stories/{story_id}/export", "/s/{share_id}",
                  "/healthz"]:
         assert path in paths, path
-    assert c.get("/healthz").json() == {"status": "ready", "model": {"engine": "fake", "model": "fake-scripted"},
-                                        "load_seconds": 0.0, "copy_guard": None, "notice": None}
+    own = {"engine": "fake", "model": "fake-scripted"}
+    assert c.get("/healthz").json() == {
+        "status": "ready", "model": own, "load_seconds": 0.0, "copy_guard": None, "notice": None,
+        # The models offered: here one that is not a named base, so no role and no choice.
+        "models": [{"role": None, "name": "fake-scripted", "label": "fake-scripted", "status": "ready", "model": own,
+                    "load_seconds": 0.0, "copy_guard": None, "notice": None, "default": True}]}
 
 
 def test_while_the_model_loads_model_requests_get_503_and_stories_still_work(make_server):
@@ -347,6 +351,9 @@ def test_while_the_model_loads_model_requests_get_503_and_stories_still_work(mak
     c = srv.client
     assert c.get("/healthz").json()["status"] == "loading"
     story = new_story(c)  # the story API does not need the model
+    # A picked take as the last passage, so that Retry has one to replace (the story is read first).
+    story = c.post(f"/api/stories/{story['id']}/turns",
+                   json={"text": "Robin gasps.", "author": "model", "version": story["version"]}).json()
     for action in ("continue", "alternatives", "retry"):
         assert_error(c.post(f"/api/stories/{story['id']}/{action}", json={"version": story["version"]}),
                      503, "still loading")

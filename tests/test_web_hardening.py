@@ -37,7 +37,10 @@ def test_the_documentation_pages_have_a_csp_that_allows_only_their_own_script_an
 def test_an_anonymous_healthz_on_a_server_with_accounts_shows_no_file_paths(make_server):  # noqa: F811
     srv = make_server(engine=FakeEngine(label="/home/batman/models/batman66"), security=NETWORK)
     anonymous = srv.client.get("/healthz").json()
-    assert anonymous == {"status": "ready", "model": "batman66"} and "/home" not in str(anonymous)
+    assert anonymous == {"status": "ready", "model": "batman66",
+                         "models": [{"role": None, "name": "batman66", "label": "batman66", "status": "ready",
+                                     "default": True}]}
+    assert "/home" not in str(anonymous)
     accounts.add_user(srv.app.state.store, "alice", "alice-secret-1")
     r = srv.client.post("/login", data={"name": "alice", "password": "alice-secret-1"})
     assert SESSION_COOKIE in r.cookies  # the client keeps it

@@ -244,15 +244,21 @@ def write(sentences, seed, temperature, top_p, top_k, repetition_penalty, max_co
 @click.option("--public-url", default=None, metavar="URL",
               help="The address readers reach this server by (e.g. behind a proxy), for share links; default: the "
                    "address the page was opened by.")
+@click.option("--one-base", is_flag=True,
+              help="Offer only --base: no fast/best choice on the page, even when the other base is installed.")
 @security_options
 @sampling_options
 @guard_options
 @engine_options
 @takes_option
-def serve(host, port, db_path, public_url, allowed_hosts, api_key, no_auth, sentences, seed, temperature, top_p,
-          top_k, repetition_penalty, max_context, copy_limit, no_copy_guard, engine_name, base, adapter, takes):
+def serve(host, port, db_path, public_url, one_base, allowed_hosts, api_key, no_auth, sentences, seed, temperature,
+          top_p, top_k, repetition_penalty, max_context, copy_limit, no_copy_guard, engine_name, base, adapter, takes):
     """Serve the co-writing web app (stories saved in SQLite or PostgreSQL) and print its address."""
+    from dataclasses import replace
+
+    from batplots.model import bases
     from batplots.web import app as webapp
+    from batplots.web.bases import second_base
 
     if public_url is not None:
         try:
@@ -265,27 +271,38 @@ def serve(host, port, db_path, public_url, allowed_hosts, api_key, no_auth, sent
     security = serve_security(host, allowed_hosts, api_key, no_auth, db)
 
     spec = engine_spec(engine_name, base, adapter)  # here: load() runs in another thread
+    own = bases.find(base) if engine_name != "openai" else None
+    other = second_base(engine_name, base, one_base)
 
-    def load():
-        from batplots.story.writer import open_writer
+    def loader(spec, role=None):
+        what = f"{role} model" if role else "model"
 
-        try:
-            writer = open_writer(spec, takes)
-        except Exception as exc:
-            click.echo(f"batplots: the model failed to load: {exc}", err=True)
-            raise
-        guard_notice(writer.guard, settings)
-        click.echo(f"batplots: model ready: {json.dumps(writer.engine.describe(), ensure_ascii=False)}", err=True)
-        return writer
+        def load():
+            from batplots.story.writer import open_writer
 
+            try:
+                writer = open_writer(spec, takes)
+            except Exception as exc:
+                click.echo(f"batplots: the {what} failed to load: {exc}", err=True)
+                raise
+            guard_notice(writer.guard, settings)
+            click.echo(f"batplots: {what} ready: {json.dumps(writer.engine.describe(), ensure_ascii=False)}", err=True)
+            return writer
+        return load
+
+    # The other named base runs its own shipped adapter (--adapter is for --base's).
+    load_other = loader(replace(spec, base=other.name, adapter=None), other.role) if other else None
     try:
-        app = webapp.create_app(webapp.WebConfig(db_path=db, settings=settings, load_writer=load, security=security,
-                                                 public_url=public_url))
+        app = webapp.create_app(webapp.WebConfig(db_path=db, settings=settings, load_writer=loader(spec),
+                                                 security=security, public_url=public_url, base=own,
+                                                 other_base=other, load_other=load_other))
     except (OSError, sqlite3.Error, StoreError) as exc:
         raise click.ClickException(f"cannot open the story database {db_shown(db)}: {exc}") from exc
+    offer = f"; {other.role} ({other.name}) loads when a story first picks it" if other else ""
     try:
         webapp.serve(app, host, port, lambda url: click.echo(
-            f"batplots: serving on {url} (stories in {db_shown(db)}; the model loads in the background; Ctrl+C stops)"))
+            f"batplots: serving on {url} (stories in {db_shown(db)}; the model loads in the background{offer}; "
+            "Ctrl+C stops)"))
     except KeyboardInterrupt:  # uvicorn has shut down cleanly, then passes Ctrl+C on: not click's "Aborted!"
         pass
     click.echo(f"batplots: server stopped; every story is saved in {db_shown(db)}.")

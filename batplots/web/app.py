@@ -4,7 +4,8 @@ The Writer (the model with its copy guard, lore and conditioning) is loaded once
 a background thread started by the lifespan, so the page and the story API answer at
 once; requests that need the model get 503 with a clear message until it is ready
 (/healthz says which). It lives in `app.state.model` (batplots.web.modelside), the
-single model-side handle every router uses.
+server's own model side; `app.state.models` (batplots.web.bases) adds the other named
+base when serve offers it, for the stories that choose it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from batplots.store import stories as storelib
 from batplots.model.engine.base import Settings
 from batplots.story import export
+from batplots.model.bases import Base
 from batplots.web import login
+from batplots.web.bases import Models
 from batplots.web.modelside import ModelSide
 from batplots.web.generation import StoryClaims
 from batplots.web.openai_api import router as openai_router
@@ -59,6 +62,11 @@ class WebConfig:
     # The address readers reach this server by (serve --public-url, e.g. behind a proxy):
     # share links start with it; without it the page uses the address it was opened by.
     public_url: str | None = None
+    # The named base the Writer above runs (serve's --base when it names one), and the other
+    # named base with what loads its Writer, the first time a story asks for it (batplots.web.bases).
+    base: Base | None = None
+    other_base: Base | None = None
+    load_other: Callable[[], Writer] | None = None
 
 
 def check_public_url(url: str) -> str:
@@ -92,7 +100,8 @@ def create_app(config: WebConfig) -> FastAPI:
     state = app.state
     state.config = config
     state.store = storelib.Store(config.db_path)
-    state.model = ModelSide(config.writer, config.load_writer)
+    state.model = ModelSide(config.writer, config.load_writer, base=config.base)
+    state.models = Models(state.model, config.other_base, config.load_other)  # one bridge for both
     state.claims = StoryClaims()  # one generation per story at a time
     state.login_limiter = login.LoginLimiter(state.store)  # counts in the database: every instance shares them
 
@@ -112,7 +121,7 @@ def create_app(config: WebConfig) -> FastAPI:
 
     @app.get("/healthz", tags=["server"], summary="Is the model ready? What is loaded?")
     def healthz(request: Request) -> dict:
-        health = request.app.state.model.health()
+        health = {**request.app.state.model.health(), "models": request.app.state.models.health()}
         if request.app.state.config.security.accounts and current_user(request) is None:
             return public_health(health)
         return health
@@ -146,6 +155,19 @@ def public_health(health: dict) -> dict:
         out["seconds"] = health["seconds"]
     if health.get("status") == "error":
         out["error"] = "the model failed to load; the server's log says why"
+    out["models"] = [public_model(m) for m in health.get("models", ())]
+    return out
+
+
+# What an anonymous /healthz says of each model offered.
+PUBLIC_MODEL_KEYS = ("role", "name", "label", "status", "default", "seconds")
+
+
+def public_model(entry: dict) -> dict:
+    out = {k: entry[k] for k in PUBLIC_MODEL_KEYS if k in entry}
+    for key in ("name", "label"):  # an unnamed model's name may be a path: its last part only
+        if out.get(key) is not None:
+            out[key] = Path(str(out[key])).name
     return out
 
 

@@ -17,6 +17,7 @@ from batplots.model.engine.base import MAX_SEED, MIN_SEED, Continuation, EngineE
 from batplots.story.writer import Writer
 from batplots.text import split_sentences
 from batplots.story import export
+from batplots.web.bases import engine_settings
 from batplots.web.generation import SSE_HEADERS, Busy, Claim, ClientGone, Job, StoryBusy, sse, wants_sse, write_passage
 from batplots.web.modelside import ModelUnavailable
 from batplots.web.schemas import (
@@ -40,27 +41,26 @@ router = APIRouter(prefix="/api", tags=["stories"])
 MAX_SQL_INT = 2**63 - 1
 
 
-def store_of(request: Request) -> storelib.Store:
+def store_of(request: Request, story_id: str | None = None) -> storelib.Store:
     """The store as the signed-in user sees it (only their stories); on a server
-    without accounts, the local writer's."""
+    without accounts, the local writer's; with the lore (the corpus's names fill in
+    case files) of the model story_id uses."""
     store = request.app.state.store.for_owner(owner_of(request))
-    store.lore = request.app.state.model.lore  # the corpus's names fill in case files
+    store.lore = request.app.state.models.story_lore(store, story_id)
     return store
-
-
-def writer_of(request: Request) -> Writer:
-    """The server's one Writer, or 503 with what is going on (loading, failed)."""
-    return request.app.state.model.require()
 
 
 def base_settings(request: Request) -> Settings:
     return request.app.state.config.settings
 
 
-def story_settings(base: Settings, current: dict, changes: dict) -> dict:
-    """A story's settings after changes, validated against the engine's limits."""
+def story_settings(request: Request, current: dict, changes: dict) -> dict:
+    """A story's settings after changes, validated against the engine's limits and the
+    bases this server offers (batplots.web.bases)."""
+    base = base_settings(request)
     merged = {**default_story_settings(base), **current, **changes}
-    dataclasses.replace(base, **merged).validate()
+    dataclasses.replace(base, **engine_settings(merged)).validate()
+    request.app.state.models.check_choice(changes)
     return merged
 
 
@@ -69,7 +69,7 @@ def generation_settings(request: Request, story: dict, overrides: dict, fresh_se
     the server's --seed (Retry and Alternatives must differ from what they replace)."""
     base = base_settings(request)
     seed = overrides.get("seed", None if fresh_seed else base.seed)
-    merged = {**story["settings"], **{k: v for k, v in overrides.items() if k != "seed"}, "seed": seed}
+    merged = {**engine_settings(story["settings"]), **{k: v for k, v in overrides.items() if k != "seed"}, "seed": seed}
     return dataclasses.replace(base, **merged).validate()
 
 
@@ -97,10 +97,9 @@ def turn_fields(cont: Continuation, writer: Writer) -> dict:
     }
 
 
-def picked_provenance(request: Request, text: str, settings: Settings) -> list[dict]:
+def picked_provenance(writer: Writer | None, text: str, settings: Settings) -> list[dict]:
     """Provenance for a picked alternative (the client sends only its text): a sentence
     copying copy_limit or more words is marked as one the guard let through."""
-    writer = request.app.state.model.writer
     guard = writer.guard if writer is not None else None
     if guard is None:
         return []
@@ -117,10 +116,10 @@ def check_beat(beat: str | None) -> str | None:
     return beat
 
 
-def case_for(request: Request, story: dict, text: str) -> dict:
+def case_for(writer: Writer, story: dict, text: str) -> dict:
     """The case file for a generation: the story's, filled in from the text being continued
     (which may hold the writer's unsaved passage, or lack the passage Retry replaces)."""
-    return storelib.refill_case(story["case_file"], text, request.app.state.model.lore)  # names capped (#23)
+    return storelib.refill_case(story["case_file"], text, writer.lore)  # names capped (#23)
 
 
 def require_text(cont: Continuation) -> str:
@@ -134,8 +133,7 @@ def require_text(cont: Continuation) -> str:
 # --- stories ------------------------------------------------------------------------
 @router.post("/stories", status_code=201, summary="Create a story")
 def create_story(request: Request, body: NewStory | None = None) -> dict:
-    base = base_settings(request)
-    settings = story_settings(base, {}, body.settings.given() if body and body.settings else {})
+    settings = story_settings(request, {}, body.settings.given() if body and body.settings else {})
     return store_of(request).create(body.title if body else None, settings)
 
 
@@ -163,7 +161,7 @@ def patch_story(request: Request, story_id: str, body: StoryPatch) -> dict:
     settings = None
     if body.settings is not None:
         current = store.get(story_id)
-        settings = story_settings(base_settings(request), current["settings"], body.settings.given())
+        settings = story_settings(request, current["settings"], body.settings.given())
     return store.update(story_id, body.version, title=body.title, settings=settings)
 
 
@@ -177,7 +175,7 @@ def delete_story(request: Request, story_id: str, version: int = Query(descripti
 @router.post("/stories/{story_id}/turns", summary="Add a passage (yours, or a picked alternative with the passage "
                                                  "you typed before it)")
 def add_turn(request: Request, story_id: str, body: NewTurn) -> dict:
-    store = store_of(request)
+    store = store_of(request, story_id)
     fields = {}
     if body.author == "model":
         story = store.get(story_id)
@@ -185,8 +183,9 @@ def add_turn(request: Request, story_id: str, body: NewTurn) -> dict:
         if seed is not None and not MIN_SEED <= seed <= MAX_SEED:
             raise SettingsError("seed", f"seed must be from {MIN_SEED} to {MAX_SEED}, got {seed}")
         settings = generation_settings(request, story, {"seed": seed} if seed is not None else {}, fresh_seed=True)
+        writer = request.app.state.models.loaded_for(story)  # the guard of the story's base
         fields = {"settings": settings.to_dict(), "seed": seed,
-                  "meta": {"flags": [], "picked": True, "provenance": picked_provenance(request, body.text, settings)}}
+                  "meta": {"flags": [], "picked": True, "provenance": picked_provenance(writer, body.text, settings)}}
     elif body.seed is not None or body.user_text is not None:
         raise storelib.Invalid("seed is only for a picked alternative (author \"model\"), and so is user_text")
     if body.user_text is None:
@@ -204,23 +203,23 @@ def add_turn(request: Request, story_id: str, body: NewTurn) -> dict:
 
 @router.patch("/stories/{story_id}/turns/{turn_id}", summary="Edit a passage in place")
 def edit_turn(request: Request, story_id: str, body: EditTurn, turn_id: int = Path(ge=1, le=MAX_SQL_INT)) -> dict:
-    return store_of(request).edit_turn(story_id, body.version, turn_id, body.text)
+    return store_of(request, story_id).edit_turn(story_id, body.version, turn_id, body.text)
 
 
 @router.post("/stories/{story_id}/undo", summary="Remove the last passage (Redo brings it back)")
 def undo(request: Request, story_id: str, body: Versioned) -> dict:
-    return store_of(request).undo(story_id, body.version)
+    return store_of(request, story_id).undo(story_id, body.version)
 
 
 @router.post("/stories/{story_id}/redo", summary="Bring back the passage undone last")
 def redo(request: Request, story_id: str, body: Versioned) -> dict:
-    return store_of(request).redo(story_id, body.version)
+    return store_of(request, story_id).redo(story_id, body.version)
 
 
 @router.put("/stories/{story_id}/case", summary="Change the case file: the fields given (a changed field is the "
                                                "writer's from then on); auto hands fields back to autofill")
 def put_case(request: Request, story_id: str, body: CaseUpdate) -> dict:
-    return store_of(request).set_case(story_id, body.version, body.changes(), auto=body.auto)
+    return store_of(request, story_id).set_case(story_id, body.version, body.changes(), auto=body.auto)
 
 
 # --- generation ---------------------------------------------------------------------
@@ -230,9 +229,9 @@ async def _start(request: Request, story_id: str, body: ContinueRequest, retry: 
     typed: a passage the writer has not saved yet, continued as if it were (Alternatives).
     The caller releases the claim."""
     check_beat(body.beat)
-    writer = writer_of(request)
     store = store_of(request)
     story = await run_in_threadpool(store.check_can_add, story_id, body.version, retry)
+    writer = request.app.state.models.for_story(story).require()  # the story's base; 503 while it loads
     turns = story["turns"][:-1] if retry else story["turns"]
     if typed is not None:
         turns = turns + [{"text": clean_text(typed)}]
@@ -247,6 +246,7 @@ async def _start(request: Request, story_id: str, body: ContinueRequest, retry: 
 async def _generate_turn(request: Request, story_id: str, body: ContinueRequest, retry: bool):
     writer, story, text, settings, claim = await _start(request, story_id, body, retry)
     store = store_of(request)
+    store.lore = writer.lore  # the case file is filled in with the names of the model that wrote
 
     def save(cont: Continuation) -> dict:
         fields = turn_fields(cont, writer)
@@ -258,7 +258,7 @@ async def _generate_turn(request: Request, story_id: str, body: ContinueRequest,
     streaming = False
     try:
         gen = claim.generation = write_passage(request.app.state.model.bridge, owner_of(request), writer, text,
-                                               settings, case=case_for(request, story, text), beat=body.beat)
+                                               settings, case=case_for(writer, story, text), beat=body.beat)
         if wants_sse(request):
             streaming = True  # the stream releases the claim when it ends
             return StreamingResponse(_sse_stream(gen, save, claim), media_type="text/event-stream",
@@ -357,7 +357,7 @@ async def alternatives(request: Request, story_id: str, body: AlternativesReques
         # One batch of takes, ranked (not runs one after another); the runners-up are alternatives too.
         claim.generation = write_passage(request.app.state.model.bridge, owner_of(request), writer, text,
                                          batch_settings, takes=takes, tagged=tagged,
-                                         case=case_for(request, story, text), beat=body.beat, whole=True)
+                                         case=case_for(writer, story, text), beat=body.beat, whole=True)
         return claim.generation
 
     refills = Refills(body.n, settings, batch)
@@ -365,7 +365,7 @@ async def alternatives(request: Request, story_id: str, body: AlternativesReques
         gen = batch(body.n, settings)
         if tagged:
             streaming = True  # the stream releases the claim when it ends
-            return StreamingResponse(_alternatives_stream(request, gen, story["version"], claim, refills),
+            return StreamingResponse(_alternatives_stream(writer, gen, story["version"], claim, refills),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
         try:
             cont = await gen.result(request)
@@ -380,7 +380,7 @@ async def alternatives(request: Request, story_id: str, body: AlternativesReques
     finally:
         if not streaming:
             claim.release()
-    return alternatives_body(request, refills.first, story["version"], refills.extra)
+    return alternatives_body(writer, refills.first, story["version"], refills.extra)
 
 
 # A take that failed (no complete sentence, far longer than the others, the same text as
@@ -441,7 +441,7 @@ def distinct_candidates(candidates: list[dict]) -> list[dict]:
     return out
 
 
-def alternatives_body(request: Request, cont: Continuation, version: int, extra: list[dict] = ()) -> dict:
+def alternatives_body(writer: Writer, cont: Continuation, version: int, extra: list[dict] = ()) -> dict:
     """The distinct takes of a ranked batch, best first, then any written again in place of
     failed ones (`refilled`: not ranked against the first batch); raises when none has a sentence."""
     candidates = []
@@ -449,14 +449,14 @@ def alternatives_body(request: Request, cont: Continuation, version: int, extra:
         own = c.get("settings_of", cont.settings)
         candidates.append({"take": c["take"], "text": c["text"], "sentences": c["sentences"], "seed": c["seed"],
                            "settings": dataclasses.replace(own, seed=c["seed"]).to_dict(),
-                           "flags": c["flags"], "provenance": picked_provenance(request, c["text"], own),
+                           "flags": c["flags"], "provenance": picked_provenance(writer, c["text"], own),
                            "score": c["score"], "chosen": c["chosen"], "refilled": bool(c.get("refilled"))})
     if not candidates:
         raise ModelUnavailable("the model wrote no complete sentence in any candidate; try again")
     return {"version": version, "candidates": candidates, "why": cont.why}
 
 
-async def _alternatives_stream(request: Request, gen: Job, version: int, claim: Claim, refills: Refills):
+async def _alternatives_stream(writer: Writer, gen: Job, version: int, claim: Claim, refills: Refills):
     """piece/rewind {take, text} for every take as it is written (a take written again in
     place of a failed one streams under the failed one's index, starting with a rewind to
     ""), then done {version, candidates, why} or error {message}. A client that goes away
@@ -496,7 +496,7 @@ async def _alternatives_stream(request: Request, gen: Job, version: int, claim: 
             for take in refills.missing:
                 yield sse("rewind", {"take": take, "text": ""})  # written again from the start
         try:
-            yield sse("done", alternatives_body(request, refills.first, version, refills.extra))
+            yield sse("done", alternatives_body(writer, refills.first, version, refills.extra))
         except ModelUnavailable as exc:
             yield sse("error", error_body(exc))
     finally:

@@ -28,6 +28,8 @@ class StorySettings(Strict):
     temperature: float | None = None
     top_p: float | None = None
     copy_limit: int | None = None  # the copy guard: 0 = off (batplots.corpus.guard)
+    # The named base that writes this story (batplots.web.bases; absent: the server's own).
+    model: Literal["fast", "best"] | None = None
 
     def given(self) -> dict:
         return {k: v for k, v in self.model_dump().items() if v is not None}

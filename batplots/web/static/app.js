@@ -9,7 +9,8 @@ const MARKS_KEY = "batplots:marks";
 const SETTINGS_KEY = "batplots:settings";  // the settings last saved: a new story starts with them
 const AUTO_KEY = "batplots:auto";  // the empty story the page made itself (first visit): not kept once left
 // The settings' plain names (the API's errors name the technical ones).
-const SETTING_NAMES = { sentences: "Sentences", temperature: "Wildness", top_p: "Word choice", copy_limit: "Copy guard" };
+const SETTING_NAMES = { sentences: "Sentences", temperature: "Wildness", top_p: "Word choice", copy_limit: "Copy guard",
+                        model: "Model" };
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -24,6 +25,7 @@ const el = {
   writeForm: $("write-form"), text: $("next-text"), charCount: $("char-count"), cont: $("continue-btn"),
   stop: $("stop-btn"), status: $("status"), settingsForm: $("settings-form"), setSentences: $("set-sentences"),
   setTemperature: $("set-temperature"), setTopP: $("set-top-p"), setCopyLimit: $("set-copy-limit"),
+  modelField: $("model-field"), setModel: $("set-model"),
   exportMd: $("export-md"), exportTxt: $("export-txt"), moreStories: $("more-stories"),
   accountBar: $("account-bar"), noAuthWarning: $("no-auth-warning"), logoutForm: $("logout-form"),
   signedInAs: $("signed-in-as"),
@@ -36,7 +38,7 @@ const el = {
 // down: the server stopped answering (the page carries on by itself when /healthz answers again).
 const state = { story: null, busy: false, ready: false, abort: null, stopped: null, publicUrl: null,
                 settingsSave: null, settingsPending: false, casePending: null, toStop: false, down: false,
-                healthTimer: null };
+                healthTimer: null, health: null };
 
 // --- status line ----------------------------------------------------------------------
 function say(message, kind = "info") {
@@ -78,21 +80,13 @@ async function handleError(err) {
     await refreshList();
     return;
   }
+  // The story's model is loading (a base loaded on first use, say): the model line says so at once.
+  if (err instanceof ApiError && err.status === 503) pollHealth();
   say(err.message || String(err), "error");
 }
 
 // --- model health ---------------------------------------------------------------------
-// One poll loop: often while the model loads or the server is away, now and then once it
-// is ready (so a server that stopped is shown as such even while nobody writes).
-function pollHealthIn(ms) {
-  clearTimeout(state.healthTimer);
-  state.healthTimer = setTimeout(pollHealth, ms);
-}
-
-function setModelStatus(kind, text) {
-  if (el.modelStatus.textContent !== text) el.modelStatus.textContent = text;  // unchanged: not read out again
-  el.modelStatus.dataset.state = kind;
-}
+// The model line and the Model setting: models.js.
 
 // The server stopped answering: the model is unavailable until /healthz answers again.
 function serverDown() {
@@ -125,26 +119,8 @@ async function pollHealth() {
     return;
   }
   const wasDown = state.down;
-  if (health.status === "ready") {
-    state.ready = true;
-    const m = health.model || {};
-    // Plain words here; the engine, adapter and copy guard are a click away (Details).
-    setModelStatus(health.notice ? "warning" : "ready", "Model ready. " + guardPlain(health.copy_guard)
-      + (health.notice ? ` ${health.notice}` : ""));
-    el.modelDetail.textContent = [m.engine && `engine: ${m.engine}`, (m.model || m.base) && `model: ${m.model || m.base}`,
-      m.adapter && `fine-tuned adapter: ${m.adapter}`, guardDetail(health.copy_guard)].filter(Boolean).join(" · ");
-    el.modelDetails.hidden = !el.modelDetail.textContent;
-    pollHealthIn(HEALTH_WATCH_MS);
-  } else if (health.status === "error") {
-    state.ready = false;
-    setModelStatus("error", "The model failed to load: " + health.error);
-    pollHealthIn(HEALTH_WATCH_MS);
-  } else {
-    state.ready = false;
-    setModelStatus("loading", `Loading the model (${Math.round(health.seconds || 0)} s)… you can start writing.`);
-    pollHealthIn(HEALTH_POLL_MS);
-  }
-  updateButtons();
+  state.health = health;
+  pollHealthIn(showModel() === "loading" ? HEALTH_POLL_MS : HEALTH_WATCH_MS);
   if (wasDown) await serverBack();
 }
 
@@ -234,6 +210,8 @@ async function newStory(title, { auto = false } = {}) {
   await dropUntouched(null);
   const body = title ? { title } : {};
   const settings = lastSettings();
+  const roles = offeredRoles();
+  if (settings && settings.model && roles && !roles.includes(settings.model)) delete settings.model;
   let story;
   try {
     story = await api("POST", "/api/stories", settings ? { ...body, settings } : body);
@@ -261,6 +239,7 @@ function render(story) {
   el.setTemperature.value = String(st.temperature);
   el.setTopP.value = String(st.top_p);
   el.setCopyLimit.value = String(st.copy_limit ?? 8);
+  showModel();  // the model line names the base this story uses
   el.uses.textContent = `Continue adds ${usesText(st)}.`;
   const base = `/api/stories/${encodeURIComponent(story.id)}/export`;
   el.exportMd.href = `${base}?format=md`;
@@ -565,15 +544,19 @@ async function saveSettings() {
     top_p: Number(el.setTopP.value),
     copy_limit: Number(el.setCopyLimit.value),
   };
+  // The base, when the server offers a choice (a model it does not offer would be refused).
+  if (!el.modelField.hidden && (offeredRoles() || []).includes(el.setModel.value)) settings.model = el.setModel.value;
+  const modelBefore = state.story.settings.model;
   const job = (async () => {
     try {
       render(await api("PATCH", `/api/stories/${encodeURIComponent(state.story.id)}`,
                        { settings, version: state.story.version }));
       el.settingsState.textContent = `Saved: Continue adds ${usesText(state.story.settings)}.`;
-      const { sentences, temperature, top_p, copy_limit } = state.story.settings;
-      try { localStorage.setItem(SETTINGS_KEY, JSON.stringify({ sentences, temperature, top_p, copy_limit })); }
+      const { sentences, temperature, top_p, copy_limit, model } = state.story.settings;
+      try { localStorage.setItem(SETTINGS_KEY, JSON.stringify({ sentences, temperature, top_p, copy_limit, model })); }
       catch (e) { /* private mode */ }
       el.settingsState.dataset.kind = "info";
+      if (model !== modelBefore) pollHealth();  // the other base may be loading now: the line says so
     } catch (err) {
       if (err instanceof ApiError && err.status === 401 || err instanceof ConnectionLost) { await handleError(err); return; }
       if (err instanceof ApiError && err.status === 409) {
@@ -595,7 +578,7 @@ async function saveSettings() {
   if (state.settingsSave === job) state.settingsSave = null;
 }
 
-for (const input of [el.setSentences, el.setTemperature, el.setTopP, el.setCopyLimit]) {
+for (const input of [el.setModel, el.setSentences, el.setTemperature, el.setTopP, el.setCopyLimit]) {
   input.addEventListener("change", saveSettings);
 }
 el.settingsForm.addEventListener("submit", (ev) => { ev.preventDefault(); saveSettings(); });
