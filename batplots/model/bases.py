@@ -27,7 +27,8 @@ class ModelError(RuntimeError):
 
 @dataclass(frozen=True)
 class Base:
-    name: str  # the label shown everywhere (doctor, bench, eval, the page)
+    name: str  # the name shown everywhere (doctor, bench, eval, training.json)
+    label: str  # the short name a reader sees (the page's model line)
     aliases: frozenset[str]  # what --base accepts for it (besides name)
     role: str  # "fast" or "best": the page's choice
     gguf_name: str
@@ -43,6 +44,7 @@ class Base:
 
 SMOLLM2 = Base(
     name="smollm2-135m-instruct",
+    label="SmolLM2-135M",
     aliases=frozenset({"", "default", "embedded", "smollm2", "fast", "135m"}),
     role="fast",
     gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -81,6 +83,7 @@ _QWEN_PARTS = (
 
 QWEN15 = Base(
     name="qwen2.5-coder-1.5b-instruct",
+    label="Qwen2.5-Coder-1.5B",
     aliases=frozenset({"qwen", "qwen2.5-coder-1.5b", "qwen-1.5b", "1.5b", "best"}),
     role="best",
     gguf_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",

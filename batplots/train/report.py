@@ -13,6 +13,8 @@ import platform
 import tempfile
 from pathlib import Path
 
+from batplots.model import bases
+
 from batplots.files import atomic_write_text, default_file_mode
 
 TARGET_PPL_RATIO = 0.6  # the quality target: adapter perplexity / base perplexity
@@ -128,6 +130,11 @@ def model_card(summary: dict) -> str:
         f"A {'LoRA adapter' if cfg['method'] == 'lora' else 'fine-tuned model'} for **{summary['base_model']}** "
         "that writes in the manner of the plot summaries of the 1966-1968 *Batman* TV series.",
         "",
+    ]
+    named = bases.BASES.get(summary["base_model"])
+    if named is not None:  # where the base comes from and its licence, which the adapter's use inherits
+        lines += [f"Base model: {named.origin}; licence {named.license}. Install: `{named.install}`.", ""]
+    lines += [
         "## Data and licence",
         "",
         f"Trained on text from the **{DATA_SOURCE}**, licensed {LICENSE} "

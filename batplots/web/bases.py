@@ -23,14 +23,12 @@ from batplots.web.modelside import ModelSide
 
 MODEL_KEY = "model"  # the story setting that chooses the base
 ROLES = tuple(base.role for base in bases.BASES.values())  # what MODEL_KEY takes: ("fast", "best")
-# The page's names for the named bases (the settings panel and the model line).
-LABELS = {bases.SMOLLM2.name: "SmolLM2-135M", bases.QWEN15.name: "Qwen2.5-Coder-1.5B"}
 # What makes the other base available, in the words of a refusal.
 INSTALL_HINT = {bases.QWEN15.name: "make install-qwen"}
 
 
 def label_of(base: bases.Base) -> str:
-    return LABELS.get(base.name, base.name)
+    return base.label
 
 
 def other_named(base: bases.Base) -> bases.Base:
