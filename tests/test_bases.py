@@ -94,3 +94,28 @@ def test_the_installed_qwen_parts_join_into_the_pinned_file(real_home):
     path = bases.gguf(bases.QWEN15)
     assert path.stat().st_size == bases.QWEN15.size and path.read_bytes()[:4] == b"GGUF"
     assert bases.verify(bases.QWEN15)[0]
+
+
+@pytest.mark.real_model
+def test_the_best_base_writes_two_sentences_with_its_own_adapter(real_home):
+    # The served Writer on the real 1.5B and its shipped adapter (the one real-model
+    # generation on this base: a turn costs tens of seconds on 2 cores).
+    from batplots.model.engine import EngineSpec, Settings
+    from batplots.story import casefile
+    from batplots.story.writer import open_writer
+
+    if not bases.installed(bases.QWEN15):
+        pytest.fail(f"the Qwen2.5-Coder-1.5B parts are not installed: {bases.QWEN15.install} (make test does)")
+    writer = open_writer(EngineSpec(base="best"), takes=2)
+    try:
+        described = writer.engine.describe()
+        assert described["base"] == bases.QWEN15.name and described["adapter"] == bases.QWEN15.default_adapter
+        assert writer.guard.active and writer.conditioned  # the copy guard and the header, as for the 135M
+        opening = "The Riddler leaves a riddle at the Gotham City Bank. Commissioner Gordon reaches for the Batphone."
+        case = casefile.autofill(casefile.empty(), opening, writer.lore)
+        assert case["villains"]  # the Riddler, from the lore this adapter ships
+        result = writer.run(opening, Settings(sentences=2, seed=3), case=case)
+        assert len(result.sentences) == 2, result
+        assert writer.guard.index.copied_in(result.text)[0] == 0
+    finally:
+        writer.engine.close()
