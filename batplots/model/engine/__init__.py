@@ -53,6 +53,7 @@ def load_engine(spec: EngineSpec) -> Engine:
 
 
 def _load_local(spec: EngineSpec, adapter_dir) -> Engine:
+    from batplots.model import bases
     from batplots.model import weights as modellib
     from batplots.model.engine import llama_engine
 
@@ -66,7 +67,7 @@ def _load_local(spec: EngineSpec, adapter_dir) -> Engine:
             raise modellib.ModelError(f"--engine llama runs GGUF models: give --base a .gguf file or leave it "
                                       f"out for the embedded model (got {spec.base!r}); or use --engine transformers")
         path, label = gguf
-        files = llama_engine.model_files(path, adapter_dir)
+        files = llama_engine.model_files(path, adapter_dir, bases.adapter_format(spec.base))
         verdict = selfcheck.check(*files)  # a native crash kills a child, never this process
         notice = verdict.notice
         if notice:

@@ -83,6 +83,23 @@ def _quiet_llama_cpp() -> None:
     _logger.set_verbose(False)
 
 
+@contextlib.contextmanager
+def _silenced_llama_cpp():
+    """Drop every llama.cpp log line for a moment: the LoRA loader says, at no level, for each
+    adapted tensor that it cannot use the repacked buffer (harmless: it uses the plain one).
+    A real failure still shows: the loader then returns NULL and the caller raises."""
+    import logging
+
+    from llama_cpp import _logger
+
+    level = _logger.logger.level
+    _logger.logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        _logger.logger.setLevel(level)
+
+
 class LlamaEngine(Engine):
     name = "llama"
 
@@ -112,7 +129,8 @@ class LlamaEngine(Engine):
                 path_model=str(self.gguf_path), params=model_params, verbose=False)))
             self._lora = None
             if self.lora_path is not None:
-                self._lora = llama_cpp.llama_adapter_lora_init(self._model.model, str(self.lora_path).encode())
+                with _silenced_llama_cpp():  # a line per tensor ("cannot use buft CPU_REPACK"), level-less
+                    self._lora = llama_cpp.llama_adapter_lora_init(self._model.model, str(self.lora_path).encode())
                 if not self._lora:
                     raise ValueError(f"llama.cpp rejected the LoRA {self.lora_path} (wrong base model?)")
                 lora = self._lora
