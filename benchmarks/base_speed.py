@@ -93,19 +93,19 @@ def turns(writer, prompts: list[str]) -> dict:
             "turn_median_s": round(statistics.median(whole), 2), "turn_max_s": round(max(whole), 2)}
 
 
-def measure(base: str, prompts: list[str], bandwidth: float) -> dict:
+def measure(base: str, prompts: list[str], bandwidth: float, takes: int | None = None) -> dict:
     from batplots.model.engine import EngineSpec
-    from batplots.story.writer import open_writer
+    from batplots.story.writer import DEFAULT_TAKES, open_writer
 
     tick = time.perf_counter()
-    writer = open_writer(EngineSpec(base=base))
+    writer = open_writer(EngineSpec(base=base), takes=takes or DEFAULT_TAKES)
     load_s = time.perf_counter() - tick
     engine = writer.engine
     try:
         size = engine_bytes(engine)
         tps = decode_speed(engine)
         limit = bandwidth / size if size else None
-        row = {"base": base, "engine": engine.describe(), "load_s": round(load_s, 1), "bytes": size,
+        row = {"base": base, "takes": writer.takes, "engine": engine.describe(), "load_s": round(load_s, 1), "bytes": size,
                "tokens_per_s": round(tps, 1), "read_limit_tokens_per_s": round(limit, 1) if limit else None,
                "share_of_limit": round(tps / limit, 3) if limit else None}
         row.update(turns(writer, prompts))
@@ -143,11 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bases", default="fast,best")
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--formats", action="store_true")
+    parser.add_argument("--takes", type=int, default=None, help="takes a turn ranks (default: the Writer's, 4)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     bandwidth = read_bandwidth(default_threads())
     prompts = read_openings(OPENINGS)[:args.prompts]
-    rows = [measure(b.strip(), prompts, bandwidth) for b in args.bases.split(",")]
+    rows = [measure(b.strip(), prompts, bandwidth, args.takes) for b in args.bases.split(",")]
     report = {"read_bandwidth_gb_s": round(bandwidth / 1e9, 2), "threads": default_threads(), "bases": rows}
     if args.formats:
         report["formats_1_5b"] = formats(bandwidth)

@@ -49,13 +49,13 @@ def read_openings(path: Path) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")][:MAX_OPENINGS]
 
 
-def write(base: str, out: Path, openings_path: Path, limit: int) -> int:
+def write(base: str, out: Path, openings_path: Path, limit: int, takes: int | None = None) -> int:
     from batplots.model.engine import EngineSpec, Settings
     from batplots.story import casefile
-    from batplots.story.writer import open_writer
+    from batplots.story.writer import DEFAULT_TAKES, open_writer
 
     started = time.perf_counter()
-    writer = open_writer(EngineSpec(base=base))
+    writer = open_writer(EngineSpec(base=base), takes or DEFAULT_TAKES)
     load_s = time.perf_counter() - started
     rows = []
     for n, opening in enumerate(read_openings(openings_path)[:limit], 1):
@@ -71,7 +71,7 @@ def write(base: str, out: Path, openings_path: Path, limit: int) -> int:
                      "turn_s": round(time.perf_counter() - tick, 2), "tokens": result.tokens})
         print(f"{n:2d} {rows[-1]['turn_s']:6.1f}s  {rows[-1]['text'][:90]}", flush=True)
     describe = writer.engine.describe()
-    report = {"base": base, "engine": describe, "load_s": round(load_s, 1), "passages": rows,
+    report = {"base": base, "takes": writer.takes, "engine": describe, "load_s": round(load_s, 1), "passages": rows,
               "turn_s_median": round(statistics.median(r["turn_s"] for r in rows), 2),
               "first_piece_s_median": round(statistics.median(r["first_piece_s"] for r in rows), 2)}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--out", type=Path, required=True)
     w.add_argument("--openings", type=Path, default=OPENINGS)
     w.add_argument("--limit", type=int, default=MAX_OPENINGS)
+    w.add_argument("--takes", type=int, default=None, help="takes a turn ranks (default: the Writer's)")
     m = sub.add_parser("make")
     m.add_argument("run_a", type=Path)
     m.add_argument("run_b", type=Path)
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     if args.cmd == "write":
-        return write(args.base, args.out, args.openings, args.limit)
+        return write(args.base, args.out, args.openings, args.limit, args.takes)
     return make(args.run_a, args.run_b, args.out) if args.cmd == "make" else score(args.folder)
 
 

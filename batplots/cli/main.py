@@ -127,12 +127,13 @@ def takes_option(func):
     from batplots.story import writer as writerlib
 
     return click.option("--takes", type=click.IntRange(writerlib.MIN_TAKES, writerlib.MAX_TAKES),
-                        default=writerlib.DEFAULT_TAKES, show_default=True,
+                        default=None,
                         help="Takes decoded together per passage; the best one by the story's names, length "
-                             "and likelihood is kept (1 = a single sample).")(func)
+                             "and likelihood is kept (1 = a single sample). Default: the base's, 4 for fast, "
+                             "3 for best.")(func)
 
 
-def load_writer(engine_name: str, base: str | None, adapter: str | None, takes: int):
+def load_writer(engine_name: str, base: str | None, adapter: str | None, takes: int | None):
     """The Writer the engine options name (batplots.story.writer.open_writer), or exit with the
     model error's message (what to install / which path)."""
     from batplots.story.writer import open_writer

@@ -432,7 +432,8 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
     from batplots.story.lore import load_lore
 
     stories = storyeval.load_stories()[:opts.stories]
-    takes = opts.takes or DEFAULT_TAKES
+    named = bases.find(opts.base) if opts.engine != "openai" else None
+    takes = opts.takes or (named.takes if named is not None else DEFAULT_TAKES)  # as serve runs the base
     story_runs, story_passages = {}, {}
 
     lore = load_lore(adapter_dir)

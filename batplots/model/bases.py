@@ -45,6 +45,10 @@ class Base:
     # bare base there); a runtime LoRA for the 1.5B, whose decode is bound by memory reads:
     # 14.5 tokens/s against 10.0 merged, which re-encodes 12 layers as Q8_0 (1,380 MB vs 1,133).
     adapter_format: str = "q8_0"
+    # Takes the Writer ranks per passage on this base (--takes overrides): the 1.5B decodes
+    # 4x slower, and 3 takes keep its ranked 2-sentence turn at a 6.96 s median here against
+    # 9.61 s with 4 (benchmarks/base_speed.py --takes; the target is 8 s).
+    takes: int = 4
 
 
 SMOLLM2 = Base(
@@ -101,6 +105,7 @@ QWEN15 = Base(
     sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     default_adapter="batman66-qwen1.5b",
     adapter_format="lora",
+    takes=3,
 )
 
 BASES = {base.name: base for base in (SMOLLM2, QWEN15)}

@@ -256,14 +256,18 @@ class Writer:
         return take.result
 
 
-def open_writer(spec: EngineSpec, takes: int = DEFAULT_TAKES) -> Writer:
+def open_writer(spec: EngineSpec, takes: int | None = None) -> Writer:
     """The Writer every face uses (generate, write, serve, eval, bench): the adapter
     that spec names is resolved once, the engine loaded with it, and the Writer gets
-    that adapter's copy guard, lore and conditioning (writer_for). ModelError says what
-    is missing."""
+    that adapter's copy guard, lore and conditioning (writer_for). takes None: the named
+    base's (bases.Base.takes), else DEFAULT_TAKES. ModelError says what is missing."""
+    from batplots.model import bases
     from batplots.model.engine import load_engine
     from batplots.model.weights import resolve_adapter
 
+    if takes is None:
+        named = bases.find(spec.base) if spec.engine != "openai" else None
+        takes = named.takes if named is not None else DEFAULT_TAKES
     adapter_dir = resolve_adapter(spec.adapter, spec.base)
     engine = load_engine(replace(spec, adapter=str(adapter_dir) if adapter_dir is not None else "none"))
     return writer_for(engine, adapter_dir, takes)
