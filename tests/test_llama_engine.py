@@ -534,11 +534,11 @@ MAX_PERPLEXITY_GAP = 0.02
 def test_fast_engine_perplexity_is_within_2_percent_of_transformers(real_home, shared_corpus, tmp_path):
     from batplots.model import weights as modellib
 
-    adapter = modellib.default_adapter()
+    adapter = modellib.default_adapter("fast")  # the 135M's (the 1.5B's is test_bases')
     if adapter is None:  # before the default adapter ships: a fresh LoRA on the real base
         from peft import LoraConfig, get_peft_model
 
-        base_model, _, _ = modellib.load_base(None)
+        base_model, _, _ = modellib.load_base("fast")
         torch.manual_seed(0)
         peft_model = get_peft_model(base_model, LoraConfig(r=8, lora_alpha=16, target_modules=ALL_MODULES,
                                                            init_lora_weights=False))
@@ -550,8 +550,8 @@ def test_fast_engine_perplexity_is_within_2_percent_of_transformers(real_home, s
         peft_model.save_pretrained(adapter)
     # The held-out tail of the shared corpus (the adapter trains on what comes before).
     text = shared_corpus.read_text()[-3000:]
-    fast = load_engine(EngineSpec(engine="llama", adapter=str(adapter)))
-    slow = load_engine(EngineSpec(engine="transformers", adapter=str(adapter)))
+    fast = load_engine(EngineSpec(engine="llama", base="fast", adapter=str(adapter)))
+    slow = load_engine(EngineSpec(engine="transformers", base="fast", adapter=str(adapter)))
     ids = slow.encode(text)[:PERPLEXITY_TOKENS]
 
     def perplexity(logits):
@@ -562,7 +562,7 @@ def test_fast_engine_perplexity_is_within_2_percent_of_transformers(real_home, s
     print(json.dumps({"adapter": str(adapter), "tokens": len(ids), "ppl_llama": ppl_fast, "ppl_transformers": ppl_slow}))
     assert abs(ppl_fast - ppl_slow) / ppl_slow < MAX_PERPLEXITY_GAP
     # And it is the adapted model: the bare base scores differently.
-    bare = load_engine(EngineSpec(engine="llama", adapter="none"))
+    bare = load_engine(EngineSpec(engine="llama", base="fast", adapter="none"))
     assert abs(perplexity(bare.logits(ids)) - ppl_fast) / ppl_fast > 0.005
     for eng in (fast, bare):
         eng.close()
@@ -570,7 +570,7 @@ def test_fast_engine_perplexity_is_within_2_percent_of_transformers(real_home, s
     merged = gguf_lora.cached_path(adapter, gguf_lora.DEFAULT_FORMAT, modellib.embedded_gguf())
     assert fast.describe()["gguf"] == merged.name
     stamp = merged.stat().st_mtime_ns
-    again = load_engine(EngineSpec(engine="llama", adapter=str(adapter)))
+    again = load_engine(EngineSpec(engine="llama", base="fast", adapter=str(adapter)))
     assert again.describe()["gguf"] == merged.name and merged.stat().st_mtime_ns == stamp
     again.close()
 

@@ -45,7 +45,7 @@ def test_embedded_model_converts_once_and_writes_two_sentences(real_home):
     stamp = (target / "model.safetensors").stat().st_mtime_ns
     assert modellib.ensure_converted() == target  # cached: not converted again
     assert (target / "model.safetensors").stat().st_mtime_ns == stamp
-    engine = load_engine(EngineSpec(engine="transformers", adapter="none"))
+    engine = load_engine(EngineSpec(engine="transformers", base="fast", adapter="none"))
     result = passagelib.run(engine, "Batman and Robin slide down the Batpoles.",
                         Settings(sentences=2, seed=1, max_new_tokens=120))
     assert len(result.sentences) == 2, result

@@ -209,7 +209,7 @@ def test_generate_on_the_real_model_never_shows_a_bare_crash(real_home):
     whether or not this CPU's llama.cpp would crash by itself."""
     env = {**os.environ, cpu.REPACK_ENV: "on", selfcheck.FAULT_ENV: BOTH_CRASH}
     proc = subprocess.run([sys.executable, "-m", "batplots.cli.main", "generate", "The Penguin opens an umbrella shop.",
-                           "-n", "1", "--seed", "3", "--adapter", "none"], env=env, capture_output=True, text=True,
+                           "-n", "1", "--seed", "3", "--base", "fast", "--adapter", "none"], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     verdict = saved_verdict(real_home, BOTH_CRASH)
@@ -229,7 +229,7 @@ def test_write_exits_cleanly_after_its_last_continuation(real_home):
     scheduler may still be inside a decode step: before LlamaEngine closed itself first,
     `batplots write` died with SIGSEGV at exit in 6 of 6 runs on the real model."""
     for _ in range(WRITE_RUNS):
-        proc = subprocess.run([sys.executable, "-m", "batplots.cli.main", "write", "--seed", "5"],
+        proc = subprocess.run([sys.executable, "-m", "batplots.cli.main", "write", "--base", "fast", "--seed", "5"],
                               input="The Riddler leaves a riddle at the museum.\n", capture_output=True, text=True,
                               timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]

@@ -243,7 +243,7 @@ def test_case_files_use_the_lore_of_the_base_a_story_uses(two_bases):
 # --- serve --------------------------------------------------------------------------------
 def test_second_base_is_offered_only_beside_a_named_base_that_is_installed(monkeypatch):
     monkeypatch.setattr(bases, "installed", lambda base: True)
-    assert webbases.second_base("auto", None, one_base=False) is bases.QWEN15
+    assert webbases.second_base("auto", None, one_base=False) is bases.SMOLLM2  # serve's own is the best one
     assert webbases.second_base("llama", "fast", one_base=False) is bases.QWEN15
     assert webbases.second_base("auto", "best", one_base=False) is bases.SMOLLM2
     assert webbases.second_base("auto", None, one_base=True) is None
@@ -260,7 +260,7 @@ def test_serve_offers_the_other_base_lazily_and_one_base_turns_it_off(monkeypatc
     monkeypatch.setattr(bases, "installed", lambda base: True)
     apps = []
     monkeypatch.setattr(webapp, "serve", lambda app, host, port, announce: (apps.append(app), announce("http://x/")))
-    result = CliRunner().invoke(main, ["serve", "--port", "0", *args])
+    result = CliRunner().invoke(main, ["serve", "--port", "0", "--base", "fast", *args])
     assert result.exit_code == 0, result.output
     state = apps[0].state
     assert state.model.base is bases.SMOLLM2 and not state.model.started()  # nothing loaded before the lifespan

@@ -316,7 +316,7 @@ def test_the_page_on_the_real_embedded_model(browser, tmp_path, real_home):
     from batplots.story.writer import open_writer
 
     app = create_app(WebConfig(db_path=tmp_path / "real.sqlite3", settings=Settings(sentences=1),
-                               load_writer=lambda: open_writer(EngineSpec())))
+                               load_writer=lambda: open_writer(EngineSpec(base="fast"))))
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url) as api:
         page = browser.new_page(viewport=DESKTOP)
         watch = PageWatch(page, srv.url)

@@ -35,9 +35,9 @@ def engine_options(func):
     func = click.option("--adapter", default=None, metavar="DIR|NAME|none",
                         help="PEFT adapter directory; default: the base's shipped adapter; 'none': bare base.")(func)
     func = click.option("--base", default=None, metavar="NAME_OR_DIR",
-                        help="Base model: fast (smollm2-135m-instruct, the default), best "
-                             "(qwen2.5-coder-1.5b-instruct, `make install-qwen`), a .gguf file, or a Hugging "
-                             "Face model directory.")(func)
+                        help="Base model: best (qwen2.5-coder-1.5b-instruct, the default where installed), "
+                             "fast (smollm2-135m-instruct, 4x faster), a .gguf file, or a Hugging Face model "
+                             "directory.")(func)
     func = click.option("--engine", "engine_name", type=click.Choice(ENGINES), default="auto", show_default=True,
                         help="Generation backend: auto = llama (llama.cpp, fast) where installed, else transformers; "
                              "openai = a remote OpenAI-compatible server (--base-url, --model).")(func)
@@ -384,7 +384,7 @@ def train(**options):
               help="How many of the 20 shipped openings to use.")
 @click.option("--writers", default="1,4,16", show_default=True,
               help="Concurrent writers against the app, comma-separated; 'none' skips the app.")
-@click.option("--base", default=None, metavar="NAME_OR_DIR", help="Base model: fast, best, a .gguf or a directory (default: fast).")
+@click.option("--base", default=None, metavar="NAME_OR_DIR", help="Base model: best, fast, a .gguf or a directory (default: best where installed).")
 @click.option("--adapter", default=None, metavar="DIR|NAME|none", help="Adapter (default: the base's shipped one).")
 @click.option("--formats", is_flag=True, help="Also compare the adapter's GGUF forms (merged Q8_0/Q4_1/F16, LoRA).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report to this file.")
@@ -423,7 +423,7 @@ def bench(as_json, engines, prompts, writers, base, adapter, formats, out):
 @main.command("gguf")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="The GGUF file to write.")
 @click.option("--adapter", default=None, metavar="DIR|NAME|none", help="Adapter (default: the shipped one).")
-@click.option("--base", default=None, metavar="NAME|FILE.gguf", help="Base: fast, best or a .gguf file (default: fast).")
+@click.option("--base", default=None, metavar="NAME|FILE.gguf", help="Base: best, fast or a .gguf file (default: best where installed).")
 @click.option("--format", "fmt", type=click.Choice(["q8_0", "lora"]), default="q8_0", show_default=True,
               help="q8_0: the base with the adapter merged in; lora: a GGUF LoRA for `llama-server --lora`.")
 def gguf(out, adapter, base, fmt):
@@ -452,7 +452,7 @@ def gguf(out, adapter, base, fmt):
 
 
 @main.command()
-@click.option("--base", default=None, metavar="NAME|FILE.gguf", help="Base model to check (default: the default base).")
+@click.option("--base", default=None, metavar="NAME|FILE.gguf", help="Base model to check (default: best where installed, else fast).")
 @click.option("--adapter", default=None, metavar="DIR|NAME|none", help="Adapter (default: the base's shipped one).")
 @click.option("--check", is_flag=True, help="Run the engine self-check now if this machine has no verdict yet.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

@@ -53,7 +53,10 @@ class TrainConfig:
                                     "--header-share of them again with the header) instead of replacing them.")
     marker_share: float = _opt(0.5, "Share of a headed window's beat-playing sentences that get a [Next: beat] marker.")
     # --- model ------------------------------------------------------------------
-    base: str | None = _opt(None, "Base model: a Hugging Face model directory or cached name; default: embedded SmolLM2-135M-Instruct.")
+    # fast, not the serving default: these defaults are the 135M's recipe (the 1.5B's is in
+    # docs/bases.md: 41 minutes here against 5).
+    base: str | None = _opt("fast", "Base model: fast (SmolLM2-135M-Instruct), best (Qwen2.5-Coder-1.5B-Instruct; "
+                                    "docs/bases.md has its recipe), or a Hugging Face model directory.")
     method: str = _opt("lora", "lora (a small PEFT adapter) or full (fine-tune the chosen layers' weights).", choices=METHODS)
     # Rank barely matters on this corpus (H200 sweep: r64 no better than r16; CPU: r8 all
     # layers 44.78 vs r16 44.72), and r8 on every layer keeps the adapter under 10 MB.
