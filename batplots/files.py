@@ -6,6 +6,7 @@ module that saves something (the corpus, adapters, reports, caches) shares.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +15,15 @@ from pathlib import Path
 def home() -> Path:
     """The user directory for caches and data: $BATPLOTS_HOME or ~/.cache/batplots."""
     return Path(os.environ.get("BATPLOTS_HOME") or Path.home() / ".cache" / "batplots")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in chunks (model files are over a GB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def default_file_mode() -> int:

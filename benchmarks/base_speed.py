@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.blind_bases import OPENINGS, read_openings  # noqa: E402
+from benchmarks.blind_bases import OPENINGS, read_openings, timed_turn  # noqa: E402
 
 DECODE_TOKENS = 64
 DECODE_RUNS = 3
@@ -75,30 +75,21 @@ def engine_bytes(engine) -> int:
 
 
 def turns(writer, prompts: list[str]) -> dict:
-    from batplots.model.engine import Settings
-    from batplots.story import casefile
-
     first, whole = [], []
     for n, opening in enumerate(prompts, 1):
-        case = casefile.autofill(casefile.empty(), opening, writer.lore)
-        tick = time.perf_counter()
-        take = writer.stream(opening, Settings(seed=7000 + n), case=case)
-        got = None
-        for piece in take:
-            if got is None and isinstance(piece, str) and piece.strip():
-                got = time.perf_counter() - tick
-        whole.append(time.perf_counter() - tick)
-        first.append(got or whole[-1])
+        _, to_first, to_whole = timed_turn(writer, opening, 7000 + n)
+        first.append(to_first)
+        whole.append(to_whole)
     return {"first_piece_median_s": round(statistics.median(first), 2),
             "turn_median_s": round(statistics.median(whole), 2), "turn_max_s": round(max(whole), 2)}
 
 
 def measure(base: str, prompts: list[str], bandwidth: float, takes: int | None = None) -> dict:
     from batplots.model.engine import EngineSpec
-    from batplots.story.writer import DEFAULT_TAKES, open_writer
+    from batplots.story.writer import open_writer
 
     tick = time.perf_counter()
-    writer = open_writer(EngineSpec(base=base), takes=takes or DEFAULT_TAKES)
+    writer = open_writer(EngineSpec(base=base), takes)
     load_s = time.perf_counter() - tick
     engine = writer.engine
     try:
@@ -120,7 +111,7 @@ def formats(bandwidth: float) -> list[dict]:
     from batplots.model.engine import gguf_lora
     from batplots.model.engine.llama_engine import LlamaEngine
 
-    base = modellib.base_gguf(bases.QWEN15)
+    base = bases.gguf(bases.QWEN15)
     adapter = modellib.default_adapter("best")
     rows = []
     for fmt in ("q8_0", "lora"):

@@ -49,26 +49,35 @@ def read_openings(path: Path) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")][:MAX_OPENINGS]
 
 
-def write(base: str, out: Path, openings_path: Path, limit: int, takes: int | None = None) -> int:
-    from batplots.model.engine import EngineSpec, Settings
+def timed_turn(writer, opening: str, seed: int):
+    """The served Writer's passage after opening (case file filled in from it) as serve
+    writes it: (Continuation, seconds to the first piece, seconds to the whole passage)."""
+    from batplots.model.engine import Settings
     from batplots.story import casefile
-    from batplots.story.writer import DEFAULT_TAKES, open_writer
+
+    case = casefile.autofill(casefile.empty(), opening, writer.lore)
+    tick = time.perf_counter()
+    take = writer.stream(opening, Settings(seed=seed), case=case)
+    first = None
+    for piece in take:
+        if first is None and isinstance(piece, str) and piece.strip():
+            first = time.perf_counter() - tick
+    whole = time.perf_counter() - tick
+    return take.result, (first if first is not None else whole), whole
+
+
+def write(base: str, out: Path, openings_path: Path, limit: int, takes: int | None = None) -> int:
+    from batplots.model.engine import EngineSpec
+    from batplots.story.writer import open_writer
 
     started = time.perf_counter()
-    writer = open_writer(EngineSpec(base=base), takes or DEFAULT_TAKES)
+    writer = open_writer(EngineSpec(base=base), takes)
     load_s = time.perf_counter() - started
     rows = []
     for n, opening in enumerate(read_openings(openings_path)[:limit], 1):
-        case = casefile.autofill(casefile.empty(), opening, writer.lore)
-        tick = time.perf_counter()
-        take = writer.stream(opening, Settings(seed=SEED + n), case=case)
-        first = None
-        for piece in take:
-            if first is None and isinstance(piece, str) and piece.strip():
-                first = time.perf_counter() - tick
-        result = take.result
-        rows.append({"n": n, "opening": opening, "text": result.text.strip(), "first_piece_s": round(first or 0, 2),
-                     "turn_s": round(time.perf_counter() - tick, 2), "tokens": result.tokens})
+        result, first, whole = timed_turn(writer, opening, SEED + n)
+        rows.append({"n": n, "opening": opening, "text": result.text.strip(), "first_piece_s": round(first, 2),
+                     "turn_s": round(whole, 2), "tokens": result.tokens})
         print(f"{n:2d} {rows[-1]['turn_s']:6.1f}s  {rows[-1]['text'][:90]}", flush=True)
     describe = writer.engine.describe()
     report = {"base": base, "takes": writer.takes, "engine": describe, "load_s": round(load_s, 1), "passages": rows,

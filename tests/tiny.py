@@ -35,15 +35,18 @@ def tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
 
 
+def _decoder_sizes() -> dict:
+    """The tiny sizes the Llama-style models share (Llama and Qwen2 take the same keys)."""
+    return dict(vocab_size=len(tokenizer()), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                tie_word_embeddings=True, bos_token_id=0, eos_token_id=0)
+
+
 def llama(seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tokenizer()), hidden_size=64, intermediate_size=128,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=2048, tie_word_embeddings=True,
-                      bos_token_id=0, eos_token_id=0)
-    return LlamaForCausalLM(cfg).eval()
+    return LlamaForCausalLM(LlamaConfig(**_decoder_sizes())).eval()
 
 
 def qwen2(seed: int = 0):
@@ -51,11 +54,7 @@ def qwen2(seed: int = 0):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
-    cfg = Qwen2Config(vocab_size=len(tokenizer()), hidden_size=64, intermediate_size=128,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=2048, tie_word_embeddings=True,
-                      bos_token_id=0, eos_token_id=0)
-    model = Qwen2ForCausalLM(cfg).eval()
+    model = Qwen2ForCausalLM(Qwen2Config(**_decoder_sizes())).eval()
     with torch.no_grad():  # random biases, so that a converter which drops them is caught
         for layer in model.model.layers:
             for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):

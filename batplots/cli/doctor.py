@@ -9,7 +9,6 @@ self-check (`--check`) decodes in a child, as at every first load.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import platform
@@ -19,21 +18,11 @@ from pathlib import Path
 from batplots import files
 from batplots.model.engine import cpu, selfcheck
 
-HASH_CHUNK = 1 << 20
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def file_entry(path: Path) -> dict:
     if not path.is_file():
         return {"path": str(path), "missing": True}
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": _sha256(path)}
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": files.sha256_file(path)}
 
 
 def _version(dist: str) -> str | None:
@@ -90,9 +79,10 @@ def report(adapter: str | None = None, run_check: bool = False, base_spec: str |
         base, label = found
         # The whole file's sha256 (for a joined base, checked against the pinned one).
         out["base_model"] = {"name": label, **file_entry(base)}
-        if named is not None and named.sha256 and out["base_model"]["sha256"] != named.sha256:
-            problems.append(f"{base} is damaged (sha256 {out['base_model']['sha256'][:16]}..., expected "
-                            f"{named.sha256[:16]}...): delete it and run again to join the parts afresh")
+        if named is not None:
+            ok, what = bases.verify(named, out["base_model"]["sha256"])
+            if not ok:
+                problems.append(what)
     except modellib.ModelError as exc:
         base = None
         out["base_model"] = {"missing": True, "error": str(exc)}

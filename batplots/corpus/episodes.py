@@ -9,7 +9,6 @@ pure so each rule has a focused test.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import os
@@ -18,7 +17,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from batplots.files import atomic_write_text
+from batplots.files import atomic_write_text, sha256_file
 from batplots.text import normalize_whitespace, sentence_spans
 
 # Larger files are refused: a corpus of plot summaries is megabytes at most, and
@@ -301,11 +300,7 @@ def write_text(path: str | os.PathLike, episodes: list[Episode]) -> None:
 
 def corpus_sha256(path: str | os.PathLike) -> str:
     """Hex sha256 of a corpus file's bytes (recorded in model cards)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 # ---------------------------------------------------------------- statistics and provenance

@@ -238,6 +238,7 @@ def run_worker(spec: dict) -> dict:
 def prepare(config: BenchConfig) -> dict:
     """One-time conversions, timed and done before anything is measured, so that load
     times are those of every later start."""
+    from batplots.model import bases
     from batplots.model import weights as modellib
 
     out = {}
@@ -252,13 +253,9 @@ def prepare(config: BenchConfig) -> dict:
         gguf = llama_engine.resolve_base(config.base)
         if gguf is not None:
             started = time.perf_counter()
-            from batplots.model import bases
-
             gguf_lora.ensure_format(adapter_dir, gguf[0], bases.adapter_format(config.base) or gguf_lora.DEFAULT_FORMAT)
             out["convert_adapter_seconds"] = _round(time.perf_counter() - started, 2)
     out["adapter"] = adapter_dir.name if adapter_dir else None
-    from batplots.model import bases
-
     named = bases.find(config.base)
     out["base"] = named.name if named is not None else config.base
     return out

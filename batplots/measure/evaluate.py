@@ -383,7 +383,7 @@ class EvalOptions:
     corpus: Path | None = None  # None: the corpus the adapter's training.json names
     base_samples: bool = True  # also sample the bare base model
     stories: int | None = None  # scripted stories for the story metrics (None: all; 0: none)
-    takes: int | None = None  # the Writer's takes in the story metrics (None: writer.DEFAULT_TAKES)
+    takes: int | None = None  # the Writer's takes in the story metrics (None: the base's, writer.takes_for)
 
 
 def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None = None) -> dict:
@@ -392,7 +392,7 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
     from batplots.model import bases
     from batplots.model import weights as modellib
     from batplots.model.engine import EngineSpec
-    from batplots.story.writer import DEFAULT_TAKES, open_writer
+    from batplots.story.writer import open_writer, takes_for
 
     if opts.engine == "openai":
         raise EvalError("the eval loads the base model and the adapter itself, so it needs a local engine: "
@@ -432,8 +432,7 @@ def run_eval(opts: EvalOptions, progress: Callable[[str, int, int], None] | None
     from batplots.story.lore import load_lore
 
     stories = storyeval.load_stories()[:opts.stories]
-    named = bases.find(opts.base) if opts.engine != "openai" else None
-    takes = opts.takes or (named.takes if named is not None else DEFAULT_TAKES)  # as serve runs the base
+    takes = opts.takes or takes_for(EngineSpec(engine=opts.engine, base=opts.base))  # as serve runs the base
     story_runs, story_passages = {}, {}
 
     lore = load_lore(adapter_dir)

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batplots.files import home
+from batplots.files import home, sha256_file
 
 
 class ModelError(RuntimeError):
@@ -221,15 +221,13 @@ def assemble(base: Base) -> Path:
     return target
 
 
-def verify(base: Base) -> tuple[bool, str]:
-    """(ok, what) for base's GGUF: its full sha256 against the constant (parts-based bases)."""
+def verify(base: Base, digest: str | None = None) -> tuple[bool, str]:
+    """(ok, what) for base's GGUF: its full sha256 (digest, when the caller hashed it
+    already) against the constant (parts-based bases)."""
     path = gguf(base)
     if not base.sha256:
         return True, f"{path} (no pinned hash: the wheel's own pin covers it)"
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    if digest.hexdigest() != base.sha256:
-        return False, f"{path} has sha256 {digest.hexdigest()}, expected {base.sha256}: delete it and run again"
+    digest = digest or sha256_file(path)
+    if digest != base.sha256:
+        return False, f"{path} has sha256 {digest}, expected {base.sha256}: delete it and run again"
     return True, f"{path} sha256 matches"

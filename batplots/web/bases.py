@@ -27,10 +27,6 @@ ROLES = tuple(base.role for base in bases.BASES.values())  # what MODEL_KEY take
 INSTALL_HINT = {bases.QWEN15.name: "make install-qwen"}
 
 
-def label_of(base: bases.Base) -> str:
-    return base.label
-
-
 def other_named(base: bases.Base) -> bases.Base:
     """The named base that is not base."""
     return next(b for b in bases.BASES.values() if b is not base)

@@ -53,9 +53,7 @@ class ModelSide:
     @property
     def what(self) -> str:
         """The model in messages: "the model", or "the best model (Qwen2.5-Coder-1.5B)"."""
-        from batplots.web.bases import label_of
-
-        return f"the {self.base.role} model ({label_of(self.base)})" if self.base is not None else "the model"
+        return f"the {self.base.role} model ({self.base.label})" if self.base is not None else "the model"
 
     def started(self) -> bool:
         return self.writer is not None or self._thread is not None
@@ -111,8 +109,6 @@ class ModelSide:
     def entry(self) -> dict:
         """This side in /healthz's "models": role, name, label and status ("not loaded": a
         lazy side no story has asked for yet), with what health() says once it is loaded."""
-        from batplots.web.bases import label_of
-
         writer = self.writer
         name = self.base.name if self.base is not None else None
         if name is None and writer is not None:
@@ -120,7 +116,7 @@ class ModelSide:
             name = str(info.get("adapter") or info.get("model") or info.get("base") or info.get("engine"))
         status = ("ready" if writer is not None else "error" if self.error else
                   "loading" if self.started() else "not loaded")
-        out = {"role": self.role, "name": name, "label": label_of(self.base) if self.base is not None else name,
+        out = {"role": self.role, "name": name, "label": self.base.label if self.base is not None else name,
                "status": status}
         if status in ("ready", "loading", "error"):
             out.update({k: v for k, v in self.health().items() if k != "status"})

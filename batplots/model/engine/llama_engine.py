@@ -395,7 +395,7 @@ def resolve_base(base: str | None) -> tuple[Path, str] | None:
 
     named = bases.find(base)
     if named is not None:
-        return modellib.base_gguf(named), named.name
+        return bases.gguf(named), named.name
     path = Path(base).expanduser()
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
