@@ -41,13 +41,20 @@ WEIGHT_RULE = 3.0
 # The question, threat or trap the writer's last sentence set up, taken up by the take's
 # first sentence (batplots.story.threads).
 WEIGHT_ANSWER = 3.5  # above two kept names: a fan reads a dropped trap as losing the thread
+# How much the story explains the take (batplots.story.pmi: log-probability per token with
+# the story minus without it). 0 = not computed: kept only if a blind reading says it
+# helps (docs/measurements/pmi-2026-12-02); PMI_TRIAL_WEIGHT is the weight on trial.
+WEIGHT_PMI = 0.0
+PMI_TRIAL_WEIGHT = 2.0
 
 def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lore,
-               brief: Brief = Brief(), bible: Bible | None = None) -> dict:
+               brief: Brief = Brief(), bible: Bible | None = None, pmi: float | None = None,
+               pmi_weight: float = WEIGHT_PMI) -> dict:
     """A take's score and its parts (shown in generate --json and each turn's meta).
     The brief's case-file names count as the story's; its villain is the lead name.
     bible: the show's rules for this story and brief (the Writer's, built once a passage);
-    built here when not given."""
+    built here when not given. pmi: how much the story explains the take (None: not
+    scored), worth pmi_weight a nat per token."""
     story_names = nameslib.names(story) | brief.names
     own = (story_names - lore.cast) | brief.villain_names
     text = " ".join(result.sentences)
@@ -73,12 +80,15 @@ def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lo
         "near_misses": [m for m, _ in misses],
         "words": lengths, "mean_logprob": round(mean_lp, 3), "copies": copies, "rule_breaks": broken,
         "thread": thread.kind if thread else None, "answers": answered,
+        "pmi": None if pmi is None else round(pmi, 3),
+        "pmi_points": 0.0 if pmi is None else round(pmi_weight * pmi, 3),
     }
     score = (WEIGHT_OWN_NAME * min(len(own_kept), MAX_NAMES_COUNTED) + WEIGHT_LEAD_NAME * lead_kept
              + WEIGHT_BEAT * beat_kept
              + WEIGHT_CAST_NAME * min(len(cast_kept), MAX_NAMES_COUNTED)
              - WEIGHT_NEAR_MISS * len(misses) - WEIGHT_LENGTH * over + WEIGHT_LOGPROB * mean_lp
-             - WEIGHT_COPY * copies - WEIGHT_RULE * len(broken) + WEIGHT_ANSWER * answered)
+             - WEIGHT_COPY * copies - WEIGHT_RULE * len(broken) + WEIGHT_ANSWER * answered
+             + parts["pmi_points"])
     if not result.sentences:
         score -= 100.0  # nothing usable (the cap cut every sentence)
     return {"score": round(score, 3), **parts}
@@ -87,6 +97,14 @@ def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lo
 def story_lead(story: str, lore: Lore, brief: Brief = Brief()) -> str | None:
     """The passage's lead name: the case file's villain (brief.lead), else lead_name."""
     return brief.lead or lead_name(story, lore)
+
+
+def pmi_decided(winner: dict, others: list[dict]) -> bool:
+    """Whether the winner won on how much the story explains it: without the pmi points
+    another take would have scored higher."""
+    if not winner.get("pmi_points"):
+        return False
+    return any(o["score"] - o.get("pmi_points", 0.0) > winner["score"] - winner["pmi_points"] for o in others)
 
 
 def lead_name(story: str, lore: Lore) -> str | None:
@@ -121,6 +139,10 @@ def why(winner: dict, others: list[dict], beat: str | None = None) -> str:
         reasons.append("copies nothing")
     if max(winner["words"]) <= MAX_SENTENCE_WORDS < max(max(o["words"]) for o in others):
         reasons.append("no overlong sentence")
+    if pmi_decided(winner, others):
+        rivals = [o["pmi"] for o in others if o.get("pmi") is not None]
+        reasons.append(f"the story explains it best ({winner['pmi']:+.2f} nats a token"
+                       + (f" against {max(rivals):+.2f})" if rivals else ")"))
     if not reasons:
         reasons.append("the likeliest text (mean log-probability "
                        f"{winner['mean_logprob']:.2f} against "

@@ -42,7 +42,8 @@ from batplots.model.engine.base import (MAX_SEED, MIN_NEW_TOKENS, MIN_SEED, Canc
                                   Rewind, Settings)
 from batplots.story.lore import Lore, load_lore
 from batplots.story.passage import Passage, SentenceCheck
-from batplots.story.ranking import MAX_SENTENCE_WORDS, score_take, story_lead, why
+from batplots.story.pmi import take_pmis
+from batplots.story.ranking import MAX_SENTENCE_WORDS, WEIGHT_PMI, score_take, story_lead, why
 from batplots.story.steer import Steer
 
 DEFAULT_TAKES = 4
@@ -87,7 +88,7 @@ class Writer:
 
     def __init__(self, engine: Engine, guard=None, lore: Lore | None = None, takes: int = DEFAULT_TAKES,
                  name_bias: float = NAME_BIAS, copy_check: SentenceCheck | None = None, end_slope: float = END_SLOPE,
-                 staged: bool = True, conditioned: bool = False):
+                 staged: bool = True, conditioned: bool = False, pmi_weight: float | None = WEIGHT_PMI or None):
         self.engine = engine
         # The copy guard (batplots.corpus.guard.CopyGuard): vets sentences, gives provenance.
         self.guard = guard
@@ -103,6 +104,9 @@ class Writer:
         # The adapter was trained with control codes (batplots.story.conditioning): prompts get
         # the case file's header and the asked-for beat's marker.
         self.conditioned = conditioned
+        # Weight of how much the story explains a take (batplots.story.pmi); None: not
+        # scored at all (no cost), 0: scored and shown, not counted.
+        self.pmi_weight = pmi_weight
         self._cue_cache: dict[str, tuple] = {}
 
     # --- what steers one take ------------------------------------------------------
@@ -315,6 +319,7 @@ class Take:
         self.brief = brief
         self.staged = staged
         self.result: Continuation | None = None
+        self.pmi_seconds = 0.0  # what scoring the takes' pmi cost this passage
 
     def __iter__(self) -> Iterator["str | Rewind"]:
         started = time.perf_counter()
@@ -457,9 +462,15 @@ class Take:
         if not done:
             raise outcomes[0]
         scored = []
-        for i, result in done:
+        pmis = [None] * len(done)
+        if w.pmi_weight is not None:
+            tick = time.perf_counter()
+            pmis = take_pmis(w.engine, story, settings, self.brief.framer(), [r.text for _, r in done])
+            self.pmi_seconds += time.perf_counter() - tick
+        for (i, result), pmi in zip(done, pmis):
             result.flags = [f for f in result.flags if "kind" not in f]  # flags are copies let through
-            parts = score_take(story, result, guidances[i].logprobs, w.lore, self.brief, bible)
+            parts = score_take(story, result, guidances[i].logprobs, w.lore, self.brief, bible, pmi,
+                               w.pmi_weight or 0.0)
             scored.append({"take": i, "seed": seeds[i], "text": result.text.strip(), **parts,
                            "resampled": rejected[i], "sentences": result.sentences, "flags": result.flags,
                            "stop_reason": result.stop_reason, "tokens": tokens(i)})

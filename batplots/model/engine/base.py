@@ -245,6 +245,15 @@ class Engine(ABC):
         list their vocabulary override this (the Writer nudges long sentences to end)."""
         return frozenset()
 
+    def continuation_logprobs(self, pairs: list[tuple[str, str]]) -> list[list[float]] | None:
+        """For each (context, continuation): the log-probability of each of the
+        continuation's tokens after the context, under the model's own logits (no bias,
+        penalty or temperature). Context and continuation are tokenised apart, as a
+        generation has them (the prompt's tokens, then the sampled ones); an empty context
+        starts from BOS. The Writer ranks takes by it (batplots.story.pmi). None: this
+        backend cannot score (a remote server)."""
+        return None
+
     def reset_cache(self) -> None:
         """Forget cached prompts (KV caches), so that the next continuation depends only
         on its story, settings and seed. A reused prefix was computed in other batch

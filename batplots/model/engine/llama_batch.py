@@ -24,6 +24,8 @@ One scheduler thread owns the context. Each step it builds a batch of: one token
 per decoding request (the one it sampled last step) and chunks of the prompts
 still being read, then decodes and samples a token for every request whose
 logits are ready. Callers talk to it through `Request` objects and their queues.
+A scoring request (Request.score_from) samples nothing: its tokens are read with
+logits kept, and it returns the log-probability of each token after score_from.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class Request:
     # the engine turns ids into text); None: none.
     step_bias: object = None  # Callable[[list[int]], dict[int, float]]
     generated: list[int] = field(default_factory=list)
+    # A scoring request (max_new 0, no sampler): the log-probability of each of
+    # ids[score_from:] is appended to logprobs; nothing is sampled. None: a generation.
+    score_from: int | None = None
     closed: bool = False  # the consumer went away: drop at the next step
     # scheduler-private
     slot: int = -1
@@ -143,14 +148,16 @@ class Scheduler:
             self._batch = None
 
     # --- called from the generating threads ----------------------------------
-    def submit(self, req: Request) -> None:
-        if len(req.ids) + req.max_new > self.n_ctx:
-            raise EngineError(f"the prompt ({len(req.ids)} tokens) plus max_new_tokens ({req.max_new}) exceed "
-                              f"this engine's context of {self.n_ctx} tokens")
+    def submit(self, *reqs: Request) -> None:
+        """Queue requests; several given together are admitted in the same step."""
+        for req in reqs:
+            if len(req.ids) + req.max_new > self.n_ctx:
+                raise EngineError(f"the prompt ({len(req.ids)} tokens) plus max_new_tokens ({req.max_new}) exceed "
+                                  f"this engine's context of {self.n_ctx} tokens")
         with self._cond:
             if self._closing:
                 raise EngineError("the engine was closed")
-            self._pending.append(req)
+            self._pending.extend(reqs)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="batplots-llama-batch", daemon=True)
                 self._thread.start()
@@ -257,8 +264,10 @@ class Scheduler:
             free = [s for s in self.slots if s.busy is None]
             if not free:
                 return
-            # The prompt's last token is always decoded (see below): never reuse it.
-            prefix = {s.seq: min(_common_prefix(s.tokens, req.ids), len(req.ids) - 1) for s in self.slots}
+            # The prompt's last token is always decoded (see below): never reuse it. A scoring
+            # request needs the logits of every token before the ones it scores.
+            last = len(req.ids) - 1 if req.score_from is None else req.score_from - 1
+            prefix = {s.seq: min(_common_prefix(s.tokens, req.ids), last) for s in self.slots}
             common = max(prefix.values())
             if self._should_wait(req, common):
                 continue
@@ -293,7 +302,8 @@ class Scheduler:
             # kernels sum in a different order for different batch sizes): same seed,
             # same story, same text, warm or cold.
             req.todo = list(req.ids[common:-1])
-            req.next_token = req.ids[-1]
+            # A scoring request's last token is never evaluated: nothing follows it.
+            req.next_token = req.ids[-1] if req.score_from is None else None
             best.busy = req
             self._active.append(req)
 
@@ -341,6 +351,7 @@ class Scheduler:
         batch = self._batch
         n = 0
         logits_at = {}
+        scored = []  # (request, batch index, the token whose log-probability it gives)
         for req, tokens, wants in entries:
             start = len(self.slots[req.slot].tokens)
             for k, token in enumerate(tokens):
@@ -348,7 +359,10 @@ class Scheduler:
                 batch.pos[n] = start + k
                 batch.n_seq_id[n] = 1
                 batch.seq_id[n][0] = req.slot
-                batch.logits[n] = 1 if (wants and k == len(tokens) - 1) else 0
+                scores = req.score_from is not None and start + k >= req.score_from - 1
+                batch.logits[n] = 1 if (wants and k == len(tokens) - 1) or scores else 0
+                if scores:
+                    scored.append((req, n, req.ids[start + k + 1]))
                 n += 1
             if wants:
                 logits_at[id(req)] = n - 1
@@ -367,11 +381,16 @@ class Scheduler:
         sampled = time.perf_counter()
         self.decode_seconds += sampled - started
         self.max_batch_requests = max(self.max_batch_requests, len(logits_at))
+        for req, index, token in scored:
+            req.logprobs.append(self._logprob(index, token))
         for req, tokens, wants in entries:
             slot = self.slots[req.slot]
             self._extend(slot, tokens)
             if not wants:
                 del req.todo[:len(tokens)]
+                if req.score_from is not None and not req.todo:  # scored: done
+                    req.out.put(("done", None))
+                    req.closed = True
                 continue
             req.next_token = None
             if req.closed:

@@ -309,6 +309,28 @@ class LlamaEngine(Engine):
             yield value
 
     # --- scoring (quality checks) -----------------------------------------------
+    def continuation_logprobs(self, pairs: list[tuple[str, str]]) -> list[list[float]]:
+        """Engine.continuation_logprobs, as scoring requests of the scheduler: batched with
+        each other (and with running generations), and each reads only what no slot
+        holds: after the Writer's takes, the story is cached and a take costs its tokens."""
+        reqs = []
+        for context, continuation in pairs:
+            ids = self.encode(context) or [self._model.token_bos()]
+            tail = self.encode(continuation)
+            reqs.append(Request(ids=ids + tail, max_new=0, sampler=None, logprobs=[], score_from=len(ids))
+                        if tail else None)
+        live = [r for r in reqs if r is not None]
+        try:
+            self.scheduler.submit(*live)  # admitted together: one batch
+            for req in live:
+                kind, value = req.out.get()  # the scheduler always answers: done or error
+                if kind == "error":
+                    raise value
+        finally:
+            for req in live:
+                self.scheduler.release(req)
+        return [list(r.logprobs) if r is not None else [] for r in reqs]
+
     def logits(self, ids: list[int]) -> np.ndarray:
         """Next-token logits at every position of ids, shape (len(ids), n_vocab), from
         the same model and LoRA as generation (in a context of its own, so running

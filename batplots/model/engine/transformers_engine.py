@@ -57,6 +57,22 @@ class TransformersEngine(Engine):
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
 
+    def continuation_logprobs(self, pairs: list[tuple[str, str]]) -> list[list[float]]:
+        """Engine.continuation_logprobs: one forward pass a pair, the generation cache untouched."""
+        bos = self.tokenizer.bos_token_id
+        out = []
+        with self.lock, torch.inference_mode():
+            for context, continuation in pairs:
+                ids = self.encode(context) or [bos if bos is not None else self.tokenizer.eos_token_id]
+                tail = self.encode(continuation)
+                if not tail:
+                    out.append([])
+                    continue
+                logits = self.model(input_ids=torch.tensor([ids + tail])).logits[0, len(ids) - 1:-1].float()
+                picked = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(tail).unsqueeze(1))
+                out.append([float(x) for x in picked[:, 0]])
+        return out
+
     def _prefill(self, ids: list[int]) -> torch.Tensor:
         """Run the prompt through the model, reusing the cached common prefix.
 

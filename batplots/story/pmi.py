@@ -1,0 +1,58 @@
+"""How much the story explains a take: PMI ranking (the score of context-aware decoding).
+
+    pmi = mean over the take's tokens of  log p(token | the story's prompt)
+                                        - log p(token | the prompt without the story)
+
+"Without the story" is the same prompt builder (the conditioning header the adapter
+was trained with: the case file's villains, the story's cast, the asked-for beat)
+around a neutral one-sentence story, NEUTRAL_STORY. Why:
+- the header stays: what it says (the villain's name, the cast, the beat) the ranking
+  already rewards (names, beat); PMI is to reward what only the story's own text
+  explains (its places, objects, the situation) and to mark down stock text that any
+  episode with this villain would get (a take as likely without the story as with it);
+- a neutral sentence, not nothing: a take is written after a sentence, with a leading
+  space; after a bare header it would be scored as an episode's first words, and takes
+  that read like an opening would look "unexplained" for that alone. The show's own
+  scene change names only the city every episode is in.
+
+Cost: on the llama engine the story's prompt is still cached from the takes, so each
+take costs its own tokens twice (after the story, after the short neutral prompt), all
+takes in one batch (LlamaEngine.continuation_logprobs).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from batplots.model.engine.base import Engine, Settings
+from batplots.story.passage import FRAME_SLACK_TOKENS, fit_story
+
+NEUTRAL_STORY = "Meanwhile, in Gotham City."
+
+
+def prompts(engine: Engine, story: str, settings: Settings,
+            framer: Callable[[str], str] | None) -> tuple[str, str]:
+    """(with, without): the prompt a take was written after (as Passage builds it: the
+    story fitted to the context, framed) and the same frame around NEUTRAL_STORY."""
+    reserve = engine.count_tokens(framer("")) + FRAME_SLACK_TOKENS if framer else 0
+    prompt, _ = fit_story(engine, story, settings, reserve)
+    return (framer(prompt), framer(NEUTRAL_STORY)) if framer else (prompt, NEUTRAL_STORY)
+
+
+def take_pmis(engine: Engine, story: str, settings: Settings, framer: Callable[[str], str] | None,
+              texts: list[str]) -> list[float | None]:
+    """Each take's pmi (nats per token), from one scoring call for all of them; None for
+    an empty take, and for every take when the engine cannot score."""
+    with_story, without = prompts(engine, story, settings, framer)
+    scored = engine.continuation_logprobs([(with_story, t) for t in texts] + [(without, t) for t in texts])
+    if scored is None:
+        return [None] * len(texts)
+    n = len(texts)
+    return [pmi(a, b) for a, b in zip(scored[:n], scored[n:])]
+
+
+def pmi(with_story: list[float], without: list[float]) -> float | None:
+    """Mean per-token log-probability gain from the story (the same tokens both sides)."""
+    if not with_story or len(with_story) != len(without):
+        return None
+    return sum(a - b for a, b in zip(with_story, without)) / len(with_story)

@@ -1,0 +1,166 @@
+"""How much the story explains a take (batplots.story.pmi): the engines' scoring of given
+text under a given prompt, on tiny real models (llama.cpp and transformers), and a
+ranking in which that score changes the winner."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from batplots.model.engine import Settings
+from batplots.model.engine.transformers_engine import TransformersEngine
+from batplots.story import pmi as pmilib
+from batplots.story.ranking import pmi_decided, why
+from batplots.story.writer import Writer, take_seeds
+from tests import tiny
+from tests.test_writer import LORE, STORY, Scripted, script_for
+from tests.tiny_gguf import write_gguf
+
+CONTEXT = "Batman and Robin slide down the Batpoles."
+TAIL = " The Joker laughs at the museum."
+# f32 weights both sides; llama.cpp keeps K/V in f16 (as test_llama_engine's logits check).
+TOLERANCE = 0.02
+
+
+@pytest.fixture(scope="module")
+def hf():
+    return TransformersEngine(tiny.trained_llama(), tiny.tokenizer(), label="tiny")
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    pytest.importorskip("llama_cpp")
+    from batplots.model.engine.llama_engine import LlamaEngine
+
+    eng = LlamaEngine(write_gguf(tiny.trained_llama(), tmp_path_factory.mktemp("pmi") / "tiny.gguf"), label="tiny",
+                      n_ctx=2048, n_slots=8)
+    yield eng
+    eng.close()
+
+
+def _by_hand(model, ids: list[int], tail: list[int]) -> list[float]:
+    import torch
+
+    with torch.no_grad():
+        logits = model(torch.tensor([ids + tail])).logits[0].float()
+    logp = torch.log_softmax(logits, dim=-1)
+    return [float(logp[len(ids) - 1 + k, t]) for k, t in enumerate(tail)]
+
+
+def test_transformers_scores_are_the_continuations_log_probabilities(hf):
+    ids, tail = hf.encode(CONTEXT), hf.encode(TAIL)
+    (got,) = hf.continuation_logprobs([(CONTEXT, TAIL)])
+    assert len(got) == len(tail) and all(x < 0 for x in got)
+    assert np.allclose(got, _by_hand(tiny.trained_llama(), ids, tail), atol=1e-4)
+
+
+def test_llama_scores_match_the_transformers_engine(llama, hf):
+    pairs = [(CONTEXT, TAIL), ("", TAIL), (CONTEXT + TAIL, " Alfred serves tea in the study.")]
+    for got, want in zip(llama.continuation_logprobs(pairs), hf.continuation_logprobs(pairs)):
+        assert len(got) == len(want) and np.abs(np.array(got) - np.array(want)).max() < TOLERANCE
+
+
+def test_pairs_scored_together_give_what_each_gives_alone(llama):
+    pairs = [(CONTEXT, TAIL), (CONTEXT, " Robin cries."), ("The Riddler leaves a clue.", TAIL)]
+    together = llama.continuation_logprobs(pairs)
+    for pair, got in zip(pairs, together):
+        llama.reset_cache()
+        assert np.abs(np.array(got) - np.array(llama.continuation_logprobs([pair])[0])).max() < TOLERANCE
+
+
+def test_an_empty_continuation_scores_nothing(llama, hf):
+    assert llama.continuation_logprobs([(CONTEXT, "")]) == [[]]
+    assert hf.continuation_logprobs([(CONTEXT, "")]) == [[]]
+
+
+def test_after_a_generation_the_cached_story_is_reused_and_the_numbers_do_not_change(llama):
+    llama.reset_cache()
+    story = CONTEXT + " The Riddler leaves a clue at the bank. Commissioner Gordon picks up the red phone."
+    text = "".join(llama.pieces(story, Settings(temperature=0, max_new_tokens=8), 1, None))
+    reused = llama.scheduler.prompt_tokens_reused
+    (warm,) = llama.continuation_logprobs([(story, text)])
+    assert llama.scheduler.prompt_tokens_reused - reused >= llama.count_tokens(story) - 1  # only the take is read
+    llama.reset_cache()
+    (cold,) = llama.continuation_logprobs([(story, text)])
+    assert len(warm) == llama.count_tokens(text) and np.abs(np.array(warm) - np.array(cold)).max() < TOLERANCE
+    # the same numbers as the engine's full-logits scoring path
+    ids, tail = llama.encode(story), llama.encode(text)
+    logits = llama.logits(ids + tail).astype(np.float64)
+    rows = logits[len(ids) - 1:-1]
+    lse = rows.max(1) + np.log(np.exp(rows - rows.max(1, keepdims=True)).sum(1))
+    assert np.abs(rows[np.arange(len(tail)), tail] - lse - np.array(cold)).max() < TOLERANCE
+
+
+def test_a_generation_after_scoring_is_unchanged(llama):
+    settings = Settings(temperature=0.8, max_new_tokens=12)
+    llama.reset_cache()
+    before = "".join(llama.pieces(CONTEXT, settings, 5, None))
+    llama.continuation_logprobs([(CONTEXT, before), (pmilib.NEUTRAL_STORY, before)])
+    assert "".join(llama.pieces(CONTEXT, settings, 5, None)) == before
+
+
+def test_pmi_is_the_mean_per_token_gain_from_the_story():
+    assert pmilib.pmi([-1.0, -2.0], [-2.0, -4.0]) == 1.5
+    assert pmilib.pmi([], []) is None and pmilib.pmi([-1.0], [-1.0, -2.0]) is None
+
+
+def test_the_prompts_are_the_takes_own_and_the_same_frame_around_a_neutral_sentence():
+    engine = Scripted(["Robin waits."])
+    framer = lambda story: "[Villain: The Riddler]\n" + story + " [Next: batcave]"  # noqa: E731
+    with_story, without = pmilib.prompts(engine, STORY, Settings(), framer)
+    assert with_story == framer(STORY) and without == framer(pmilib.NEUTRAL_STORY)
+    assert pmilib.prompts(engine, STORY, Settings(), None) == (STORY, pmilib.NEUTRAL_STORY)
+    # an engine that cannot score (a remote server): no pmi, nothing breaks
+    assert pmilib.take_pmis(engine, STORY, Settings(), None, [" Robin waits."]) == [None]
+
+
+def test_the_writer_scores_every_takes_pmi_only_when_asked(llama):
+    settings = Settings(seed=2, sentences=1, copy_limit=0, max_new_tokens=40)
+    story = "Batman and Robin slide down the Batpoles."
+    llama.reset_cache()  # the same takes both times (a warm cache may flip a rare token)
+    plain = Writer(llama, lore=LORE, takes=3).run(story, settings)
+    assert all(c["pmi"] is None and c["pmi_points"] == 0.0 for c in plain.candidates)
+    llama.reset_cache()
+    shown = Writer(llama, lore=LORE, takes=3, pmi_weight=0.0).run(story, settings)
+    assert all(isinstance(c["pmi"], float) and math.isfinite(c["pmi"]) for c in shown.candidates)
+    assert [c["score"] for c in shown.candidates] == [c["score"] for c in plain.candidates]  # shown, not counted
+
+
+class Explained(Scripted):
+    """A scripted engine that also scores: each token of a take that says a word of the
+    story gains `gain` nats from the story; everything else scores -1 a token."""
+
+    def __init__(self, script, gain):
+        super().__init__(script)
+        self.gain = gain
+
+    def continuation_logprobs(self, pairs):
+        out = []
+        for context, text in pairs:
+            explained = pmilib.NEUTRAL_STORY not in context and "clock" in text
+            out.append([-1.0 + (self.gain if explained else 0.0)] * len(text.split()))
+        return out
+
+
+def test_how_much_the_story_explains_a_take_changes_the_winner_and_says_so():
+    # Two takes alike in names and length; the scripted log-probability favours one, the
+    # story explains the other (it picks up the story's clock).
+    seed = next(s for s in range(1, 100) if len({t % 3 for t in take_seeds(s, 2)}) == 2)
+    likelier = min(range(2), key=lambda i: take_seeds(seed, 2)[i] % 3)  # Scripted: -1 - 0.1 * (seed % 3)
+    texts = ["Robin yawns at the moon."] * 2
+    texts[1 - likelier] = "Robin yawns at the clock."
+    settings = Settings(seed=seed, sentences=1, copy_limit=0)
+    engine = Explained(script_for(seed, texts), gain=0.5)
+    current = Writer(engine, lore=LORE, takes=2).run(STORY, settings)
+    assert current.text == " Robin yawns at the moon." and "story explains" not in current.why
+    ranked = Writer(engine, lore=LORE, takes=2, pmi_weight=2.0).run(STORY, settings)
+    assert ranked.text == " Robin yawns at the clock."
+    best, other = ranked.candidates
+    assert best["pmi"] == 0.5 and other["pmi"] == 0.0 and best["pmi_points"] == 1.0
+    assert pmi_decided(best, [other]) and "the story explains it best (+0.50 nats a token against +0.00)" in ranked.why
+    # Scored but weighed 0: the pmi is shown and decides nothing.
+    shown = Writer(engine, lore=LORE, takes=2, pmi_weight=0.0).run(STORY, settings)
+    assert shown.text == current.text and {c["pmi"] for c in shown.candidates} == {0.0, 0.5}
+    assert "story explains" not in why(shown.candidates[0], shown.candidates[1:])
