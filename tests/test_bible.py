@@ -94,7 +94,7 @@ def test_ranking_counts_what_still_breaks_a_rule_and_why_says_so():
 
 
 def test_eval_counts_rule_breaks_per_100_passages_by_kind():
-    def write(story, settings, beat):
+    def write(story, settings, beat, writer_text):
         text = "The Joker laughs. Batman, Robin and Bruce Wayne have been ."
         return Continuation(text=" " + text, sentences=["The Joker laughs.", "Batman, Robin and Bruce Wayne have been ."],
                             settings=settings)
@@ -158,3 +158,95 @@ def test_one_villain_as_two_people_is_an_identity_slip():
     for fine in ("The Joker, also known as the Clown Prince of Crime, laughs.",
                  "The Joker laughs, and later that night the Joker strikes again."):
         assert rules(fine, story="The Joker strikes.") == [], fine
+
+
+def test_a_caught_villain_does_not_act_freely_until_an_escape():
+    story = STORY + " Scotland Yard arrests Lord Ffogg and takes him away in a police van."
+    lore = load_lore(ADAPTERS_DIR / "batman66")
+    assert rules("Lord Ffogg steals the crown jewels.", story=story, lore=lore) == [
+        "status (Ffogg caught, yet steals)"]  # the writer's own name word
+    for fine in ("Lord Ffogg escapes from his cell and steals the crown jewels.",  # the escape told
+                 "Lord Ffogg, now in jail, plots his revenge.",  # acting from his cell
+                 "Lady Peasoup steals the crown jewels."):  # his sister is free
+        assert rules(fine, story=story, lore=lore) == [], fine
+    escaped = story + " Lady Peasoup breaks Lord Ffogg out of jail."
+    assert rules("Lord Ffogg steals the crown jewels.", story=escaped, lore=lore) == []
+
+
+def test_a_character_the_story_sent_away_needs_a_reason_to_be_here():
+    lore = load_lore(ADAPTERS_DIR / "batman66")
+    story = "Aunt Harriet is away in Europe, and the Riddler leaves a riddle at Wayne Manor."
+    assert rules("Aunt Harriet pours Bruce a cup of tea.", story=story, lore=lore) == [
+        "status (Aunt Harriet away, yet here)"]
+    assert rules("Aunt Harriet returns from Europe and pours Bruce a cup of tea.", story=story, lore=lore) == []
+    assert rules("Bruce reads a postcard from Aunt Harriet.", story=story, lore=lore) == []
+
+
+# A story of the writer's, then the model's passage that brought in "Batwing" and "Shard".
+WRITER_TURN = "The Glassblower and his henchman Shard tiptoe into the Gotham Planetarium."
+MODEL_TURN = "Batwing, a masked stranger, watches from the rafters as Shard pockets the lens."
+INVENTED_STORY = WRITER_TURN + " " + MODEL_TURN
+
+
+def invented(sentence, writer_text=WRITER_TURN, story=INVENTED_STORY, **kw):
+    from batplots.story import names as nameslib
+
+    names = None if writer_text is None else nameslib.names(writer_text)
+    return [str(b) for b in Bible(story, LORE, writer_names=names, **kw).breaks(sentence)
+            if b.rule == "invented-lead"]
+
+
+def test_a_name_the_model_invented_does_not_come_back_as_a_lead():
+    assert invented("Batwing leads the Glassblower's henchmen into the dome.") == ["invented-lead (Batwing)"]
+    assert invented("Batwing, grinning, quietly pockets the lens.") == ["invented-lead (Batwing)"]
+    for fine in ("The Glassblower and Shard melt the telescope.",  # the writer's own names
+                 "Batman and Robin race to the Planetarium.",  # the lore's
+                 "A new guard, Mortimer, locks the door.",  # new here: not a repeat yet
+                 "Robin spots Batwing's cape in the rafters."):  # named, but not the one who acts
+        assert invented(fine) == [], fine
+    # The writer took Batwing up in a turn of his own: no longer the model's invention.
+    assert invented("Batwing bows.", writer_text=WRITER_TURN + " Batwing turns out to be Shard's brother.",
+                    story=INVENTED_STORY + " Batwing turns out to be Shard's brother.") == []
+    # Who wrote what unknown: nothing counts as invented.
+    assert invented("Batwing leads the henchmen.", writer_text=None) == []
+    # Brought in by this passage's first sentence (earlier: the story before it): no repeat yet.
+    assert invented("Batwing bows.", story=INVENTED_STORY, earlier=WRITER_TURN) == []
+
+
+def test_the_brief_takes_the_writers_names_from_his_turns_and_edited_case_fields():
+    from batplots.story.brief import brief_for
+
+    case = {"villains": ["The Glassblower"], "henchmen": ["Shard", "Batwing"], "guests": ["Mortimer"],
+            "edited": ["guests"]}
+    brief = brief_for(case, writer_text=WRITER_TURN)
+    assert {"Glassblower", "Shard", "Mortimer"} <= brief.writer_names and "Batwing" not in brief.writer_names
+    assert brief.henchmen == ("Shard", "Batwing") and brief_for(case).writer_names is None
+
+
+def test_the_writer_resamples_an_invented_lead_when_it_knows_who_wrote_what():
+    texts = ["Batwing laughs at the Glassblower.", "The Glassblower melts the great lens."]
+    writer = Writer(Scripted(texts), lore=LORE, takes=1)
+    take = writer.stream(INVENTED_STORY, Settings(seed=0, sentences=1, copy_limit=0), writer_text=WRITER_TURN)
+    for _ in take:
+        pass
+    assert take.result.sentences == [texts[1]]
+    assert take.result.candidates[0]["resampled"][0]["names"] == ["invented-lead (Batwing)"]
+    # Without the writer's turns the Writer cannot tell, and keeps the first sample.
+    assert writer.run(INVENTED_STORY, Settings(seed=0, sentences=1, copy_limit=0)).sentences == [texts[0]]
+
+
+def test_eval_counts_status_slips_and_invented_leads_per_100_passages():
+    stories = [{"villain": "Glassblower", "turns": [WRITER_TURN, "Batman and Robin arrest Shard and take him away."]}]
+    said = iter([MODEL_TURN, "Batwing laughs as Shard robs the Planetarium."])
+
+    def write(story, settings, beat, writer_text):
+        text = next(said)
+        return Continuation(text=" " + text, sentences=[text], settings=settings)
+
+    passages = storyeval.measure(write, [], stories, Settings(sentences=1), LORE.cast, LORE.vocabulary, lore=LORE)
+    # The first time a Bat-word coinage; once in the story, the bible's next rule takes over.
+    assert passages[0].rule_breaks == ["bat-word (Batwing)"]
+    assert passages[1].rule_breaks == ["status (Shard caught, yet robs)", "invented-lead (Batwing)"]
+    run = storyeval.metrics(passages, None, 1)
+    assert run["rule_breaks_per_100_status"] == 50.0 and run["rule_breaks_per_100_invented-lead"] == 50.0
+    assert "| ... invented-lead | 50.0 |" in storyeval.format_table({"run": run})

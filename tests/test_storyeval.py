@@ -27,7 +27,7 @@ def scripted(texts):
     """write() that answers with texts in order (one sentence each)."""
     queue = list(texts)
 
-    def write(story, settings, beat):
+    def write(story, settings, beat, writer_text):
         text = queue.pop(0)
         return Continuation(text=" " + text, sentences=[text], settings=settings, seconds=0.5)
 
@@ -73,7 +73,7 @@ def test_story_turns_draw_a_beat_and_the_labeller_scores_the_first_sentence():
              "deathtrap": "The Pendulum straps Batman to a giant conveyor belt.",
              "escape": "Batman frees himself just in time."}
 
-    def write(story, settings, beat):
+    def write(story, settings, beat, writer_text):
         asked.append(beat)
         text = "Robin yawns." if beat is None else plays[beat]
         return Continuation(text=" " + text, sentences=[text], settings=settings, seconds=0.1)

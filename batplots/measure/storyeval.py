@@ -7,7 +7,9 @@ Two sets, written for batplots (not from any corpus):
   writer's own invention; the model writes a passage after each of the writer's
   four passages (8 turns). Is the villain named, are names mangled?
 
-Per run (bare base, adapter, adapter + Writer): those shares, near-miss names,
+Per run (bare base, adapter, adapter + Writer): those shares, near-miss names, the
+show's rules broken per 100 passages by kind (batplots.story.bible; the eval knows which
+turns are the writer's, so a name the model invented and brought back counts too),
 words per sentence (mean, longest), the exact-N rate, copied 8-grams and seconds
 per turn. Two more Writer runs follow the story the way the web app does: "+case"
 with the case file filled in from the story before every turn (villain adherence),
@@ -79,19 +81,22 @@ def drawn_beat(item: int, turn: int) -> str:
     return random.Random(_seed(100 + item, turn)).choice(BUTTON_BEATS)
 
 
-# write(story so far, seeded settings, beat drawn for the turn or None) -> the passage
-Write = Callable[[str, Settings, "str | None"], Continuation]
+# write(story so far, seeded settings, beat drawn for the turn or None, the writer's own
+# turns so far) -> the passage
+Write = Callable[[str, Settings, "str | None", str], Continuation]
 
 
 def measure(write: Write, openings: list[str], stories: list[dict],
             settings: Settings, cast: frozenset[str], vocabulary: frozenset[str],
             progress: Callable[[int, int], None] | None = None, lore: Lore | None = None) -> list[Passage]:
-    """Every passage of one run: write(story so far, seeded settings, drawn beat) makes each one.
-    With lore, each passage's sentences are checked against the show's bible."""
+    """Every passage of one run: write(story so far, seeded settings, drawn beat, the writer's
+    turns so far) makes each one. With lore, each passage's sentences are checked against
+    the show's bible, which knows who wrote what (a name the model brought in and uses
+    again, not the writer's, is an invented lead)."""
     out: list[Passage] = []
     todo = len(openings) + sum(len(s["turns"]) for s in stories)
 
-    def add(kind, item, turn, story, result, villain=None, beat=None):
+    def add(kind, item, turn, story, result, writer_text, villain=None, beat=None):
         passage = result.text.strip()
         story_names = nameslib.names(story)
         kept = sorted(story_names & nameslib.names(passage))
@@ -101,19 +106,20 @@ def measure(write: Write, openings: list[str], stories: list[dict],
                            sorted(set(kept) - cast), None if villain is None else villain in nameslib.names(passage),
                            [f"{w} ({n})" for w, n in misses], beat,
                            beatslib.label(result.sentences[0]) if result.sentences else None,
-                           _rule_breaks(story, model_sentences, lore)))
+                           _rule_breaks(story, model_sentences, lore, writer_text)))
         if progress:
             progress(len(out), todo)
 
     for i, opening in enumerate(openings):
-        add("opening", i, 0, opening, write(opening, replace(settings, seed=_seed(i, 0)), None))
+        add("opening", i, 0, opening, write(opening, replace(settings, seed=_seed(i, 0)), None, opening), opening)
     for i, story in enumerate(stories):
-        text = ""
+        text = mine = ""
         for turn, writer_passage in enumerate(story["turns"]):
             text = f"{text} {writer_passage}" if text else writer_passage  # turns join with one space
+            mine = f"{mine} {writer_passage}" if mine else writer_passage
             beat = drawn_beat(i, turn)
-            result = write(text, replace(settings, seed=_seed(100 + i, turn)), beat)
-            add("story", i, turn, text, result, story["villain"], beat)
+            result = write(text, replace(settings, seed=_seed(100 + i, turn)), beat, mine)
+            add("story", i, turn, text, result, mine, story["villain"], beat)
             text = f"{text} {result.text.strip()}"
     return out
 
@@ -190,11 +196,11 @@ ROWS = [
 ]
 
 
-def _rule_breaks(story: str, sentences: list[str], lore: Lore | None) -> list[str]:
+def _rule_breaks(story: str, sentences: list[str], lore: Lore | None, writer_text: str | None = None) -> list[str]:
     """Each rule of the show's bible a passage's sentences break (none checked without lore)."""
     if lore is None:
         return []
-    bible = Bible(story, lore)
+    bible = Bible(story, lore, writer_names=None if writer_text is None else nameslib.names(writer_text))
     return [str(b) for s in sentences for b in bible.breaks(s)]
 
 
@@ -242,13 +248,14 @@ def run(name: str, writer, settings: Settings, openings: list[str], stories: lis
     runs compare), and the case file's."""
     from batplots.story import passage as passagelib
 
-    def write(story: str, s: Settings, beat: str | None) -> Continuation:
+    def write(story: str, s: Settings, beat: str | None, writer_text: str) -> Continuation:
         if name not in WRITER_RUNS:
             check = writer.guard.sentence_check(s.copy_limit) if writer.guard is not None else None
             return passagelib.run(writer.engine, story, s, check=check)
         # The case file as the web app keeps it: filled in from the story before each turn.
         case = casefile.autofill(casefile.empty(), story, lore) if name != "adapter+writer" else None
-        return writer.run(story, s, case=case, beat=beat if name == "adapter+writer+beat" else None)
+        return writer.run(story, s, case=case, beat=beat if name == "adapter+writer+beat" else None,
+                          writer_text=writer_text)
 
     passages = measure(write, openings, stories, settings, lore.cast, lore.vocabulary,
                        (lambda done, total: progress(f"story {name}", done, total)) if progress else None, lore)

@@ -4,7 +4,11 @@ The case file (batplots.story.casefile) names the villain, henchmen and guests, 
 writer may ask for the next beat of the show's formula (batplots.story.beats). The Writer
 reads the brief to steer (a logit bias on the villain's name and on the beat's cue
 words), to check (the case file's names count as the story's, so a near miss of one
-is resampled) and to rank (the villain named, the beat played). Pure data.
+is resampled; its henchmen keep a status in the show's bible) and to rank (the villain
+named, the beat played). The story reaches the Writer as one text, so who wrote what
+comes here too: the names the writer used in his own turns (and in the case file's
+fields he edited), without which the bible cannot tell a name the model invented
+("Batwing") from one of the writer's. Pure data.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ class Brief:
     # The first villain's telling name word: ranked as the story's lead name.
     lead: str | None = None
     villains: tuple[str, ...] = ()
+    henchmen: tuple[str, ...] = ()
+    # Name words the writer used himself (his turns, the case fields he edited); None when
+    # who wrote what is unknown (then no name counts as the model's invention).
+    writer_names: frozenset[str] | None = None
     # The beat asked for (beats.BEATS), or None.
     beat: str | None = None
     # Builds the model's prompt from the (fitted) story and a beat: the trained
@@ -55,8 +63,10 @@ def check_beat(beat: str | None) -> str | None:
 
 
 def brief_for(case: dict | None, beat: str | None = None,
-              frame: Callable[[str, str | None], str] | None = None) -> Brief:
-    """The brief of a case file (None: none) and a requested beat."""
+              frame: Callable[[str, str | None], str] | None = None, writer_text: str | None = None) -> Brief:
+    """The brief of a case file (None: none) and a requested beat. writer_text: the
+    writer's own turns (None: unknown), whose names and those of the case fields the
+    writer edited are his (Brief.writer_names)."""
     beat = check_beat(beat)
     villains = tuple((case or {}).get("villains") or ())
     villain_names: set[str] = set()
@@ -68,5 +78,10 @@ def brief_for(case: dict | None, beat: str | None = None,
         if words:
             lead, villain_names = words[-1], nameslib.names(villain)
             break
+    writer_names = None
+    if writer_text is not None:
+        edited = {f: (case or {}).get(f, ()) for f in (case or {}).get("edited", ())}
+        writer_names = frozenset(nameslib.names(writer_text) | casefile.case_names(edited))
     return Brief(names=frozenset(casefile.case_names(case)), villain_names=frozenset(villain_names), lead=lead,
-                 villains=villains, beat=beat, frame=frame)
+                 villains=villains, henchmen=tuple((case or {}).get("henchmen") or ()), writer_names=writer_names,
+                 beat=beat, frame=frame)

@@ -1,8 +1,9 @@
 """Ranking a passage's takes: a transparent score, its parts, and one line on why.
 
 What a fan notices first weighs most: no rule of the show's bible broken (the
-wrong villain, a hero beside his own secret identity, an invented Bat-word, a
-dangling end: batplots.story.bible), the question, threat or trap the writer set up
+wrong villain, a hero beside his own secret identity, an invented Bat-word, a jailed
+villain robbing a bank, a name the model invented taking over, a dangling end:
+batplots.story.bible), the question, threat or trap the writer set up
 taken up (batplots.story.threads), the story's names kept (the villain above
 all), no mangled names, sentences of the show's length, nothing copied, the beat the
 writer asked for, then the model's own likelihood. Pure functions.
@@ -70,7 +71,8 @@ def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lo
     over = sum(max(0, abs(n - TARGET_WORDS) - LENGTH_SLACK) for n in lengths) / len(lengths)
     mean_lp = sum(logprobs) / len(logprobs) if logprobs else 0.0
     copies = len(result.flags)
-    bible = bible if bible is not None else Bible(story, lore, brief.villains, brief.names)
+    bible = bible if bible is not None else Bible(story, lore, brief.villains, brief.names, brief.henchmen,
+                                                  brief.writer_names)
     broken = [str(b) for s in result.sentences if s != result.narrator for b in bible.breaks(s)]
     thread = open_thread(story)
     answered = thread is not None and bool(result.sentences) and answers(thread, result.sentences[0])

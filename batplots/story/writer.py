@@ -171,15 +171,17 @@ class Writer:
             self._cue_cache[beat] = (tuple((w, t) for t, w in cues.items()), tuple(follow.items()))
         return self._cue_cache[beat]
 
-    def bible(self, story: str, brief: Brief = Brief()) -> Bible:
+    def bible(self, story: str, brief: Brief = Brief(), earlier: str | None = None) -> Bible:
         """The show's rules for a passage after story (batplots.story.bible): built once a
-        passage, shared by its takes' checks and their ranking."""
-        return Bible(story, self.lore, brief.villains, brief.names)
+        passage, shared by its takes' checks and their ranking. earlier: the story before
+        this passage, when story has the passage's first sentence already."""
+        return Bible(story, self.lore, brief.villains, brief.names, brief.henchmen, brief.writer_names, earlier)
 
     def sentence_check(self, story: str, settings: Settings, bible: Bible, rejected: list | None = None,
                        brief: Brief = Brief()) -> SentenceCheck:
         """The copy guard, then near-miss names, then the show's bible (its rules for this
-        story: identities, villains walking in, unknown Bat-words, he/she, dangling ends),
+        story: identities, villains walking in, unknown Bat-words, he/she, who is caught,
+        trapped or away, the model's invented names back again, dangling ends),
         then sprawl, then (for a one-sentence passage with a beat asked for, BEAT_TRIES
         times) the beat; rejections are appended to rejected (what was resampled, for the
         take's notes)."""
@@ -224,15 +226,17 @@ class Writer:
     # --- a passage ---------------------------------------------------------------------
     def stream(self, story: str, settings: Settings | None = None, cancel: threading.Event | None = None,
                takes: int | None = None, tagged: bool = False, case: dict | None = None,
-               beat: str | None = None, whole: bool = False) -> "Take":
+               beat: str | None = None, whole: bool = False, writer_text: str | None = None) -> "Take":
         """A passage as a Take: iterate it for pieces and Rewinds, then read .result.
         tagged: every take streams, as (take index, event) pairs (alternatives side by side).
         whole: the takes race for the whole passage, not its first sentence (alternatives
         are whole passages to pick from).
         case: the story's case file (batplots.story.casefile); beat: the next beat asked for
-        (batplots.story.beats.BEATS; brief.BriefError names the allowed ones)."""
+        (batplots.story.beats.BEATS; brief.BriefError names the allowed ones); writer_text:
+        the writer's own turns (None: unknown), so that the bible knows the model's names."""
         return Take(self, story, (settings or Settings()).validate().with_seed(), cancel,
-                    self.takes if takes is None else takes, tagged, brief_for(case, beat, self.frame(case, beat)),
+                    self.takes if takes is None else takes, tagged,
+                    brief_for(case, beat, self.frame(case, beat), writer_text),
                     staged=self.staged and not whole)
 
     def frame(self, case: dict | None, beat: str | None):
@@ -253,8 +257,9 @@ class Writer:
         return build
 
     def run(self, story: str, settings: Settings | None = None, cancel: threading.Event | None = None,
-            takes: int | None = None, case: dict | None = None, beat: str | None = None) -> Continuation:
-        take = self.stream(story, settings, cancel, takes, case=case, beat=beat)
+            takes: int | None = None, case: dict | None = None, beat: str | None = None,
+            writer_text: str | None = None) -> Continuation:
+        take = self.stream(story, settings, cancel, takes, case=case, beat=beat, writer_text=writer_text)
         for _ in take:
             pass
         return take.result
@@ -356,7 +361,7 @@ class Take:
         w = self.writer
         story = self.story + first.text
         seeds = take_seeds(settings.seed, self.n + WRITE_ON_TRIES)[self.n:]
-        bible = w.bible(story, self.brief)
+        bible = w.bible(story, self.brief, earlier=self.story)
         for attempt, seed in enumerate(seeds):
             rest = replace(settings, sentences=settings.sentences - 1, seed=seed,
                            max_new_tokens=max(MIN_NEW_TOKENS,
