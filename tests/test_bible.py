@@ -202,7 +202,9 @@ def test_a_name_the_model_invented_does_not_come_back_as_a_lead():
     for fine in ("The Glassblower and Shard melt the telescope.",  # the writer's own names
                  "Batman and Robin race to the Planetarium.",  # the lore's
                  "A new guard, Mortimer, locks the door.",  # new here: not a repeat yet
-                 "Robin spots Batwing's cape in the rafters."):  # named, but not the one who acts
+                 "Robin spots Batwing's cape in the rafters.",  # named, but not the one who acts
+                 "Batwing's gloves lie on the floor.",  # an owner, not an actor
+                 "Batman flies to the Planetarium as well."):
         assert invented(fine) == [], fine
     # The writer took Batwing up in a turn of his own: no longer the model's invention.
     assert invented("Batwing bows.", writer_text=WRITER_TURN + " Batwing turns out to be Shard's brother.",

@@ -41,7 +41,7 @@ from typing import Iterable
 
 from batplots.story import names as nameslib
 from batplots.story import status as statuslib
-from batplots.story.lore import Lore, name_pattern, pronoun_of, villains_in
+from batplots.story.lore import VENUE_WORDS, Lore, name_pattern, pronoun_of, villains_in
 from batplots.text import split_sentences
 
 RULES = ("identity", "walk-in", "bat-word", "pronoun", "status", "invented-lead", "dangling")
@@ -70,10 +70,20 @@ _SPACE_BEFORE_END = re.compile(r"\s[.!?…]+[\"”’)]*\s*$")
 # Two names of one character at most this many words apart read as two people.
 DOUBLE_GAP_WORDS = 3
 BAT_PREFIX = "bat"
+# A run of capitalised words: one name ("Lillian Langley", "the Gotham City Zoo").
+NAME_RUN = re.compile(r"(?<![\w-])[A-Z][\w'’-]*(?:\s+(?:of\s+|the\s+)?[A-Z][\w'’-]*)*")
+# A name ending in one of these is a place, not a character (beside the lore's VENUE_WORDS).
+PLACE_WORDS = frozenset(VENUE_WORDS) | frozenset("""Zoo School Street Avenue Square Island Gardens Theatre Theater
+Church Cathedral Station Airport Tower Center Centre Gallery Institute University College Restaurant Docks Pier
+Castle Palace Mansion Manor Tunnel Observatory Planetarium Aquarium Casino Shop Store Studio Academy Warehouse
+City Town County Lake River Mountain Road Lane Boulevard Building Vault Reserve""".split())
 # After a name, what makes it the sentence's actor: (an aside in commas,) (an adverb,) a verb
 # ("Batwing, a masked stranger, quietly leads", "Batwing is", "Batwing laughed").
 ACTS_AFTER = (r"(?:\s*,[^,.;:!?]{1,60},)?\s+(?:[a-z]+ly\s+)?(?:(?:is|was|has|had|will|can|could|would|must|may|"
-              r"might|does|did)\b|[a-z]+(?<!ss)(?<!us)(?:s|ed)\b)")
+              r"might|does|did)\b|(?!(?:this|his|its|towards|afterwards|always|perhaps|whereas|besides|"
+              r"upwards|downwards|bus|yes)\b)[a-z]{2,}(?<!ss)(?<!us)(?:s|ed)\b)")
+# Words that are titles or their misspellings, not names of their own ("Madam Mirage").
+TITLE_WORDS = frozenset("Madam Mister Missus Jr Junior Sr Senior Saint Sister Brother Father Mother".split())
 MIN_BAT_WORD = 5  # "Bats", "Bat" are no coinages
 
 
@@ -129,10 +139,13 @@ class Bible:
         if not self.invented:
             return []
         out = []
-        for name in sorted(self.invented):
-            if name in sentence and re.search(rf"(?<![\w-]){re.escape(name)}{ACTS_AFTER}", sentence):
-                out.append((sentence.index(name), name))
-        return [Break("invented-lead", name) for _, name in sorted(out)]
+        for run in NAME_RUN.finditer(sentence):
+            words = nameslib.name_words(run.group(0))
+            if (not words or words[-1] in PLACE_WORDS or nameslib.POSSESSIVE.search(run.group(0))
+                    or not re.match(ACTS_AFTER, sentence[run.end():])):
+                continue  # a place ("the Gotham City Zoo is"), an owner ("Art's books"), or not the one who acts
+            out += [Break("invented-lead", w) for w in words if w in self.invented]
+        return list({str(b): b for b in out}.values())
 
     def pronoun_slips(self, sentence: str) -> list[Break]:
         if self.people is None:
@@ -209,7 +222,7 @@ def _invented(earlier: str, lore: Lore, writer_names: Iterable[str] | None) -> f
     known = lore.vocabulary | lore.cast | {w for section in (lore.characters, lore.villains, lore.places, lore.gadgets)
                                            for name, e in section.items()
                                            for a in (e.get("aliases") or (name,)) for w in nameslib.name_words(a)}
-    return frozenset(n for n in nameslib.names(earlier) if n not in mine and n not in known)
+    return frozenset(n for n in nameslib.names(earlier) if n not in mine and n not in known and n not in TITLE_WORDS)
 
 
 def identity_slips(sentence: str) -> list[Break]:

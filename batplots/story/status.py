@@ -35,6 +35,8 @@ NOT_DONE = frozenset("""to will would could can cannot can't couldn't might must
 won't about try tries tried trying""".split())
 PASSIVE = frozenset("is are was were be been being get gets got getting".split())
 _BE = r"(?:is|are|was|were|been|being|be|gets?|got|has\s+been|have\s+been|had\s+been|now|,)"
+# Being somewhere, not getting there: "is away", not "get away" (an escape).
+_BE_STATE = r"(?:is|are|was|were|been|being|,)"
 _ADV = r"(?:(?:now|finally|safely|quickly|soon|promptly|swiftly|still|already|helplessly|securely|all)\s+)?"
 # --- caught: by the police's words anyone; by "captured" a villain (a hero captured is trapped).
 POLICE_SUBJECT = re.compile(
@@ -94,7 +96,7 @@ TRAP_UNDONE = re.compile(r"\b(?:cuts?|cutting|snaps?|burns?|dissolves?|loosens?|
                          r"gears?|mechanism|contraption)\b|\bout\s+of\s+the\s+(?:\w+\s+)?trap\b", re.IGNORECASE)
 # --- absent: the story says he is away; an arrival or return brings him back.
 ABSENT_SUBJECT = re.compile(
-    rf"\b{_BE}\s+{_ADV}(?:away(?!\s+(?:from|with))|abroad|out\s+of\s+(?:town|the\s+country|Gotham(?:\s+City)?)|"
+    rf"\b{_BE_STATE}\s+{_ADV}(?:away(?!\s+(?:from|with))|abroad|out\s+of\s+(?:town|the\s+country|Gotham(?:\s+City)?)|"
     r"(?:on|off\s+on)\s+(?:a\s+|an\s+|her\s+|his\s+|their\s+)?(?:\w+\s+)?(?:vacation|holiday|trip|cruise|"
     r"tour|safari|honeymoon|journey|sabbatical))\b"
     r"|\b(?:has|have|had)\s+(?:already\s+|just\s+)?(?:left|gone)\s+(?:for|to|on|away|abroad)\b"
