@@ -52,6 +52,12 @@ def read_openings(path: Path) -> list[str]:
 def timed_turn(writer, opening: str, seed: int):
     """The served Writer's passage after opening (case file filled in from it) as serve
     writes it: (Continuation, seconds to the first piece, seconds to the whole passage)."""
+    take, first, whole = timed_take(writer, opening, seed)
+    return take.result, first, whole
+
+
+def timed_take(writer, opening: str, seed: int):
+    """timed_turn, with the Writer's Take itself (its result, and what its parts cost)."""
     from batplots.model.engine import Settings
     from batplots.story import casefile
 
@@ -63,7 +69,7 @@ def timed_turn(writer, opening: str, seed: int):
         if first is None and isinstance(piece, str) and piece.strip():
             first = time.perf_counter() - tick
     whole = time.perf_counter() - tick
-    return take.result, (first if first is not None else whole), whole
+    return take, (first if first is not None else whole), whole
 
 
 def write(base: str, out: Path, openings_path: Path, limit: int, takes: int | None = None) -> int:
@@ -89,12 +95,15 @@ def write(base: str, out: Path, openings_path: Path, limit: int, takes: int | No
     return 0
 
 
-def make(run_a: Path, run_b: Path, out: Path) -> int:
+def make(run_a: Path, run_b: Path, out: Path, differing: bool = False) -> int:
+    """differing: only the openings whose two passages differ (the same text twice tells
+    a reader nothing; score counts them as ties apart)."""
     a, b = (json.loads(p.read_text()) for p in (run_a, run_b))
     by_n = {r["n"]: r for r in b["passages"]}
     rng = random.Random(SHUFFLE_SEED)
     lines, key = [HEADER], []
-    pairs = [(r, by_n[r["n"]]) for r in a["passages"] if r["n"] in by_n]
+    pairs = [(r, by_n[r["n"]]) for r in a["passages"]
+             if r["n"] in by_n and not (differing and r["text"] == by_n[r["n"]]["text"])]
     for r, s in pairs:
         assert r["opening"] == s["opening"], f"opening {r['n']} differs between the runs"
         swap = rng.random() < 0.5
@@ -148,12 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("run_a", type=Path)
     m.add_argument("run_b", type=Path)
     m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--differing", action="store_true", help="only openings whose passages differ")
     s = sub.add_parser("score")
     s.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     if args.cmd == "write":
         return write(args.base, args.out, args.openings, args.limit, args.takes)
-    return make(args.run_a, args.run_b, args.out) if args.cmd == "make" else score(args.folder)
+    return make(args.run_a, args.run_b, args.out, args.differing) if args.cmd == "make" else score(args.folder)
 
 
 if __name__ == "__main__":

@@ -164,3 +164,31 @@ def test_how_much_the_story_explains_a_take_changes_the_winner_and_says_so():
     shown = Writer(engine, lore=LORE, takes=2, pmi_weight=0.0).run(STORY, settings)
     assert shown.text == current.text and {c["pmi"] for c in shown.candidates} == {0.0, 0.5}
     assert "story explains" not in why(shown.candidates[0], shown.candidates[1:])
+
+
+# --- the blind-reading benchmark (benchmarks/pmi_blind.py, blind_bases make --differing) ---------
+def test_pmi_choice_reranks_the_recorded_takes():
+    from benchmarks.pmi_blind import pmi_choice
+
+    takes = [{"take": 0, "score": 2.0, "pmi": 0.1}, {"take": 1, "score": 1.5, "pmi": 0.4},
+             {"take": 2, "score": 1.0, "pmi": None}]
+    assert pmi_choice(takes, 0.0) == 0 and pmi_choice(takes, 1.0) == 0 and pmi_choice(takes, 3.0) == 1
+
+
+def test_pairs_of_only_the_differing_passages(tmp_path):
+    import json
+
+    from benchmarks import blind_bases
+
+    def run(name, texts):
+        rows = [{"n": n, "opening": f"Opening {n}.", "text": t} for n, t in enumerate(texts, 1)]
+        (tmp_path / f"{name}.json").write_text(json.dumps({"base": name, "passages": rows}))
+        return tmp_path / f"{name}.json"
+
+    current = run("current", ["same one.", "old two.", "same three.", "old four."])
+    ranked = run("pmi", ["same one.", "new two.", "same three.", "new four."])
+    assert blind_bases.make(current, ranked, tmp_path / "blind", differing=True) == 0
+    key = json.loads((tmp_path / "blind" / "key.json").read_text())
+    assert [k["n"] for k in key] == [2, 4]
+    pairs = (tmp_path / "blind" / "pairs.md").read_text()
+    assert "same one" not in pairs and "new two" in pairs and pairs.startswith(blind_bases.HEADER)

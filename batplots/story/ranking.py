@@ -46,7 +46,7 @@ WEIGHT_ANSWER = 3.5  # above two kept names: a fan reads a dropped trap as losin
 # the story minus without it). 0 = not computed: kept only if a blind reading says it
 # helps (docs/measurements/pmi-2026-12-02); PMI_TRIAL_WEIGHT is the weight on trial.
 WEIGHT_PMI = 0.0
-PMI_TRIAL_WEIGHT = 2.0
+PMI_TRIAL_WEIGHT = 3.0
 
 def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lore,
                brief: Brief = Brief(), bible: Bible | None = None, pmi: float | None = None,
