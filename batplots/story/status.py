@@ -22,6 +22,9 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from batplots.story import names as nameslib
+from batplots.story.lore import name_pattern
+
 FREE, CAUGHT, TRAPPED, ABSENT = "free", "caught", "trapped", "absent"
 # Words between a character and the verb that makes him its subject ("the Joker, laughing
 # madly, robs"); further off, the verb is likely another's.
@@ -145,11 +148,14 @@ CLAUSE_BREAK = re.compile(r"[;:\"“”]|\b(?:but|while|when|as|after|before|bec
 
 @dataclass(frozen=True)
 class Cast:
-    """The story's characters: each one's pattern, and which are villains or heroes."""
+    """The story's characters: each spelling's character, one pattern for them all (one
+    search a sentence, however many names a long story has), and which are villains or
+    heroes."""
 
-    patterns: dict[str, re.Pattern]
+    aliases: dict[str, str]
     villains: frozenset[str] = frozenset()
     heroes: frozenset[str] = frozenset()
+    pattern: re.Pattern | None = None
 
 
 @dataclass(frozen=True)
@@ -164,31 +170,23 @@ def cast_of(lore, villains: Iterable[str] = (), henchmen: Iterable[str] = (), ow
     by any alias, and the writer's own names (own: name words; the case file's villains'
     and henchmen's words are villains). Own words that are part of a lore alias, or the
     show's stock words (lore.cast: "Gotham"), are the lore's."""
-    from batplots.story import names as nameslib
-    from batplots.story.lore import name_pattern
-
-    patterns: dict[str, re.Pattern] = {}
+    aliases: dict[str, str] = {}
     for section in (lore.characters, lore.villains):
         for name, entry in section.items():
-            patterns[name] = name_pattern(entry.get("aliases") or (name,))
-    alias_words = {w for section in (lore.characters, lore.villains) for name, e in section.items()
-                   for a in (e.get("aliases") or (name,)) for w in a.split()}
-    bad = set(lore.cast) | alias_words
+            aliases.update({a: name for a in (entry.get("aliases") or (name,))})
+    bad = set(lore.cast) | {w for a in aliases for w in a.split()}
     own_villains = {w for v in (*villains, *henchmen) for w in nameslib.names(v)} - bad
-    for word in sorted((set(own) | own_villains) - bad):
-        patterns[word] = name_pattern([word])
-    return Cast(patterns, frozenset(lore.villains) | frozenset(own_villains), frozenset(lore.characters))
+    aliases.update({w: w for w in (set(own) | own_villains) - bad})
+    return Cast(aliases, frozenset(lore.villains) | frozenset(own_villains), frozenset(lore.characters),
+                name_pattern(aliases) if aliases else None)
 
 
 def found_in(sentence: str, cast: Cast) -> list[Found]:
-    """Each character named in sentence, in order (the longest name where two overlap)."""
-    hits = sorted((Found(name, m.start(), m.end()) for name, p in cast.patterns.items() for m in p.finditer(sentence)),
-                  key=lambda f: (f.start, -(f.end - f.start)))
-    out: list[Found] = []
-    for f in hits:
-        if not out or f.start >= out[-1].end:
-            out.append(f)
-    return out
+    """Each character named in sentence, in order (the longest spelling first: name_pattern)."""
+    if cast.pattern is None:
+        return []
+    return [Found(cast.aliases.get(m.group(0).replace("’", "'"), m.group(0)), m.start(), m.end())
+            for m in cast.pattern.finditer(sentence)]
 
 
 def _gap_ok(text: str, most: int) -> bool:
