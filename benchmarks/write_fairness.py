@@ -3,7 +3,8 @@ before and after issue 23's fix, side by side, on SQLite and PostgreSQL.
 
     .venv/bin/python benchmarks/write_fairness.py [--before REV] [--runs 20] [--json OUT.json]
 
-Each side runs in its own process on the code of one revision: "before" is REV
+The store reads case files with the shipped lore, as `serve`'s does. Each side runs in
+its own process on the code of one revision: "before" is REV
 (default HEAD, extracted with `git archive` into a temporary directory), "after" is the
 working tree. Store calls in threads of one process, as the app's worker threads are
 (no HTTP: the figures are the store's). Needs Debian's postgresql package for the
@@ -72,10 +73,13 @@ def summary(ms: list[float]) -> dict:
 
 def run_side(target: str, runs: int) -> dict:
     """In this process: the measurements on the batplots importable here."""
+    from batplots.model import weights
     from batplots.story import casefile
+    from batplots.story import lore as lorelib
     from batplots.store.stories import Store
 
     store = Store(target)
+    store.lore = lorelib.load_lore(weights.default_adapter("fast"))  # as serve's store has it
     held: list[float] = []
     local = threading.local()
     transaction = store.transaction

@@ -185,8 +185,8 @@ def test_target_hideout_and_deathtrap_are_short_noun_phrases_or_empty():
     case = casefile.extract("The Glassblower vows to steal the Tiffany window from the museum; glass without "
                             "damaging anything else is his trademark.")
     assert case["target"] == ["Tiffany window"]
-    assert casefile._clip("from the museum; glass without damaging anything else") == ""
-    assert casefile._clip("by the Spokesman") == ""
+    assert casefile.clip("from the museum; glass without damaging anything else") == ""
+    assert casefile.clip("by the Spokesman") == ""
     case = casefile.extract("Batman and Robin are lowered toward a giant vat of molten glass in the Glassblower's "
                             "furnace room.")
     assert case["villains"] == ["Glassblower"] and case["hideout"] == ["furnace room"]

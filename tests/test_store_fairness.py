@@ -12,7 +12,7 @@ import threading
 import httpx
 import pytest
 
-from batplots.story import casefile
+from batplots.story import casefile, caseread
 from batplots.story import names as nameslib
 from batplots.story import lore as lorelib
 from batplots.story.lore import Lore
@@ -43,20 +43,64 @@ def store(request, tmp_path):
 
 def test_the_case_file_rules_see_a_bounded_number_of_made_up_names_and_keep_the_lores():
     lore = Lore(counts={"Joker": 50}, villains={"Joker": {"count": 50, "aliases": ["Joker", "The Joker"]}})
-    text = " ".join(crafted_passage(i * 200) for i in range(6)) + " The Joker robs the Gotham Bank. Batman frowns."
-    assert len(nameslib.names(text)) > 10 * storelib.MAX_CASE_NAMES
-    seen = storelib.case_text(text, lore)
-    assert len(seen) == len(text)  # same offsets: only first letters change
-    own = nameslib.names(seen) - storelib._lore_name_words(lore)
-    assert len(own) == storelib.MAX_CASE_NAMES
+    passage = crafted_passage(0) + " The Joker robs the Gotham Bank. Batman frowns."
+    assert len(nameslib.names(passage)) > 4 * caseread.MAX_PASSAGE_NAMES
+    seen = caseread.case_text(passage, lore)
+    assert len(seen) == len(passage)  # same offsets: only first letters change
+    own = nameslib.names(seen) - caseread.lore_name_words(lore)
+    assert len(own) == caseread.MAX_PASSAGE_NAMES
     assert {"Joker", "Batman", "Gotham"} <= nameslib.names(seen)  # the lore and the heroes always count
     assert lorelib.villains_in(seen, lore) == ["Joker"]
-    case = storelib.refill_case(casefile.empty(), "The Joker robs the Gotham Bank. " + text, lore)
+    # A story of such passages: the lore's villain leads, and the villains are looked for
+    # among the first MAX_CASE_NAMES made-up names only.
+    story = ["The Joker robs the Gotham Bank."] + [crafted_passage(i * 200) for i in range(6)]
+    case = storelib.refill_case(casefile.empty(), story, lore)
     assert case["villains"][0] == "Joker" and len(case["villains"]) == casefile.MAX_ENTRIES
+    assert casefile._first_names(["A", "B", "A", "C", "D", "B"], 2) == ["A", "B", "A", "B"]
     # An honest story (fewer names than the cap) reads exactly as before.
     honest = "Professor Nobody plans to steal the golden egg. His henchmen Sniffy and Lefty hide out at the old mill."
-    assert storelib.case_text(honest, lore) == honest
-    assert storelib.refill_case({}, honest, lore) == casefile.autofill({}, honest, lore)
+    assert caseread.case_text(honest, lore) == honest
+    assert storelib.refill_case({}, [honest], lore) == casefile.autofill({}, honest, lore)
+    assert casefile.extract(honest, lore)["henchmen"] == ["Sniffy", "Lefty"]
+
+
+def test_an_edit_reads_only_the_changed_passage_again_and_gives_what_reading_it_all_would():
+    """Each sentence is read once per process (caseread's memos): after an edit only the
+    new passage's sentences are new, and the case file is the one a fresh reading gives
+    (checked against a reading with the memos emptied)."""
+    lore = Lore(counts={"Joker": 50}, villains={"Joker": {"count": 50, "aliases": ["Joker", "The Joker"]}})
+    story = ["Late at night the Glassblower and his henchman Shard tiptoe into the Gotham Planetarium.",
+             "The villainous Glassblower plans to steal the Star of Gotham.",
+             "Batman and Robin are tied to a giant vat of molten glass", "while Shard laughs.",
+             "Meanwhile the Joker robs the Gotham Bank. Commissioner Gordon lifts the Batphone."]
+    before = casefile.extract(story, lore)
+    read = []
+    real_read = caseread._read
+    caseread._read = lambda sentence: read.append(sentence) or real_read(sentence)
+    try:
+        edited = story[:1] + ["The villainous Glassblower plans to steal the Moonstone."] + story[2:]
+        after = casefile.extract(edited, lore)
+    finally:
+        caseread._read = real_read
+    assert read == ["The villainous Glassblower plans to steal the Moonstone."]
+    assert before["target"][0] == "Star of Gotham" and after["target"][0] == "Moonstone"
+    for memo in (caseread._SENTENCES, caseread._FACTS, caseread._PASSAGES):
+        memo._young.clear()
+        memo._old.clear()
+    assert casefile.extract(edited, lore) == after
+    # The unfinished third passage reads on into the fourth, as in the joined text.
+    assert caseread.story_sentences(story)[2] == "Batman and Robin are tied to a giant vat of molten glass while Shard laughs."
+    assert casefile.extract(" ".join(edited), lore) == after
+
+
+def test_the_memo_keeps_a_bounded_number_of_characters():
+    memo = caseread.Memo(chars=100)
+    made = []
+    for i in range(50):
+        text = f"sentence {i:02d} ..."  # 15 characters
+        assert memo.get(text, text, lambda t=text: made.append(t) or t.upper()) == text.upper()
+    assert len(made) == 50 and len(memo) <= 100 // 15 + 1
+    assert memo.get("sentence 49 ...", "sentence 49 ...", lambda: "again") == "SENTENCE 49 ..."  # kept: recent
 
 
 def test_a_crafted_story_still_gets_a_case_file_and_its_writes_commit_before_it_is_filled(store, monkeypatch):
@@ -83,8 +127,8 @@ def test_a_crafted_story_still_gets_a_case_file_and_its_writes_commit_before_it_
         story = store.add_turn(mine["id"], v, "user", crafted_passage(i * 200))
         v = story["version"]
     assert seen_during_fill == [3]
-    text = storelib.story_text(story["turns"])
-    assert story["case_file"] == storelib.refill_case(casefile.empty(), text) and story["case_file"]["villains"]
+    assert story["case_file"] == storelib.refill_case(casefile.empty(), storelib.passages(story["turns"]))
+    assert story["case_file"]["villains"]
     assert store.get(mine["id"])["case_file"] == story["case_file"]  # stored at its version
     assert len(store.get(other["id"])["turns"]) == 1
 
@@ -190,7 +234,11 @@ def test_the_stores_outline_is_the_case_files_with_each_sentence_labelled_once()
 
     for text in texts:
         story = storelib._with_outline({"turns": [{"text": text}]})
-        assert story["outline"] == casefile.outline(text), text[:60]
+        assert [b["beat"] for b in story["outline"]] == beats.outline(text), text[:60]
+    for story in data["stories"]:  # split into passages, the outline is the joined text's
+        turns = [{"text": t} for t in story["turns"]]
+        assert [b["beat"] for b in storelib._with_outline({"turns": turns})["outline"]] == beats.outline(
+            storelib.story_text(turns))
     assert beats._label.cache_info().hits > 0  # the long text's sentences were labelled before
 
 
@@ -207,4 +255,4 @@ def test_a_generations_case_file_goes_through_the_name_cap_too(make_server, monk
     monkeypatch.setattr(storelib, "refill_case", spy)
     r = srv.client.post(f"/api/stories/{story['id']}/continue", json={"version": story["version"]})
     assert r.status_code == 200, r.text
-    assert seen and seen[0].startswith(crafted_passage(0)[:100])  # the Writer's guidance, capped in names
+    assert seen and seen[0] == [crafted_passage(0)]  # the Writer's guidance, read per passage (capped in names)

@@ -85,7 +85,7 @@ class WriteSession:
         print(message, file=self.err, flush=True)
 
     def _refill_case(self) -> None:
-        self.case = casefile.autofill(self.case, story_text(self.turns), self.writer.lore)
+        self.case = casefile.autofill(self.case, [t.text for t in self.turns], self.writer.lore)
 
     def _generate(self, beat: str | None = None) -> None:
         """Add a model passage (playing beat, when given), streaming it to the terminal

@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from batplots.story import casefile
-from batplots.story import names as nameslib
 from batplots.store import db as storedb
 from batplots.store.db import MAX_INTEGRITY_PROBLEMS, Unavailable  # noqa: F401  (re-exported)
 from batplots.story.rules import (  # noqa: F401  (re-exported: the store's errors and rules)
@@ -47,11 +46,6 @@ MAX_PAGE = 200
 DEFAULT_TITLE = "Untitled episode"
 MAX_VERSION = 2 ** 63 - 1  # a story's version is a 64-bit integer on both engines
 AUTHORS = ("user", "model")
-# Distinct name words of the writer's own that the case file's rules consider in one
-# story (the show's cast and the lore's names do not count): a crafted story of
-# thousands of made-up names costs what an honest one does (case_text).
-MAX_CASE_NAMES = 64
-
 _TURN_COLUMNS = "id, story_id, position, author, text, created_at, settings, seed, meta"
 # Named, never *: a later migration's new column must not change what a statement
 # PostgreSQL has already prepared returns.
@@ -166,12 +160,13 @@ class Store:
 
     def _refilled(self, story: dict) -> dict:
         """After a change to the turns has committed: the story with its case file filled in
-        again from its text (the fields the writer did not edit) and its outline. This runs
-        outside the write transaction (it costs time linear in the story's text, capped in
-        names: case_text), so no other writer waits on it; the case file is stored only if
-        the story is still at this version (a later change fills in its own). Derived data:
-        if storing it fails, or the server dies first, the next change fills it in."""
-        case = refill_case(story["case_file"], story_text(story["turns"]), self.lore)
+        again from its passages (the fields the writer did not edit) and its outline. This
+        runs outside the write transaction, so no other writer waits on it, and costs about
+        the changed passage (each sentence is read once per process: batplots.story.caseread);
+        the case file is stored only if the story is still at this version (a later change
+        fills in its own). Derived data: if storing it fails, or the server dies first, the
+        next change fills it in."""
+        case = refill_case(story["case_file"], passages(story["turns"]), self.lore)
         if case != story["case_file"]:
             try:
                 with self.transaction() as conn:
@@ -388,57 +383,20 @@ class Store:
 
 def _with_outline(story: dict) -> dict:
     """The story with its outline (the beats it has had), worked out outside any transaction
-    (each sentence labelled once per process: batplots.story.beats)."""
-    story["outline"] = casefile.outline(story_text(story["turns"]))
+    (each sentence split and labelled once per process: batplots.story.caseread, beats)."""
+    story["outline"] = casefile.outline(passages(story["turns"]))
     return story
 
 
-def case_text(text: str, lore=None) -> str:
-    """The story's text as the case file's rules read it: past the first MAX_CASE_NAMES
-    distinct name words of the writer's own (in order of first mention), a new name word
-    reads as a plain word (its first letter lower case), so the rules' cost, which grows
-    with the number of distinct names times the text, stays linear in the text. The
-    show's heroes and the lore's cast, characters, places, gadgets and villains are
-    always kept (the lore's patterns find them in one pass). Same length, same offsets."""
-    keep = _lore_name_words(lore)
-    seen: set[str] = set()
-    chars = None
-    for match in nameslib.WORD.finditer(text):
-        word = nameslib.POSSESSIVE.sub("", match.group(0))
-        if len(word) < 2 or word in nameslib.NOT_NAMES or word.isupper() or word in keep or word in seen:
-            continue
-        if len(seen) < MAX_CASE_NAMES:
-            seen.add(word)
-            continue
-        if chars is None:
-            chars = list(text)
-        chars[match.start()] = chars[match.start()].lower()
-    return text if chars is None else "".join(chars)
+def passages(turns) -> list[str]:
+    """The texts of a story's turns, in order (they join as story_text joins them)."""
+    return [t["text"] for t in turns]
 
 
-def refill_case(case: dict, text: str, lore=None) -> dict:
-    """casefile.autofill over case_text: the one way the store (and a generation's
-    guidance) fills a case file in from a story's text."""
-    return casefile.autofill(case, case_text(text, lore), lore)
-
-
-_LORE_WORDS: dict[int, tuple[object, frozenset[str]]] = {}  # id(lore) -> (lore, its name words)
-
-
-def _lore_name_words(lore) -> frozenset[str]:
-    if lore is None:
-        return frozenset(casefile.HEROES)
-    cached = _LORE_WORDS.get(id(lore))
-    if cached is not None and cached[0] is lore:
-        return cached[1]
-    named = set(lore.characters) | set(lore.places) | set(lore.gadgets) | set(lore.villains)
-    for entry in lore.villains.values():
-        named |= set(entry.get("aliases") or ()) if isinstance(entry, dict) else set()
-    words = frozenset(casefile.HEROES | set(lore.cast) | {w for name in named for w in nameslib.names(str(name))})
-    if len(_LORE_WORDS) > 8:  # a server has one lore; tests make a few
-        _LORE_WORDS.clear()
-    _LORE_WORDS[id(lore)] = (lore, words)
-    return words
+def refill_case(case: dict, story, lore=None) -> dict:
+    """casefile.autofill: the one way the store (and a generation's guidance) fills a case
+    file in from a story (its passages, or its text)."""
+    return casefile.autofill(case, story, lore)
 
 
 def _turn_dict(row) -> dict:

@@ -195,8 +195,14 @@ def label_text(text: str) -> list[tuple[str, str | None]]:
 
 def outline(text: str) -> list[str]:
     """The beats the story has had, in order, a beat repeated back to back counted once."""
+    return outline_of([s for s, _ in label_text(text)])
+
+
+def outline_of(sentences) -> list[str]:
+    """outline, for a story already split into sentences."""
     out: list[str] = []
-    for _, beat in label_text(text):
+    for sentence in sentences:
+        beat = _label(sentence)
         if beat is not None and (not out or out[-1] != beat):
             out.append(beat)
     return out

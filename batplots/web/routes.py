@@ -116,10 +116,11 @@ def check_beat(beat: str | None) -> str | None:
     return beat
 
 
-def case_for(writer: Writer, story: dict, text: str) -> dict:
-    """The case file for a generation: the story's, filled in from the text being continued
-    (which may hold the writer's unsaved passage, or lack the passage Retry replaces)."""
-    return storelib.refill_case(story["case_file"], text, writer.lore)  # names capped (#23)
+def case_for(writer: Writer, story: dict, turns: list[dict]) -> dict:
+    """The case file for a generation: the story's, filled in from the passages being
+    continued (which may hold the writer's unsaved passage, or lack the passage Retry
+    replaces); each is read once per process (#23)."""
+    return storelib.refill_case(story["case_file"], storelib.passages(turns), writer.lore)
 
 
 def require_text(cont: Continuation) -> str:
@@ -225,7 +226,8 @@ def put_case(request: Request, story_id: str, body: CaseUpdate) -> dict:
 # --- generation ---------------------------------------------------------------------
 async def _start(request: Request, story_id: str, body: ContinueRequest, retry: bool, typed: str | None = None):
     """Check everything a generation needs before the slow part and claim the story
-    (one generation per story at a time); returns (writer, story, text, settings, claim).
+    (one generation per story at a time); returns (writer, story, text, case, settings,
+    claim): case is the case file filled in from the passages continued.
     typed: a passage the writer has not saved yet, continued as if it were (Alternatives).
     The caller releases the claim."""
     check_beat(body.beat)
@@ -239,12 +241,13 @@ async def _start(request: Request, story_id: str, body: ContinueRequest, retry: 
     if not text:
         raise storelib.Invalid("the story is empty; write its first sentences, then press Continue")
     settings = generation_settings(request, story, body.overrides(), fresh_seed=retry)
+    case = await run_in_threadpool(case_for, writer, story, turns)  # the first read of a long story is CPU
     claim = request.app.state.claims.claim(story_id, story["version"])
-    return writer, story, text, settings, claim
+    return writer, story, text, case, settings, claim
 
 
 async def _generate_turn(request: Request, story_id: str, body: ContinueRequest, retry: bool):
-    writer, story, text, settings, claim = await _start(request, story_id, body, retry)
+    writer, story, text, case, settings, claim = await _start(request, story_id, body, retry)
     store = store_of(request)
     store.lore = writer.lore  # the case file is filled in with the names of the model that wrote
 
@@ -258,7 +261,7 @@ async def _generate_turn(request: Request, story_id: str, body: ContinueRequest,
     streaming = False
     try:
         gen = claim.generation = write_passage(request.app.state.model.bridge, owner_of(request), writer, text,
-                                               settings, case=case_for(writer, story, text), beat=body.beat)
+                                               settings, case=case, beat=body.beat)
         if wants_sse(request):
             streaming = True  # the stream releases the claim when it ends
             return StreamingResponse(_sse_stream(gen, save, claim), media_type="text/event-stream",
@@ -349,7 +352,7 @@ async def retry(request: Request, story_id: str, body: ContinueRequest):
 async def alternatives(request: Request, story_id: str, body: AlternativesRequest):
     if not MIN_ALTERNATIVES <= body.n <= MAX_ALTERNATIVES:
         raise SettingsError("n", f"n must be from {MIN_ALTERNATIVES} to {MAX_ALTERNATIVES}, got {body.n}")
-    writer, story, text, settings, claim = await _start(request, story_id, body, retry=False, typed=body.text)
+    writer, story, text, case, settings, claim = await _start(request, story_id, body, retry=False, typed=body.text)
     streaming = False
     tagged = wants_sse(request)
 
@@ -357,7 +360,7 @@ async def alternatives(request: Request, story_id: str, body: AlternativesReques
         # One batch of takes, ranked (not runs one after another); the runners-up are alternatives too.
         claim.generation = write_passage(request.app.state.model.bridge, owner_of(request), writer, text,
                                          batch_settings, takes=takes, tagged=tagged,
-                                         case=case_for(writer, story, text), beat=body.beat, whole=True)
+                                         case=case, beat=body.beat, whole=True)
         return claim.generation
 
     refills = Refills(body.n, settings, batch)
