@@ -54,10 +54,13 @@ def test_a_beat_goes_to_the_writer_with_the_case_and_is_kept_in_the_turns_meta(s
     asked = []
     stream = Writer.stream
 
-    def spy(self, story, settings=None, cancel=None, takes=None, tagged=False, case=None, beat=None, whole=False):
+    def spy(self, story, settings=None, cancel=None, takes=None, tagged=False, case=None, beat=None, whole=False,
+            writer_text=None):
         asked.append((case, beat))
+        written.append(writer_text)
         return stream(self, story, settings, cancel=cancel, takes=takes, tagged=tagged, case=case, beat=beat,
-                      whole=whole)
+                      whole=whole, writer_text=writer_text)
+    written = []
     monkeypatch.setattr(Writer, "stream", spy)
     c = srv.client
     story = new_story(c, text=NOBODY)
@@ -73,6 +76,13 @@ def test_a_beat_goes_to_the_writer_with_the_case_and_is_kept_in_the_turns_meta(s
     alts = c.post(f"/api/stories/{sid}/alternatives", json={"version": plain["version"], "beat": "batcave", "n": 2})
     assert alts.status_code == 200, alts.text
     assert asked[-1][1] == "batcave"
+    # The Writer knows which passages are the writer's own (a model's name they have not
+    # taken up must not lead): only the user's turns, and an unsaved typed passage.
+    assert written[0] == NOBODY and all(w == NOBODY for w in written[:4])
+    typed = c.post(f"/api/stories/{sid}/alternatives", json={"version": plain["version"], "n": 2,
+                                                            "text": "Chief O'Hara phones Wayne Manor."})
+    assert typed.status_code == 200, typed.text
+    assert written[-1] == NOBODY + " Chief O'Hara phones Wayne Manor."
     for path in ("continue", "retry", "alternatives"):
         assert_error(c.post(f"/api/stories/{sid}/{path}", json={"version": plain["version"], "beat": "dance"}),
                      422, f"beat must be one of: {', '.join(beats.BEATS)}", "'dance'")

@@ -95,7 +95,8 @@ class WriteSession:
             # A fixed seed would give the same passage again: step it for each retry.
             settings = replace(settings, seed=(settings.seed + self._retries) % (MAX_SEED + 1) + MIN_SEED)
         tty = self.out.isatty()
-        take = self.writer.stream(story_text(self.turns), settings, case=self.case, beat=beat)
+        take = self.writer.stream(story_text(self.turns), settings, case=self.case, beat=beat,
+                                  writer_text=story_text([t for t in self.turns if t.author == "user"]))
         draft = ""
         if tty:
             self.out.write("\033[3m")  # the model's passages in italics

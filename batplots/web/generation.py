@@ -233,13 +233,14 @@ class Job:
 
 def write_passage(bridge: Bridge, owner: Hashable, writer: Writer, story: str, settings: Settings,
                   takes: int | None = None, tagged: bool = False, case: dict | None = None,
-                  beat: str | None = None, whole: bool = False) -> Job:
+                  beat: str | None = None, whole: bool = False, writer_text: str | None = None) -> Job:
     """A Writer's take as a Job: ("piece", str) and ("rewind", str) events (tagged: their
-    values are (take index, str)), then ("done", Continuation)."""
+    values are (take index, str)), then ("done", Continuation). case, beat, whole and
+    writer_text: as Writer.stream's."""
 
     def work(emit: Emit, cancel: threading.Event) -> Continuation:
         take = writer.stream(story, settings, cancel=cancel, takes=takes, tagged=tagged, case=case, beat=beat,
-                             whole=whole)
+                             whole=whole, writer_text=writer_text)
         events = iter(take)
         try:
             for item in events:

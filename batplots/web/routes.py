@@ -226,8 +226,10 @@ def put_case(request: Request, story_id: str, body: CaseUpdate) -> dict:
 # --- generation ---------------------------------------------------------------------
 async def _start(request: Request, story_id: str, body: ContinueRequest, retry: bool, typed: str | None = None):
     """Check everything a generation needs before the slow part and claim the story
-    (one generation per story at a time); returns (writer, story, text, case, settings,
-    claim): case is the case file filled in from the passages continued.
+    (one generation per story at a time); returns (writer, story, text, case, writer_text,
+    settings, claim): case is the case file filled in from the passages continued, and
+    writer_text the writer's own passages (a name the model brought in and the writer has
+    not taken up must not lead: bible's invented-lead).
     typed: a passage the writer has not saved yet, continued as if it were (Alternatives).
     The caller releases the claim."""
     check_beat(body.beat)
@@ -236,18 +238,19 @@ async def _start(request: Request, story_id: str, body: ContinueRequest, retry: 
     writer = request.app.state.models.for_story(story).require()  # the story's base; 503 while it loads
     turns = story["turns"][:-1] if retry else story["turns"]
     if typed is not None:
-        turns = turns + [{"text": clean_text(typed)}]
+        turns = turns + [{"text": clean_text(typed), "author": "user"}]
     text = storelib.story_text(turns)
+    writer_text = storelib.story_text([t for t in turns if t["author"] == "user"])
     if not text:
         raise storelib.Invalid("the story is empty; write its first sentences, then press Continue")
     settings = generation_settings(request, story, body.overrides(), fresh_seed=retry)
     case = await run_in_threadpool(case_for, writer, story, turns)  # the first read of a long story is CPU
     claim = request.app.state.claims.claim(story_id, story["version"])
-    return writer, story, text, case, settings, claim
+    return writer, story, text, case, writer_text, settings, claim
 
 
 async def _generate_turn(request: Request, story_id: str, body: ContinueRequest, retry: bool):
-    writer, story, text, case, settings, claim = await _start(request, story_id, body, retry)
+    writer, story, text, case, writer_text, settings, claim = await _start(request, story_id, body, retry)
     store = store_of(request)
     store.lore = writer.lore  # the case file is filled in with the names of the model that wrote
 
@@ -261,7 +264,7 @@ async def _generate_turn(request: Request, story_id: str, body: ContinueRequest,
     streaming = False
     try:
         gen = claim.generation = write_passage(request.app.state.model.bridge, owner_of(request), writer, text,
-                                               settings, case=case, beat=body.beat)
+                                               settings, case=case, beat=body.beat, writer_text=writer_text)
         if wants_sse(request):
             streaming = True  # the stream releases the claim when it ends
             return StreamingResponse(_sse_stream(gen, save, claim), media_type="text/event-stream",
@@ -352,7 +355,8 @@ async def retry(request: Request, story_id: str, body: ContinueRequest):
 async def alternatives(request: Request, story_id: str, body: AlternativesRequest):
     if not MIN_ALTERNATIVES <= body.n <= MAX_ALTERNATIVES:
         raise SettingsError("n", f"n must be from {MIN_ALTERNATIVES} to {MAX_ALTERNATIVES}, got {body.n}")
-    writer, story, text, case, settings, claim = await _start(request, story_id, body, retry=False, typed=body.text)
+    writer, story, text, case, writer_text, settings, claim = await _start(request, story_id, body, retry=False,
+                                                                          typed=body.text)
     streaming = False
     tagged = wants_sse(request)
 
@@ -360,7 +364,7 @@ async def alternatives(request: Request, story_id: str, body: AlternativesReques
         # One batch of takes, ranked (not runs one after another); the runners-up are alternatives too.
         claim.generation = write_passage(request.app.state.model.bridge, owner_of(request), writer, text,
                                          batch_settings, takes=takes, tagged=tagged,
-                                         case=case, beat=body.beat, whole=True)
+                                         case=case, beat=body.beat, whole=True, writer_text=writer_text)
         return claim.generation
 
     refills = Refills(body.n, settings, batch)
