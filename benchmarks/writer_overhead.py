@@ -1,0 +1,143 @@
+"""The Writer's non-model work per passage on long stories, before and after, side by side.
+
+    nice -n 19 .venv/bin/python benchmarks/writer_overhead.py [--before REV] [--runs 5] [--json OUT.json]
+
+Each side runs in its own process on the code of one revision: "before" is REV (default
+HEAD, extracted with `git archive` into a temporary directory), "after" is the working
+tree. Stories of 20 and 200 passages are built as benchmarks/write_fairness.py builds its
+honest one (the eval's scripted stories cycled), read with the shipped lore
+(`load_lore(default_adapter("fast"))`). Timed, p50 of --runs:
+
+- bible: `Bible(story, lore, writer_names=set())` on the whole story;
+- first: one whole `Writer.stream` passage (4 takes, staged, as writer_for's) on a
+  FakeEngine, which decodes in no time, so the figure is the turn's non-model work;
+- next: the same after one passage is added (the story mostly the same): the figure
+  that matters for a long story, and what a turn costs every other user of the process.
+
+Every run of `first` uses a fresh process-wide state only on its first run; a 'next' run
+adds a passage the process has not seen yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = (20, 200)
+TAKES = 4
+SEED = 7
+
+
+def honest_passages(n: int) -> list[str]:
+    """n passages of 1,000-1,900 characters: the scripted stories' turns cycled (as write_fairness.py)."""
+    turns = [t for s in json.loads((ROOT / "batplots/data/stories.json").read_text())["stories"] for t in s["turns"]]
+    out, i = [], 0
+    while len(out) < n:
+        p = ""
+        while len(p) < 1000:
+            p += turns[i % len(turns)] + " "
+            i += 1
+        out.append(p.strip()[:1900])
+    return out
+
+
+def p50(values: list[float]) -> float:
+    values = sorted(values)
+    return round(values[len(values) // 2] * 1000, 1)
+
+
+def run_side(runs: int) -> dict:
+    """In this process: the measurements on the batplots importable here."""
+    sys.path.insert(0, str(ROOT))  # tests.fakegen: the same fake engine on both sides
+    from batplots.model.engine.base import Settings
+    from batplots.model.weights import default_adapter
+    from batplots.story.bible import Bible
+    from batplots.story.lore import load_lore
+    from batplots.story.rules import story_text
+    from batplots.story.writer import Writer
+    from tests.fakegen import FakeEngine
+
+    lore = load_lore(default_adapter("fast"))
+    writer = Writer(FakeEngine(), lore=lore, takes=TAKES)
+    out: dict = {}
+    extra = honest_passages(max(SIZES) + runs + 1)
+    for size in SIZES:
+        passages = honest_passages(size)
+        story = story_text([{"text": p} for p in passages])
+        bible = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            Bible(story, lore, writer_names=set())
+            bible.append(time.perf_counter() - t)
+
+        def turn(text: str) -> float:
+            t = time.perf_counter()
+            take = writer.stream(text, Settings(seed=SEED), writer_text=text)
+            for _ in take:
+                pass
+            return time.perf_counter() - t
+
+        first = turn(story)
+        following = []
+        for i in range(runs):
+            # a passage the process has not read: the next turn of a growing story
+            grown = story_text([{"text": p} for p in passages] + [{"text": extra[size + i] + f" ({i})"}])
+            following.append(turn(grown))
+        out[str(size)] = {"chars": len(story), "bible_ms": p50(bible), "first_ms": round(first * 1000, 1),
+                          "next_ms": p50(following)}
+    return out
+
+
+def side(code: Path, runs: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/writer_overhead.py"), "--side", "--runs",
+                           str(runs)], cwd=code, env=env, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise SystemExit(f"the side in {code} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--before", default="HEAD", help="the revision to compare with (default HEAD)")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--side", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.side:
+        print(json.dumps(run_side(args.runs)))
+        return
+    results: dict = {"before": args.before, "runs": args.runs, "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "before"
+        old.mkdir()
+        archive = subprocess.run(["git", "archive", args.before, "batplots"], cwd=ROOT, capture_output=True,
+                                 check=True).stdout
+        tar_path = Path(tmp) / "before.tar"
+        tar_path.write_bytes(archive)
+        with tarfile.open(tar_path) as tar:
+            tar.extractall(old)
+        results["sides"] = {"before": side(old, args.runs), "after": side(ROOT, args.runs)}
+    print(f"writer overhead, p50 of {args.runs} runs, before = {args.before}, after = working tree "
+          f"({results['cpus']} CPUs; a shared box: compare the columns, not other runs)")
+    print(f"{'passages':<10}{'figure':<34}{'before ms':>12}{'after ms':>12}")
+    labels = {"bible_ms": "Bible(story, lore)", "first_ms": f"Writer.stream, first ({TAKES} takes)",
+              "next_ms": "Writer.stream, one passage later"}
+    for size in map(str, SIZES):
+        for key, label in labels.items():
+            print(f"{size:<10}{label:<34}{results['sides']['before'][size][key]:>12}"
+                  f"{results['sides']['after'][size][key]:>12}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
