@@ -159,7 +159,7 @@ def test_how_much_the_story_explains_a_take_changes_the_winner_and_says_so():
     assert ranked.text == " Robin yawns at the clock."
     best, other = ranked.candidates
     assert best["pmi"] == 0.5 and other["pmi"] == 0.0 and best["pmi_points"] == 1.0
-    assert pmi_decided(best, [other]) and "the story explains it best (+0.50 nats a token against +0.00)" in ranked.why
+    assert pmi_decided(best, [other]) and "the story explains it better (+0.50 nats a token against +0.00)" in ranked.why
     # Scored but weighed 0: the pmi is shown and decides nothing.
     shown = Writer(engine, lore=LORE, takes=2, pmi_weight=0.0).run(STORY, settings)
     assert shown.text == current.text and {c["pmi"] for c in shown.candidates} == {0.0, 0.5}
@@ -192,3 +192,14 @@ def test_pairs_of_only_the_differing_passages(tmp_path):
     assert [k["n"] for k in key] == [2, 4]
     pairs = (tmp_path / "blind" / "pairs.md").read_text()
     assert "same one" not in pairs and "new two" in pairs and pairs.startswith(blind_bases.HEADER)
+
+
+def test_the_why_line_compares_with_the_take_pmi_beat_not_the_best_explained():
+    def take(n, score, pmi, weight=3.0):
+        return {"take": n, "score": round(score + weight * pmi, 3), "pmi": pmi, "pmi_points": round(weight * pmi, 3),
+                "own_names": [], "near_misses": [], "copies": 0, "words": [20], "mean_logprob": -2.0}
+
+    # without the pmi take 0 wins; take 2 is explained most but still loses
+    winner, beaten, third = take(1, 1.24, 0.66), take(0, 1.27, 0.42), take(2, 0.97, 0.74)
+    line = why(winner, [third, beaten])
+    assert "the story explains it better (+0.66 nats a token against +0.42)" in line

@@ -142,8 +142,10 @@ def why(winner: dict, others: list[dict], beat: str | None = None) -> str:
     if max(winner["words"]) <= MAX_SENTENCE_WORDS < max(max(o["words"]) for o in others):
         reasons.append("no overlong sentence")
     if pmi_decided(winner, others):
-        rivals = [o["pmi"] for o in others if o.get("pmi") is not None]
-        reasons.append(f"the story explains it best ({winner['pmi']:+.2f} nats a token"
+        # Against the takes it beat on that alone (a third take may be explained more).
+        base = winner["score"] - winner["pmi_points"]
+        rivals = [o["pmi"] for o in others if o.get("pmi") is not None and o["score"] - o["pmi_points"] > base]
+        reasons.append(f"the story explains it better ({winner['pmi']:+.2f} nats a token"
                        + (f" against {max(rivals):+.2f})" if rivals else ")"))
     if not reasons:
         reasons.append("the likeliest text (mean log-probability "
