@@ -41,8 +41,9 @@ from typing import Iterable
 
 from batplots.story import names as nameslib
 from batplots.story import status as statuslib
+from batplots.story import storyread
+from batplots.story.caseread import Memo
 from batplots.story.lore import VENUE_WORDS, Lore, name_pattern, pronoun_of, villains_in
-from batplots.text import split_sentences
 
 RULES = ("identity", "walk-in", "bat-word", "pronoun", "status", "invented-lead", "dangling")
 # What a sentence says of its one named character: subject, possessive and reflexive
@@ -85,6 +86,10 @@ ACTS_AFTER = (r"(?:\s*,[^,.;:!?]{1,60},)?\s+(?:[a-z]+ly\s+)?(?:(?:is|was|has|had
 # Words that are titles or their misspellings, not names of their own ("Madam Mirage").
 TITLE_WORDS = frozenset("Madam Mister Missus Jr Junior Sr Senior Saint Sister Brother Father Mother".split())
 MIN_BAT_WORD = 5  # "Bats", "Bat" are no coinages
+# Per sentence, read once per process (storyread): the lore's villains it names, and the
+# texts of the characters it names (for the pronoun table).
+_VILLAINS = Memo()
+_PEOPLE = Memo()
 
 
 @dataclass(frozen=True)
@@ -109,16 +114,17 @@ class Bible:
         before this passage (default: story), where a model's name must have been to be
         a repeat; a name the passage's first sentence brought in is not one yet."""
         self.lore = lore
-        set_up = story + " " + " ".join(case_villains)
+        case_villains = list(case_villains)
+        read = storyread.split(story)
+        sentences = list(read.sentences) if story.strip() else []
         # The lore's villains the story or its case file has named (by any alias).
-        self.villains = set(villains_in(set_up, lore)) if lore.villains else set()
-        own = nameslib.names(story) | set(case_names) | nameslib.names(" ".join(case_villains))
+        self.villains = _villains_named(story, read, sentences, case_villains, lore) if lore.villains else set()
+        own = storyread.story_names(story) | set(case_names) | nameslib.names(" ".join(case_villains))
         known = {w.casefold() for w in (lore.vocabulary | own)} | {g.casefold() for g in lore.gadgets}
         # The show's Bat-words and the story's, hyphens dropped ("Bat-computer").
         self.bat_words_known = tuple(k.replace("-", "") for k in known
                                      if k.startswith(BAT_PREFIX) and len(k) >= MIN_BAT_WORD - 1)
-        self.pronouns, self.people = _pronouns(story, lore, own)
-        sentences = split_sentences(story) if story.strip() else []
+        self.pronouns, self.people = _pronouns(sentences, lore, own)
         self.cast = statuslib.cast_of(lore, case_villains, case_henchmen, own)
         self.statuses = statuslib.track(sentences, self.cast)
         self.invented = _invented(story if earlier is None else earlier, lore, writer_names)
@@ -192,7 +198,20 @@ class Bible:
         return out
 
 
-def _pronouns(story: str, lore: Lore, own: set[str]) -> tuple[dict[str, tuple[re.Pattern, str]], re.Pattern | None]:
+def _villains_named(story: str, read: storyread.Split, sentences: list[str], case_villains: list[str],
+                    lore: Lore) -> set[str]:
+    """set(villains_in(story + " " + the case's villains, lore)), from the story's sentences
+    (each read once: storyread) and the text from its last sentence on, case villains joined."""
+    key = storyread.intern(tuple((name, tuple(e.get("aliases") or (name,))) for name, e in lore.villains.items()))
+    out: set[str] = set()
+    for sentence in sentences[:-1]:
+        out |= _VILLAINS.get((key, sentence), sentence, lambda: frozenset(villains_in(sentence, lore)))
+    last = read.rest if len(read.sentences) > len(read.spans) else read.spans[-1][0] if read.spans else 0
+    return out | set(villains_in(story[last if sentences else 0:] + " " + " ".join(case_villains), lore))
+
+
+def _pronouns(sentences: list[str], lore: Lore,
+              own: set[str]) -> tuple[dict[str, tuple[re.Pattern, str]], re.Pattern | None]:
     """({character: (pattern, "he"/"she")}, the pattern of every character's names): the
     lore's characters with the corpus's pronoun, and the writer's own names with the
     pronoun the writer used for them."""
@@ -204,12 +223,29 @@ def _pronouns(story: str, lore: Lore, own: set[str]) -> tuple[dict[str, tuple[re
     out = {name: (name_pattern(e.get("aliases") or (name,)), e["pronoun"]) for name, e in entries.items()
            if e.get("pronoun") in ("he", "she")}
     known = {a for e in entries.values() for a in (e.get("aliases") or ())}
-    sentences = split_sentences(story) if story.strip() else []
-    for name in sorted(own - known - {w for a in known for w in a.split()}):
-        pattern = name_pattern([name])
-        pronoun = pronoun_of(pattern, sentences, people, at_least=1)
+    todo = sorted(own - known - {w for a in known for w in a.split()})
+    # Each name's votes come from the sentences that have it and name no one else: found
+    # by the sentences' candidates and one memoized reading of people a sentence.
+    wanted: dict[str, list[str]] = {}
+    for name in todo:
+        wanted.setdefault(name.replace("’", "'"), []).append(name)
+    index = storyread.AliasIndex((a,) for a in aliases)
+    patterns = {name: name_pattern([name]) for name in todo}
+    voters: dict[str, list[str]] = {name: [] for name in todo}
+    for sentence in sentences:
+        hits = storyread.candidates(sentence) & wanted.keys()
+        if not hits:
+            continue
+        named = _PEOPLE.get((index.key(sentence), sentence), sentence,
+                            lambda: frozenset(m.group(0) for m in people.finditer(sentence)))
+        for name in (n for c in hits for n in wanted[c]):
+            m = patterns[name].search(sentence)
+            if m and not named - {m.group(0)}:
+                voters[name].append(sentence)
+    for name in todo:
+        pronoun = pronoun_of(patterns[name], voters[name], None, at_least=1)
         if pronoun:
-            out[name] = (pattern, pronoun)
+            out[name] = (patterns[name], pronoun)
     return out, people
 
 
@@ -222,7 +258,7 @@ def _invented(earlier: str, lore: Lore, writer_names: Iterable[str] | None) -> f
     known = lore.vocabulary | lore.cast | {w for section in (lore.characters, lore.villains, lore.places, lore.gadgets)
                                            for name, e in section.items()
                                            for a in (e.get("aliases") or (name,)) for w in nameslib.name_words(a)}
-    return frozenset(n for n in nameslib.names(earlier) if n not in mine and n not in known and n not in TITLE_WORDS)
+    return frozenset(n for n in storyread.story_names(earlier) if n not in mine and n not in known and n not in TITLE_WORDS)
 
 
 def identity_slips(sentence: str) -> list[Break]:

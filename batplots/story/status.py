@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from batplots.story import names as nameslib
+from batplots.story.caseread import Memo
 from batplots.story.lore import name_pattern
+from batplots.story.storyread import AliasIndex
 
 FREE, CAUGHT, TRAPPED, ABSENT = "free", "caught", "trapped", "absent"
 # Words between a character and the verb that makes him its subject ("the Joker, laughing
@@ -233,14 +235,42 @@ def _active(sentence: str, start: int) -> bool:
     return _done(sentence, start) and (not before or before[-1].casefold() not in PASSIVE)
 
 
+class Reading(NamedTuple):
+    """What a sentence tells whatever the statuses before it: the statuses it sets, whether
+    it undoes a trap (frees everyone trapped) and who returns (each RETURN's subjects,
+    freed if absent)."""
+    told: tuple[tuple[str, str], ...]
+    trap_undone: bool
+    returns: tuple[tuple[str, ...], ...]
+
+
+_NOTHING = Reading((), False, ())
+_READINGS = Memo()
+
+
 def told(sentence: str, cast: Cast, statuses: dict[str, str] | None = None) -> dict[str, str]:
     """The statuses sentence tells, {name: status}, in the order it tells them."""
+    return _apply(_reading(sentence, cast, found_in(sentence, cast)), statuses or {})
+
+
+def _apply(reading: Reading, statuses: dict[str, str]) -> dict[str, str]:
+    out = dict(reading.told)
+    if reading.trap_undone:  # the trapped are trapped together: all get out
+        for name, status in statuses.items():
+            if status == TRAPPED:
+                out[name] = FREE
+    for group in reading.returns:
+        for name in group:
+            if statuses.get(name) == ABSENT and out.get(name) in (None, ABSENT):
+                out[name] = FREE
+    return out
+
+
+def _reading(sentence: str, cast: Cast, found: list[Found]) -> Reading:
     if UNTOLD.search(sentence.strip()):
-        return {}
-    statuses = statuses or {}
-    found = found_in(sentence, cast)
+        return _NOTHING
     if not found and not TRAP_UNDONE.search(sentence):
-        return {}
+        return _NOTHING
     out: dict[str, str] = {}
 
     def mark(names: Iterable[str], status: str) -> None:
@@ -285,20 +315,21 @@ def told(sentence: str, cast: Cast, statuses: dict[str, str] | None = None) -> d
         group = "obj" if m.group("obj") is not None else "out"
         if _active(sentence, m.start()):
             mark(group_after(found, sentence, m.start(group), m.end(group)), FREE)
-    if TRAP_UNDONE.search(sentence):  # the trapped are trapped together: all get out
-        mark([n for n, s in statuses.items() if s == TRAPPED], FREE)
-    for m in RETURN.finditer(sentence):
-        if _done(sentence, m.start()):
-            mark([n for n in group_before(found, sentence, m.start()) if statuses.get(n) == ABSENT
-                  and out.get(n) in (None, ABSENT)], FREE)
-    return out
+    returns = tuple(tuple(group_before(found, sentence, m.start())) for m in RETURN.finditer(sentence)
+                    if _done(sentence, m.start()))
+    return Reading(tuple(out.items()), bool(TRAP_UNDONE.search(sentence)), returns)
 
 
 def track(sentences: Iterable[str], cast: Cast) -> dict[str, str]:
-    """Each character's status after the sentences, in order: {name: status}, the free left out."""
+    """Each character's status after the sentences, in order: {name: status}, the free left out.
+    A sentence is read once per process for the cast's aliases it has (storyread.AliasIndex:
+    a long story's new names do not make its old sentences read again)."""
     statuses: dict[str, str] = {}
+    index = AliasIndex((alias, name, name in cast.villains, name in cast.heroes) for alias, name in cast.aliases.items())
     for sentence in sentences:
-        for name, status in told(sentence, cast, statuses).items():
+        reading = _READINGS.get((index.key(sentence), sentence), sentence,
+                                lambda: _reading(sentence, cast, found_in(sentence, cast)))
+        for name, status in _apply(reading, statuses).items():
             if status == FREE:
                 statuses.pop(name, None)
             else:
