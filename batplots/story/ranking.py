@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from batplots.story import beats as beatslib
 from batplots.story import names as nameslib
+from batplots.story import storyread
 from batplots.story.bible import Bible
 from batplots.story.threads import answers, open_thread
 from batplots.story.brief import Brief
@@ -56,7 +57,7 @@ def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lo
     bible: the show's rules for this story and brief (the Writer's, built once a passage);
     built here when not given. pmi: how much the story explains the take (None: not
     scored), worth pmi_weight a nat per token."""
-    story_names = nameslib.names(story) | brief.names
+    story_names = storyread.story_names(story) | brief.names
     own = (story_names - lore.cast) | brief.villain_names
     text = " ".join(result.sentences)
     text_names = nameslib.names(text)
@@ -111,10 +112,8 @@ def pmi_decided(winner: dict, others: list[dict]) -> bool:
 
 def lead_name(story: str, lore: Lore) -> str | None:
     """The writer's own name the story uses most (first used, on a tie), or None."""
-    counts: dict[str, int] = {}
-    for word in nameslib.name_words(story):
-        if word not in lore.cast:
-            counts[word] = counts.get(word, 0) + 1
+    cast = lore.cast  # a property that builds the set: once, not once a word
+    counts = {word: n for word, n in storyread.name_counts(story).items() if word not in cast}
     return max(counts, key=lambda w: counts[w]) if counts else None
 
 

@@ -92,6 +92,9 @@ class SentenceNames(NamedTuple):
 
 _NAMES = Memo()
 _CANDIDATES = Memo()
+# Whole stories' merged readings: a few stories' worth (their texts count toward the bound).
+_STORY_NAMES = Memo()
+_STORY_COUNTS = Memo()
 
 
 def sentence_names(sentence: str) -> SentenceNames:
@@ -105,21 +108,30 @@ def _names(sentence: str) -> SentenceNames:
     return SentenceNames(frozenset(counts), tuple(counts.items()))
 
 
-def story_names(story: str) -> set[str]:
-    """nameslib.names(story), merged from its sentences' (a name never spans two)."""
+def story_names(story: str) -> frozenset[str]:
+    """nameslib.names(story), merged from its sentences' (a name never spans two); kept
+    per story, which a passage's takes, checks and ranking all ask for."""
+    return _STORY_NAMES.get(story, story, lambda: _story_names(story))
+
+
+def _story_names(story: str) -> frozenset[str]:
     out: set[str] = set()
     for sentence in sentences(story):
         out |= sentence_names(sentence).names
-    return out
+    return frozenset(out)
 
 
 def name_counts(story: str) -> dict[str, int]:
     """How often story uses each name word, in order of first use (nameslib.name_words)."""
+    return dict(_STORY_COUNTS.get(story, story, lambda: _name_counts(story)))
+
+
+def _name_counts(story: str) -> tuple[tuple[str, int], ...]:
     out: dict[str, int] = {}
     for sentence in sentences(story):
         for word, n in sentence_names(sentence).counts:
             out[word] = out.get(word, 0) + n
-    return out
+    return tuple(out.items())
 
 
 def candidates(sentence: str) -> frozenset[str]:

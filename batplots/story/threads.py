@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from batplots.story import beats as beatslib
-from batplots.text import split_sentences
+from batplots.story import storyread
 
 KINDS = ("question", "threat", "trap")
 THREAT = re.compile(r"\b(?:threat\w*|unless|or else|ransom\w*|deadline|countdown|ultimatum|warns?|warned|vows?|"
@@ -49,7 +49,7 @@ def content_words(text: str) -> frozenset[str]:
 
 def open_thread(story: str) -> Thread | None:
     """The question, threat or trap the story's last sentence sets up, or None."""
-    sentences = split_sentences(story) if story.strip() else []
+    sentences = storyread.sentences(story)  # split once a story (a longer one resumes it)
     if not sentences:
         return None
     last = sentences[-1].strip()

@@ -34,6 +34,7 @@ from typing import Iterator
 
 from batplots.story import beats as beatslib
 from batplots.story import names as nameslib
+from batplots.story import storyread
 from batplots.story.beats import BEAT_CUES
 from batplots.story.bible import RULES as BIBLE_RULES, Bible
 from batplots.story.brief import Brief, brief_for
@@ -115,7 +116,7 @@ class Writer:
         sentence has them, the lead name harder the longer it waits (lead=False: not at
         all), and toward the asked-for beat's cue words until it plays the beat
         (batplots.story.steer); exempt every story name from the penalty."""
-        story_names = nameslib.names(story) | brief.names
+        story_names = storyread.story_names(story) | brief.names
         own = (story_names - self.lore.cast) | brief.villain_names
         encode = getattr(self.engine, "encode", None)
         guidance = Guidance(logprobs=[], end_tokens=self.engine.sentence_end_tokens(), end_after=END_AFTER_TOKENS,
@@ -188,7 +189,7 @@ class Writer:
         copy_check = self.copy_check
         if copy_check is None and self.guard is not None:
             copy_check = self.guard.sentence_check(settings.copy_limit)
-        story_names = nameslib.names(story) | brief.names
+        story_names = storyread.story_names(story) | brief.names
         known = story_names | self.lore.cast
         vocabulary = self.lore.vocabulary | story_names
         beat = brief.beat if settings.sentences == 1 else None
