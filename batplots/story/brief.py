@@ -19,6 +19,7 @@ from typing import Callable
 from batplots.story import beats as beatslib
 from batplots.story import casefile
 from batplots.story import names as nameslib
+from batplots.story import storyread
 
 class BriefError(ValueError):
     """A beat that is not one of beats.BEATS."""
@@ -81,7 +82,7 @@ def brief_for(case: dict | None, beat: str | None = None,
     writer_names = None
     if writer_text is not None:
         edited = {f: (case or {}).get(f, ()) for f in (case or {}).get("edited", ())}
-        writer_names = frozenset(nameslib.names(writer_text) | casefile.case_names(edited))
+        writer_names = frozenset(storyread.story_names(writer_text) | casefile.case_names(edited))
     return Brief(names=frozenset(casefile.case_names(case)), villain_names=frozenset(villain_names), lead=lead,
                  villains=villains, henchmen=tuple((case or {}).get("henchmen") or ()), writer_names=writer_names,
                  beat=beat, frame=frame)

@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Callable, Iterator
 
 from batplots import text as textlib
+from batplots.story import storyread
 from batplots.model.engine.base import MAX_SEED, MIN_SEED, Continuation, Engine, Guidance, Rewind, Settings
 
 # Vets one finished sentence: None accepts it; a dict says why it was rejected (the
@@ -48,7 +49,8 @@ def fit_story(engine: Engine, story: str, settings: Settings, reserve: int = 0) 
     story = story.rstrip()
     if count(story) <= budget:
         return story, False
-    spans, rest = textlib.sentence_spans(story)
+    read = storyread.split(story)  # sentence_spans(story), resumed from the story this one extends
+    spans, rest = read.spans, read.rest
     starts = [a for a, _ in spans] + ([rest] if rest < len(story) else [])
     # Binary search the earliest sentence start whose suffix fits.
     lo, hi = 0, len(starts)

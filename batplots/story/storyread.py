@@ -72,9 +72,7 @@ def split(story: str) -> Split:
         sentences.append(tail)
     out = Split(story, tuple(sentences), tuple(spans), rest)
     with _recent_lock:
-        if base is not None and base in _recent:
-            _recent.remove(base)  # the story moved on: its longer text replaces it
-        _recent.insert(0, out)
+        _recent.insert(0, out)  # the shorter story stays: a passage's takes and the next turn both extend it
         del _recent[MAX_RECENT_SPLITS:]
     return out
 
