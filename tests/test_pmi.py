@@ -119,13 +119,13 @@ def test_the_prompts_are_the_takes_own_and_the_same_frame_around_a_neutral_sente
 def test_the_writer_scores_every_takes_pmi_only_when_asked(llama):
     settings = Settings(seed=2, sentences=1, copy_limit=0, max_new_tokens=40)
     story = "Batman and Robin slide down the Batpoles."
-    llama.reset_cache()  # the same takes both times (a warm cache may flip a rare token)
     plain = Writer(llama, lore=LORE, takes=3).run(story, settings)
     assert all(c["pmi"] is None and c["pmi_points"] == 0.0 for c in plain.candidates)
-    llama.reset_cache()
     shown = Writer(llama, lore=LORE, takes=3, pmi_weight=0.0).run(story, settings)
     assert all(isinstance(c["pmi"], float) and math.isfinite(c["pmi"]) for c in shown.candidates)
-    assert [c["score"] for c in shown.candidates] == [c["score"] for c in plain.candidates]  # shown, not counted
+    assert all(c["pmi_points"] == 0.0 for c in shown.candidates)  # shown, not counted
+    counted = Writer(llama, lore=LORE, takes=3, pmi_weight=1.0).run(story, settings)
+    assert all(c["pmi_points"] == pytest.approx(c["pmi"], abs=1e-3) for c in counted.candidates)
 
 
 class Explained(Scripted):
