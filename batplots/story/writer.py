@@ -469,7 +469,7 @@ class Take:
             raise outcomes[0]
         scored = []
         pmis = [None] * len(done)
-        if w.pmi_weight is not None:
+        if w.pmi_weight is not None and len(done) > 1:  # one take: nothing to rank it against
             tick = time.perf_counter()
             pmis = take_pmis(w.engine, story, settings, self.brief.framer(), [r.text for _, r in done])
             self.pmi_seconds += time.perf_counter() - tick
