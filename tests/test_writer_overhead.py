@@ -238,3 +238,12 @@ def test_open_thread_and_lead_name_read_the_story_as_before(lore):
         thread = open_thread(story)
         assert (thread.sentence if thread else None) in (None, sentences[-1].strip())
         assert lead_name(story, lore) == old_lead_name(story, lore)
+
+
+def test_a_new_name_that_an_earlier_sentence_has_inside_a_word_reads_that_sentence_again():
+    lore = Lore({"Batman": 50}, characters={"Batman": {"count": 50, "aliases": ["Batman"], "pronoun": "he"}})
+    story = "Zed's pal O'Quill waves; he smiles. Batman nods. " * 20
+    for more in ("", "Quill arrives. She laughs. ", "Quill is arrested by Batman. ", "Pal-Zed escapes! He runs. "):
+        story += more
+        check(story, lore)
+        check(story + "Zed", lore)  # an unfinished tail

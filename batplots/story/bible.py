@@ -43,7 +43,7 @@ from batplots.story import names as nameslib
 from batplots.story import status as statuslib
 from batplots.story import storyread
 from batplots.story.caseread import Memo
-from batplots.story.lore import VENUE_WORDS, Lore, name_pattern, pronoun_of, villains_in
+from batplots.story.lore import PRONOUN_RATIO, VENUE_WORDS, Lore, name_pattern, pronoun_in, villains_in
 
 RULES = ("identity", "walk-in", "bat-word", "pronoun", "status", "invented-lead", "dangling")
 # What a sentence says of its one named character: subject, possessive and reflexive
@@ -87,9 +87,10 @@ ACTS_AFTER = (r"(?:\s*,[^,.;:!?]{1,60},)?\s+(?:[a-z]+ly\s+)?(?:(?:is|was|has|had
 TITLE_WORDS = frozenset("Madam Mister Missus Jr Junior Sr Senior Saint Sister Brother Father Mother".split())
 MIN_BAT_WORD = 5  # "Bats", "Bat" are no coinages
 # Per sentence, read once per process (storyread): the lore's villains it names, and the
-# texts of the characters it names (for the pronoun table).
+# pronoun votes of the writer's own names (for the pronoun table).
 _VILLAINS = Memo()
-_PEOPLE = Memo()
+_VOTES = Memo()
+PRONOUN_AT_LEAST = 1  # one clear sentence gives the writer's own name its pronoun
 
 
 @dataclass(frozen=True)
@@ -115,18 +116,16 @@ class Bible:
         a repeat; a name the passage's first sentence brought in is not one yet."""
         self.lore = lore
         case_villains = list(case_villains)
-        read = storyread.split(story)
-        sentences = list(read.sentences) if story.strip() else []
         # The lore's villains the story or its case file has named (by any alias).
-        self.villains = _villains_named(story, read, sentences, case_villains, lore) if lore.villains else set()
+        self.villains = _villains_named(story, storyread.split(story), case_villains, lore) if lore.villains else set()
         own = storyread.story_names(story) | set(case_names) | nameslib.names(" ".join(case_villains))
         known = {w.casefold() for w in (lore.vocabulary | own)} | {g.casefold() for g in lore.gadgets}
         # The show's Bat-words and the story's, hyphens dropped ("Bat-computer").
         self.bat_words_known = tuple(k.replace("-", "") for k in known
                                      if k.startswith(BAT_PREFIX) and len(k) >= MIN_BAT_WORD - 1)
-        self.pronouns, self.people = _pronouns(sentences, lore, own)
+        self.pronouns, self.people = _pronouns(story, lore, own)
         self.cast = statuslib.cast_of(lore, case_villains, case_henchmen, own)
-        self.statuses = statuslib.track(sentences, self.cast)
+        self.statuses = statuslib.track_story(story, self.cast)
         self.invented = _invented(story if earlier is None else earlier, lore, writer_names)
 
     def breaks(self, sentence: str) -> list[Break]:
@@ -198,19 +197,23 @@ class Bible:
         return out
 
 
-def _villains_named(story: str, read: storyread.Split, sentences: list[str], case_villains: list[str],
-                    lore: Lore) -> set[str]:
-    """set(villains_in(story + " " + the case's villains, lore)), from the story's sentences
-    (each read once: storyread) and the text from its last sentence on, case villains joined."""
+def _villains_named(story: str, read: storyread.Split, case_villains: list[str], lore: Lore) -> set[str]:
+    """set(villains_in(story + " " + the case's villains, lore)): the villains of the story's
+    sentences but its last (each sentence read once: storyread.fold), and of the text from its
+    last sentence on with the case's villains after it (a name may run across the join)."""
     key = storyread.intern(tuple((name, tuple(e.get("aliases") or (name,))) for name, e in lore.villains.items()))
-    out: set[str] = set()
-    for sentence in sentences[:-1]:
-        out |= _VILLAINS.get((key, sentence), sentence, lambda: frozenset(villains_in(sentence, lore)))
-    last = read.rest if len(read.sentences) > len(read.spans) else read.spans[-1][0] if read.spans else 0
-    return out | set(villains_in(story[last if sentences else 0:] + " " + " ".join(case_villains), lore))
+    last = 0
+    if read.sentences and story.strip():
+        last = read.rest if len(read.sentences) > len(read.spans) else read.spans[-1][0]
+
+    def step(state: set, sentence: str) -> None:
+        state |= _VILLAINS.get((key, sentence), sentence, lambda: frozenset(villains_in(sentence, lore)))
+
+    before = storyread.fold(story[:last], ("villains", key), None, set, step, frozenset, set)
+    return set(before) | set(villains_in(story[last:] + " " + " ".join(case_villains), lore))
 
 
-def _pronouns(sentences: list[str], lore: Lore,
+def _pronouns(story: str, lore: Lore,
               own: set[str]) -> tuple[dict[str, tuple[re.Pattern, str]], re.Pattern | None]:
     """({character: (pattern, "he"/"she")}, the pattern of every character's names): the
     lore's characters with the corpus's pronoun, and the writer's own names with the
@@ -223,30 +226,46 @@ def _pronouns(sentences: list[str], lore: Lore,
     out = {name: (name_pattern(e.get("aliases") or (name,)), e["pronoun"]) for name, e in entries.items()
            if e.get("pronoun") in ("he", "she")}
     known = {a for e in entries.values() for a in (e.get("aliases") or ())}
-    todo = sorted(own - known - {w for a in known for w in a.split()})
-    # Each name's votes come from the sentences that have it and name no one else: found
-    # by the sentences' candidates and one memoized reading of people a sentence.
-    wanted: dict[str, list[str]] = {}
-    for name in todo:
-        wanted.setdefault(name.replace("’", "'"), []).append(name)
-    index = storyread.AliasIndex((a,) for a in aliases)
-    patterns = {name: name_pattern([name]) for name in todo}
-    voters: dict[str, list[str]] = {name: [] for name in todo}
-    for sentence in sentences:
-        hits = storyread.candidates(sentence) & wanted.keys()
-        if not hits:
-            continue
-        named = _PEOPLE.get((index.key(sentence), sentence), sentence,
-                            lambda: frozenset(m.group(0) for m in people.finditer(sentence)))
-        for name in (n for c in hits for n in wanted[c]):
-            m = patterns[name].search(sentence)
-            if m and not named - {m.group(0)}:
-                voters[name].append(sentence)
-    for name in todo:
-        pronoun = pronoun_of(patterns[name], voters[name], None, at_least=1)
+    todo = own - known - {w for a in known for w in a.split()}
+    # Each own name's he/she votes (lore.pronoun_of's), read once a sentence for the
+    # aliases it has and summed over the story from where a shorter story's sum stopped.
+    index = storyread.AliasIndex((a, a in todo) for a in aliases)
+
+    def step(votes: dict, sentence: str) -> None:
+        key = index.key(sentence)
+        for name, pronoun in _VOTES.get((key, sentence), sentence, lambda: _votes(sentence, people, key)):
+            he, she = votes.get(name, (0, 0))
+            votes[name] = (he + 1, she) if pronoun == "he" else (he, she + 1)
+
+    votes = dict(storyread.fold(story, "pronouns", index, dict, step, lambda v: tuple(v.items()), dict))
+    for name in sorted(todo):
+        pronoun = _decide(*votes.get(name, (0, 0)))
         if pronoun:
-            out[name] = (patterns[name], pronoun)
+            out[name] = (name_pattern([name]), pronoun)
     return out, people
+
+
+def _votes(sentence: str, people: re.Pattern, key: tuple) -> tuple[tuple[str, str], ...]:
+    """(own name, its pronoun) for each own name of key (AliasIndex items (alias, own)) that
+    sentence names alone, with a pronoun after it (lore.pronoun_of's vote)."""
+    mine = sorted(alias for alias, own in key[0] | key[1] if own)
+    if not mine:
+        return ()
+    named = {m.group(0) for m in people.finditer(sentence)}
+    out = []
+    for alias in mine:
+        m = name_pattern([alias]).search(sentence)
+        if m and not named - {m.group(0)}:
+            pronoun = pronoun_in(sentence, m.end())
+            if pronoun:
+                out.append((alias, pronoun))
+    return tuple(out)
+
+
+def _decide(he: int, she: int) -> str | None:
+    """lore.pronoun_of's verdict on these votes (at_least=1): the commoner, when clear."""
+    top, n = ("he", he) if he >= she else ("she", she)
+    return top if n >= PRONOUN_AT_LEAST and n >= PRONOUN_RATIO * (he + she - n) else None
 
 
 def _invented(earlier: str, lore: Lore, writer_names: Iterable[str] | None) -> frozenset[str]:

@@ -25,6 +25,7 @@ from typing import Iterable, NamedTuple
 from batplots.story import names as nameslib
 from batplots.story.caseread import Memo
 from batplots.story.lore import name_pattern
+from batplots.story import storyread
 from batplots.story.storyread import AliasIndex
 
 FREE, CAUGHT, TRAPPED, ABSENT = "free", "caught", "trapped", "absent"
@@ -325,8 +326,25 @@ def track(sentences: Iterable[str], cast: Cast) -> dict[str, str]:
     A sentence is read once per process for the cast's aliases it has (storyread.AliasIndex:
     a long story's new names do not make its old sentences read again)."""
     statuses: dict[str, str] = {}
-    index = AliasIndex((alias, name, name in cast.villains, name in cast.heroes) for alias, name in cast.aliases.items())
+    step = _stepper(cast, _index(cast))
     for sentence in sentences:
+        step(statuses, sentence)
+    return statuses
+
+
+def track_story(story: str, cast: Cast) -> dict[str, str]:
+    """track(split_sentences(story), cast), resumed from the statuses of a story this one
+    extends (storyread.fold): a turn reads its new sentences, not the story."""
+    index = _index(cast)
+    return dict(storyread.fold(story, "status", index, dict, _stepper(cast, index), lambda s: tuple(s.items()), dict))
+
+
+def _index(cast: Cast) -> AliasIndex:
+    return AliasIndex((alias, name, name in cast.villains, name in cast.heroes) for alias, name in cast.aliases.items())
+
+
+def _stepper(cast: Cast, index: AliasIndex):
+    def step(statuses: dict[str, str], sentence: str) -> None:
         reading = _READINGS.get((index.key(sentence), sentence), sentence,
                                 lambda: _reading(sentence, cast, found_in(sentence, cast)))
         for name, status in _apply(reading, statuses).items():
@@ -334,7 +352,8 @@ def track(sentences: Iterable[str], cast: Cast) -> dict[str, str]:
                 statuses.pop(name, None)
             else:
                 statuses[name] = status
-    return statuses
+
+    return step
 
 
 def slips(sentence: str, cast: Cast, statuses: dict[str, str]) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Iterable, NamedTuple
+from typing import Hashable, Iterable, NamedTuple
 
 from batplots.story import names as nameslib
 from batplots.story.caseread import Memo
@@ -29,8 +29,8 @@ MAX_RECENT_SPLITS = 16
 # An alias made of one such word is found only where the sentence has it as a candidate
 # (candidates); any other (with a space or a dot: "Mr. Freeze") is looked for everywhere.
 SIMPLE_ALIAS = re.compile(r"[A-Z][A-Za-z'’-]*")
-_RUN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'’-")
-_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# Where such an alias can start (not after a word character or a hyphen) and how far it can run.
+_CANDIDATE_RUN = re.compile(r"(?<![\w-])(?=([A-Z][A-Za-z'’-]*))")  # every start, inside a run too ("O'Hara")
 MAX_INTERNED = 256  # distinct alias sets kept as one object each (interned)
 
 
@@ -40,6 +40,19 @@ class Split(NamedTuple):
     sentences: tuple[str, ...]
     spans: tuple[tuple[int, int], ...]  # the complete sentences'
     rest: int
+    # candidate word -> at most the index of the first sentence that has it (never more:
+    # a fold read again from there reads no less than it must)
+    first_seen: dict[str, int]
+
+    def shared(self, longer: "Split") -> int:
+        """How many of these sentences the longer story (which starts with this one's text)
+        has as they are: all but a last one whose break the end of this text decided."""
+        if len(longer.text) == len(self.text):
+            return len(self.sentences)
+        keep = len(self.spans)
+        if keep and not self.text[self.spans[-1][1]:].strip():
+            keep -= 1
+        return keep
 
 
 _recent: list[Split] = []
@@ -58,10 +71,9 @@ def split(story: str) -> Split:
         return base
     keep, resume = 0, 0
     if base is not None:
-        keep, resume = len(base.spans), base.rest
-        if keep and not base.text[base.spans[-1][1]:].strip():
-            keep -= 1  # decided by the end of the text: the longer one may decide otherwise
-            resume = base.spans[-1][0]
+        # A break the end of the text decided may go otherwise in the longer one.
+        keep = base.shared(Split(story, (), (), 0, {}))
+        resume = base.spans[keep][0] if keep < len(base.spans) else base.rest
     spans, rest = sentence_spans(story[resume:], final=True)
     spans = [*base.spans[:keep], *((a + resume, b + resume) for a, b in spans)] if base else spans
     rest += resume
@@ -70,7 +82,12 @@ def split(story: str) -> Split:
     tail = story[rest:].strip()
     if tail:
         sentences.append(tail)
-    out = Split(story, tuple(sentences), tuple(spans), rest)
+    first_seen = dict(base.first_seen) if base is not None else {}
+    for i in range(keep, len(sentences)):
+        for c in candidates(sentences[i]):
+            if first_seen.get(c, i) >= i:
+                first_seen[c] = i
+    out = Split(story, tuple(sentences), tuple(spans), rest, first_seen)
     with _recent_lock:
         _recent.insert(0, out)  # the shorter story stays: a passage's takes and the next turn both extend it
         del _recent[MAX_RECENT_SPLITS:]
@@ -113,10 +130,10 @@ def story_names(story: str) -> frozenset[str]:
 
 
 def _story_names(story: str) -> frozenset[str]:
-    out: set[str] = set()
-    for sentence in sentences(story):
-        out |= sentence_names(sentence).names
-    return frozenset(out)
+    def step(state: set, sentence: str) -> None:
+        state |= sentence_names(sentence).names
+
+    return fold(story, "names", None, set, step, frozenset, set)
 
 
 def name_counts(story: str) -> dict[str, int]:
@@ -125,11 +142,11 @@ def name_counts(story: str) -> dict[str, int]:
 
 
 def _name_counts(story: str) -> tuple[tuple[str, int], ...]:
-    out: dict[str, int] = {}
-    for sentence in sentences(story):
+    def step(state: dict, sentence: str) -> None:
         for word, n in sentence_names(sentence).counts:
-            out[word] = out.get(word, 0) + n
-    return tuple(out.items())
+            state[word] = state.get(word, 0) + n
+
+    return fold(story, "name counts", None, dict, step, lambda state: tuple(state.items()), dict)
 
 
 def candidates(sentence: str) -> frozenset[str]:
@@ -141,18 +158,11 @@ def candidates(sentence: str) -> frozenset[str]:
 
 def _candidates(sentence: str) -> frozenset[str]:
     out = set()
-    n = len(sentence)
-    for p, ch in enumerate(sentence):
-        if ch not in _UPPER or (p and (sentence[p - 1].isalnum() or sentence[p - 1] in "_-")):
-            continue
-        q = p + 1
-        while q <= n:
-            if q == n or sentence[q] not in _RUN_CHARS:
-                out.add(sentence[p:q].replace("’", "'"))
-                break
-            if not sentence[q].isalpha():  # ' ’ - may end a match; a letter may not
-                out.add(sentence[p:q].replace("’", "'"))
-            q += 1
+    for m in _CANDIDATE_RUN.finditer(sentence):
+        run = m.group(1).replace("’", "'")
+        out.add(run)
+        # A match may also end before a ' or - inside the run ("O" of "O'Hara"), not before a letter.
+        out.update(run[:q] for q in range(1, len(run)) if run[q] in "'-")
     return frozenset(out)
 
 
@@ -170,6 +180,7 @@ class AliasIndex:
             else:
                 other.append(item)
         self.other = intern(frozenset(other))
+        self.items = frozenset(item for items in self.simple.values() for item in items)
 
     def key(self, sentence: str) -> tuple:
         """What a reading of sentence by the pattern can depend on: its aliases there."""
@@ -186,3 +197,60 @@ def intern(value):
         if len(_interned) >= MAX_INTERNED:
             _interned.clear()
         return _interned.setdefault(value, value)
+
+
+# ------------------------------------------------------------------ folds: a reading carried sentence to sentence
+CHECKPOINT_EVERY = 16  # sentences between kept states: a resumed fold reads at most this many again
+MAX_FOLDS = 8  # recent folds kept per kind (a server writes a few stories at a time)
+MAX_FOLD_KINDS = 32
+
+
+class _Folded(NamedTuple):
+    split: Split
+    other: object  # the index's aliases always in a key (interned), None without an index
+    simple: frozenset  # its one-word aliases' items
+    checkpoints: tuple  # the state (snap) before sentence k * CHECKPOINT_EVERY
+    final: object
+
+
+_folds: dict[Hashable, list[_Folded]] = {}
+
+
+def fold(story: str, kind: Hashable, index: AliasIndex | None, init, step, snap, thaw):
+    """step(state, sentence) over story's sentences in order, from init(); returns the
+    final state's snap. Resumed from a recent fold of the same kind over a story this
+    one extends: from the last checkpoint before the first sentence that reads otherwise
+    (a shared one whose aliases changed: one that has an alias only one index knows).
+    step must depend on nothing but its state, the sentence and the index's key of it."""
+    read = split(story)
+    sentences = read.sentences if story.strip() else ()
+    other = index.other if index is not None else None
+    simple = index.items if index is not None else frozenset()
+    with _recent_lock:
+        base = max((f for f in _folds.get(kind, ()) if f.other is other and len(f.split.text) <= len(story)
+                    and story.startswith(f.split.text)), key=lambda f: len(f.split.text), default=None)
+    start, checkpoints = 0, []
+    if base is not None:
+        start = base.split.shared(read) if base.split.text.strip() else 0
+        for item in base.simple ^ simple:
+            start = min(start, read.first_seen.get(item[0].replace("’", "'"), start))
+        if start == len(sentences) and len(base.split.text) == len(story):
+            return base.final
+        k = min(start // CHECKPOINT_EVERY, len(base.checkpoints) - 1)
+        checkpoints = list(base.checkpoints[:k + 1])
+        start = k * CHECKPOINT_EVERY
+    state = thaw(checkpoints[-1]) if checkpoints else init()
+    if not checkpoints:
+        checkpoints.append(snap(state))
+    for i in range(start, len(sentences)):
+        if i and i % CHECKPOINT_EVERY == 0 and i // CHECKPOINT_EVERY == len(checkpoints):
+            checkpoints.append(snap(state))
+        step(state, sentences[i])
+    final = snap(state)
+    with _recent_lock:
+        if kind not in _folds and len(_folds) >= MAX_FOLD_KINDS:
+            _folds.clear()  # kinds per lore: tests make many; a server has a lore or two
+        kept = _folds.setdefault(kind, [])
+        kept.insert(0, _Folded(read, other, simple, tuple(checkpoints), final))
+        del kept[MAX_FOLDS:]
+    return final
