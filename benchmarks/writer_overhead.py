@@ -13,7 +13,8 @@ honest one (the eval's scripted stories cycled), read with the shipped lore
 - first: one whole `Writer.stream` passage (4 takes, staged, as writer_for's) on a
   FakeEngine, which decodes in no time, so the figure is the turn's non-model work;
 - next: the same after one passage is added (the story mostly the same): the figure
-  that matters for a long story, and what a turn costs every other user of the process.
+  that matters for a long story, and what a turn costs every other user of the process
+  (also as CPU time of all the process's threads, which a busy box disturbs less).
 
 The 20-passage story runs first, so the 200-passage one's "first" has read its first 20
 passages' sentences already (its opening is the same); the 200 runs are otherwise cold.
@@ -57,7 +58,7 @@ def p50(values: list[float]) -> float:
 
 def run_side(runs: int) -> dict:
     """In this process: the measurements on the batplots importable here."""
-    sys.path.insert(0, str(ROOT))  # tests.fakegen: the same fake engine on both sides
+    sys.path.append(str(ROOT))  # tests.fakegen (the same fake engine on both sides), after the side's batplots
     from batplots.model.engine.base import Settings
     from batplots.model.weights import default_adapter
     from batplots.story.bible import Bible
@@ -66,9 +67,11 @@ def run_side(runs: int) -> dict:
     from batplots.story.writer import Writer
     from tests.fakegen import FakeEngine
 
+    import batplots
+
     lore = load_lore(default_adapter("fast"))
     writer = Writer(FakeEngine(), lore=lore, takes=TAKES)
-    out: dict = {}
+    out: dict = {"code": str(Path(batplots.__file__).parent.parent)}
     extra = honest_passages(max(SIZES) + 2 * runs + 1)
     for size in SIZES:
         passages = honest_passages(size)
@@ -84,22 +87,24 @@ def run_side(runs: int) -> dict:
             Bible(grown, lore, writer_names=set())
             bible.append(time.perf_counter() - t)
 
-        def turn(text: str) -> float:
-            t = time.perf_counter()
+        def turn(text: str) -> tuple[float, float]:
+            t, cpu = time.perf_counter(), time.process_time()
             take = writer.stream(text, Settings(seed=SEED), writer_text=text)
             for _ in take:
                 pass
-            return time.perf_counter() - t
+            return time.perf_counter() - t, time.process_time() - cpu
 
-        first = turn(story)
-        following = []
+        first, _ = turn(story)
+        following, following_cpu = [], []
         for i in range(runs):
             # a passage the process has not read: the next turn of a growing story
             grown = story_text([{"text": p} for p in passages] + [{"text": extra[size + runs + i] + f" ({i})"}])
-            following.append(turn(grown))
+            wall, cpu = turn(grown)
+            following.append(wall)
+            following_cpu.append(cpu)
         out[str(size)] = {"chars": len(story), "bible_first_ms": round(bible_first * 1000, 1),
                           "bible_next_ms": p50(bible), "first_ms": round(first * 1000, 1),
-                          "next_ms": p50(following)}
+                          "next_ms": p50(following), "next_cpu_ms": p50(following_cpu)}
     return out
 
 
@@ -137,7 +142,10 @@ def main() -> None:
           f"({results['cpus']} CPUs; a shared box: compare the columns, not other runs)")
     print(f"{'passages':<10}{'figure':<34}{'before ms':>12}{'after ms':>12}")
     labels = {"bible_first_ms": "Bible(story, lore), first", "bible_next_ms": "Bible, one passage later",
-              "first_ms": f"Writer.stream, first ({TAKES} takes)", "next_ms": "Writer.stream, one passage later"}
+              "first_ms": f"Writer.stream, first ({TAKES} takes)", "next_ms": "Writer.stream, one passage later",
+              "next_cpu_ms": "  the same, CPU (all threads)"}
+    for name, side_out in results["sides"].items():
+        print(f"  {name}: batplots from {side_out['code']}")
     for size in map(str, SIZES):
         for key, label in labels.items():
             print(f"{size:<10}{label:<34}{results['sides']['before'][size][key]:>12}"

@@ -200,7 +200,7 @@ def intern(value):
 
 
 # ------------------------------------------------------------------ folds: a reading carried sentence to sentence
-CHECKPOINT_EVERY = 16  # sentences between kept states: a resumed fold reads at most this many again
+CHECKPOINT_EVERY = 32  # sentences between kept states: a resumed fold reads at most this many again
 MAX_FOLDS = 8  # recent folds kept per kind (a server writes a few stories at a time)
 MAX_FOLD_KINDS = 32
 
