@@ -5,6 +5,7 @@ ranking in which that score changes the winner."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -119,7 +120,7 @@ def test_the_prompts_are_the_takes_own_and_the_same_frame_around_a_neutral_sente
 def test_the_writer_scores_every_takes_pmi_only_when_asked(llama):
     settings = Settings(seed=2, sentences=1, copy_limit=0, max_new_tokens=40)
     story = "Batman and Robin slide down the Batpoles."
-    plain = Writer(llama, lore=LORE, takes=3).run(story, settings)
+    plain = Writer(llama, lore=LORE, takes=3, pmi_weight=None).run(story, settings)
     assert all(c["pmi"] is None and c["pmi_points"] == 0.0 for c in plain.candidates)
     shown = Writer(llama, lore=LORE, takes=3, pmi_weight=0.0).run(story, settings)
     assert all(isinstance(c["pmi"], float) and math.isfinite(c["pmi"]) for c in shown.candidates)
@@ -153,7 +154,7 @@ def test_how_much_the_story_explains_a_take_changes_the_winner_and_says_so():
     texts[1 - likelier] = "Robin yawns at the clock."
     settings = Settings(seed=seed, sentences=1, copy_limit=0)
     engine = Explained(script_for(seed, texts), gain=0.5)
-    current = Writer(engine, lore=LORE, takes=2).run(STORY, settings)
+    current = Writer(engine, lore=LORE, takes=2, pmi_weight=None).run(STORY, settings)
     assert current.text == " Robin yawns at the moon." and "story explains" not in current.why
     ranked = Writer(engine, lore=LORE, takes=2, pmi_weight=2.0).run(STORY, settings)
     assert ranked.text == " Robin yawns at the clock."
@@ -203,3 +204,93 @@ def test_the_why_line_compares_with_the_take_pmi_beat_not_the_best_explained():
     winner, beaten, third = take(1, 1.24, 0.66), take(0, 1.27, 0.42), take(2, 0.97, 0.74)
     line = why(winner, [third, beaten])
     assert "the story explains it better (+0.66 nats a token against +0.42)" in line
+
+
+# --- the "with the story" half recorded while sampling (Passage.story_logprobs) ----------------
+TWO_SENTENCES = Settings(sentences=2, copy_limit=0, max_new_tokens=60)
+
+
+def _recorded(engine, story, seed):
+    from batplots.model.engine.base import Guidance
+    from batplots.story.passage import Passage
+
+    passage = Passage(engine, story, replace(TWO_SENTENCES, seed=seed), guidance=Guidance(logprobs=[], tokens=[]))
+    for _ in passage:
+        pass
+    return passage
+
+
+@pytest.mark.parametrize("which", ["llama", "hf"])
+def test_the_log_probabilities_recorded_while_sampling_are_the_scored_ones(which, request):
+    engine = request.getfixturevalue(which)
+    story = CONTEXT + " The Joker laughs at the museum."
+    lined_up = 0
+    for seed in range(12):
+        engine.reset_cache()
+        passage = _recorded(engine, story, seed)
+        if passage.story_logprobs is None:
+            continue
+        lined_up += 1
+        (scored,) = engine.continuation_logprobs([(story, passage.result.text)])
+        assert len(scored) == len(passage.story_logprobs)
+        assert np.abs(np.array(scored) - np.array(passage.story_logprobs)).max() < TOLERANCE
+    assert lined_up >= 6  # most passages' tokens line up (the rest are scored)
+
+
+def test_tokens_that_do_not_line_up_with_the_texts_own_are_not_used(llama):
+    from batplots.story.passage import story_logprobs
+
+    sentence = "Robin waits in the Batcave."
+    own = llama.encode(" " + sentence)
+    assert story_logprobs(llama, CONTEXT, " ", [sentence], [[(t, -1.0) for t in own + own[:2]]]) == [-1.0] * len(own)
+    # the model spelled it in other pieces than the tokenizer would
+    spelled = [t for c in " " + sentence for t in llama.encode(c)]
+    assert spelled != own
+    assert story_logprobs(llama, CONTEXT, " ", [sentence], [[(t, -1.0) for t in spelled]]) is None
+    # cleaning changed the text (a lowercase start made capital): the sampled tokens are not its
+    lower = llama.encode(" robin waits in the Batcave.")
+    assert story_logprobs(llama, CONTEXT, " ", [sentence], [[(t, -1.0) for t in lower]]) is None
+    # nothing recorded (an engine that does not record): scored
+    assert story_logprobs(llama, CONTEXT, " ", [sentence], [[]]) is None
+
+
+def test_the_writer_scores_only_the_neutral_half_and_picks_the_full_computations_winner(llama):
+    story = "Batman and Robin slide down the Batpoles. The Joker laughs at the museum."
+    calls = []
+    score = llama.continuation_logprobs
+
+    def counting(pairs):
+        calls.append(pairs)
+        return score(pairs)
+
+    llama.continuation_logprobs = counting
+    try:
+        for seed in range(4):
+            runs = []
+            for from_sampling in (True, False):
+                writer = Writer(llama, lore=LORE, takes=3, pmi_weight=3.0)
+                writer.pmi_from_sampling = from_sampling
+                llama.reset_cache()
+                calls.clear()
+                take = writer.stream(story, Settings(seed=seed, sentences=1, copy_limit=0, max_new_tokens=40))
+                for _ in take:
+                    pass
+                runs.append((take, [p for pairs in calls for p in pairs]))
+            (free, free_pairs), (full, full_pairs) = runs
+            n = len(free.result.candidates)
+            assert len(free_pairs) == 2 * n - free.pmi_recorded and free.pmi_recorded >= 1
+            assert sum(pmilib.NEUTRAL_STORY in context for context, _ in free_pairs) == n
+            assert len(full_pairs) == 2 * len(full.result.candidates)
+            # Which takes are ranked can differ between two runs (a straggler is dropped by
+            # tokens sampled so far, which the scheduler may run ahead of): compare the same ones.
+            texts = lambda t: {c["take"]: c["text"] for c in t.result.candidates}  # noqa: E731
+            common = texts(free).keys() & texts(full).keys()
+            assert all(texts(free)[k] == texts(full)[k] for k in common)
+            pmis = {c["take"]: c["pmi"] for c in full.result.candidates}
+            for c in free.result.candidates:
+                if c["take"] in common:
+                    assert c["pmi"] == pytest.approx(pmis[c["take"]], abs=TOLERANCE)
+            if texts(free).keys() == texts(full).keys():
+                assert free.result.candidates[0]["take"] == full.result.candidates[0]["take"]
+    finally:
+        del llama.continuation_logprobs

@@ -86,6 +86,10 @@ class Passage:
         self.frame = frame
         self.settings = (settings or Settings()).validate().with_seed()
         self.result: Continuation | None = None
+        # The log-probability of each of result.text's tokens after the prompt, recorded
+        # while sampling (guidance.tokens), when they are what engine.continuation_logprobs
+        # would give for (prompt, result.text); else None (story_logprobs says when).
+        self.story_logprobs: list[float] | None = None
 
     def __iter__(self) -> Iterator["str | Rewind"]:
         if self.result is not None:
@@ -109,6 +113,8 @@ class Passage:
         result.prompt_tokens = self.engine.count_tokens(prompt)
         result.truncated_story = truncated
         result.seconds = time.perf_counter() - started
+        if loop.records is not None:
+            self.story_logprobs = story_logprobs(self.engine, prompt, prefix, result.sentences, loop.records)
         self.result = result
 
 
@@ -135,10 +141,15 @@ class _Loop:
         self.engine, self.prompt, self.prefix, self.settings = engine, prompt, prefix, settings
         self.cancel, self.check, self.guidance = cancel, check, guidance
         self.result: Continuation | None = None
+        # Per accepted sentence, the (token, log-probability) pairs its attempt read
+        # (guidance.tokens); None when the guidance records none.
+        self.records: list[list[tuple[int, float]]] | None = None
 
     def __iter__(self) -> Iterator["str | Rewind"]:
         settings, prefix, check = self.settings, self.prefix, self.check
         accepted: list[str] = []
+        recorded = self.guidance is not None and self.guidance.tokens is not None
+        records: list[list[tuple[int, float]]] = []
         flags: list[dict] = []
         total_tokens = 0
         used_tokens = 0  # tokens behind the accepted sentences: they count against the cap
@@ -151,13 +162,15 @@ class _Loop:
             lead = " " if accepted else prefix
             ctx = self.prompt + (" " + " ".join(accepted) if accepted else "")
             budget = settings.max_new_tokens - used_tokens
-            candidates: list[tuple[str, dict | None, int]] = []
+            candidates: list[tuple[str, dict | None, int, list]] = []
             status = "cap"
             for _attempt in range(MAX_SENTENCE_RETRIES + 1):
                 if budget <= 0:
                     break
                 one = _Sentence(self.engine, ctx, lead, budget, settings, attempt_seed, self.cancel, self.guidance)
+                read_from = len(self.guidance.tokens) if recorded else 0
                 yield from one
+                read = self.guidance.tokens[read_from:] if recorded else []
                 sentence, status, n_tok, emitted = one.outcome
                 total_tokens += n_tok
                 attempt_seed = rng.randint(MIN_SEED, MAX_SEED)
@@ -166,7 +179,7 @@ class _Loop:
                         yield Rewind(so_far)  # the cap cut this sentence: take it back
                     break
                 verdict = check(sentence) if check else None
-                candidates.append((sentence, verdict, n_tok))
+                candidates.append((sentence, verdict, n_tok, read))
                 if verdict is None:
                     break
                 yield Rewind(so_far)  # take the rejected sentence back, then resample
@@ -175,18 +188,51 @@ class _Loop:
                 trimmed = status == "cap"
                 break
             # Keep the first accepted candidate, or else the one the check scored lowest.
-            sentence, verdict, n_tok = min(candidates, key=lambda c: -1 if c[1] is None else c[1].get("score", 0))
+            sentence, verdict, n_tok, read = min(candidates, key=lambda c: -1 if c[1] is None else c[1].get("score", 0))
             used_tokens += n_tok
             if verdict is not None:
                 flags.append({"sentence": len(accepted), **verdict, "attempts": len(candidates)})
                 yield lead + sentence
             accepted.append(sentence)
+            records.append(read)
             if status != "sentences":
                 stop_reason = status
                 break
         text = (prefix + " ".join(accepted)) if accepted else ""
         self.result = Continuation(text=text, sentences=accepted, settings=settings, tokens=total_tokens,
                                    trimmed=trimmed, stop_reason=stop_reason, flags=flags)
+        self.records = records if recorded else None
+
+
+def story_logprobs(engine: Engine, prompt: str, prefix: str, sentences: list[str],
+                   records: list[list[tuple[int, float]]]) -> list[float] | None:
+    """The recorded log-probabilities of the text prefix + " ".join(sentences) after prompt,
+    exactly the tokens engine.continuation_logprobs([(prompt, text)]) scores, or None.
+
+    They are the same numbers (the model's own log-softmax, before any bias) only when
+    the tokens line up: each kept sentence's sampled tokens start with the text's own
+    tokens (not so when the model spelled a word in other pieces than the tokenizer
+    would, when cleaning changed the text, or a sentence ended inside a token), and a
+    later sentence's prompt (prompt and the sentences before it, tokenised whole) is the
+    prompt's tokens and theirs. Otherwise the take is scored (batplots.story.pmi)."""
+    encode = getattr(engine, "encode", None)
+    if encode is None or not sentences or len(records) != len(sentences):
+        return None
+    base = encode(prompt)
+    if not base:  # the engine starts from BOS there: not worth the special case
+        return None
+    ids: list[int] = []
+    logprobs: list[float] = []
+    for j, (sentence, read) in enumerate(zip(sentences, records)):
+        if j and encode(prompt + " " + " ".join(sentences[:j])) != base + ids:
+            return None
+        own = encode((prefix if j == 0 else " ") + sentence)
+        if [t for t, _ in read[:len(own)]] != own:
+            return None
+        ids += own
+        logprobs += [lp for _, lp in read[:len(own)]]
+    text = (prefix + " ".join(sentences))
+    return logprobs if encode(text) == ids else None
 
 
 class _Sentence:

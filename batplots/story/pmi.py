@@ -15,9 +15,17 @@ around a neutral one-sentence story, NEUTRAL_STORY. Why:
   that read like an opening would look "unexplained" for that alone. The show's own
   scene change names only the city every episode is in.
 
-Cost: on the llama engine the story's prompt is still cached from the takes, so each
-take costs its own tokens twice (after the story, after the short neutral prompt), all
-takes in one batch (LlamaEngine.continuation_logprobs).
+Cost: the "with the story" half comes free. While a take is sampled, the engine records
+each token it yields with its log-probability under the model's own logits (before the
+Writer's biases, penalty and temperature: Guidance.tokens), and the sentence loop keeps the
+kept sentence's (Passage.story_logprobs). Those are the numbers continuation_logprobs gives
+for (the take's prompt, the take) whenever the sampled tokens are the text's own tokens
+(checked token by token; not so when the model spelled a word in other pieces than the
+tokenizer would, cleaning changed the text, or a sentence ended inside a token: then that
+take is scored). They differ from a scoring pass only by float sums in another batch shape,
+the same noise two scoring passes show (~0.01-0.04 nats a token on the quantised bases).
+So only the neutral half is scored: each take's tokens after the short neutral prompt, all
+takes in one batch (LlamaEngine.continuation_logprobs); benchmarks/pmi_cost.py measures it.
 """
 
 from __future__ import annotations
@@ -40,15 +48,22 @@ def prompts(engine: Engine, story: str, settings: Settings,
 
 
 def take_pmis(engine: Engine, story: str, settings: Settings, framer: Callable[[str], str] | None,
-              texts: list[str]) -> list[float | None]:
+              texts: list[str], recorded: list[list[float] | None] | None = None) -> list[float | None]:
     """Each take's pmi (nats per token), from one scoring call for all of them; None for
-    an empty take, and for every take when the engine cannot score."""
+    an empty take, and for every take when the engine cannot score. recorded: per take,
+    its log-probabilities after the story's prompt as sampled (Passage.story_logprobs),
+    or None where they must be scored; the recorded ones are not scored again."""
+    recorded = recorded if recorded is not None else [None] * len(texts)
     with_story, without = prompts(engine, story, settings, framer)
-    scored = engine.continuation_logprobs([(with_story, t) for t in texts] + [(without, t) for t in texts])
+    missing = [k for k, r in enumerate(recorded) if r is None]
+    scored = engine.continuation_logprobs([(with_story, texts[k]) for k in missing]
+                                          + [(without, t) for t in texts])
     if scored is None:
         return [None] * len(texts)
-    n = len(texts)
-    return [pmi(a, b) for a, b in zip(scored[:n], scored[n:])]
+    after_story = list(recorded)
+    for k, logprobs in zip(missing, scored):
+        after_story[k] = logprobs
+    return [pmi(a, b) for a, b in zip(after_story, scored[len(missing):])]
 
 
 def pmi(with_story: list[float], without: list[float]) -> float | None:

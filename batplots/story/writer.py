@@ -108,6 +108,10 @@ class Writer:
         # Weight of how much the story explains a take (batplots.story.pmi); None: not
         # scored at all (no cost), 0: scored and shown, not counted.
         self.pmi_weight = pmi_weight
+        # The pmi's "with the story" half from the log-probabilities recorded while the takes
+        # were sampled, where they are the scored ones (Passage.story_logprobs); False scores
+        # both halves (benchmarks/pmi_cost.py compares the two).
+        self.pmi_from_sampling = True
         self._cue_cache: dict[str, tuple] = {}
 
     # --- what steers one take ------------------------------------------------------
@@ -326,6 +330,7 @@ class Take:
         self.staged = staged
         self.result: Continuation | None = None
         self.pmi_seconds = 0.0  # what scoring the takes' pmi cost this passage
+        self.pmi_recorded = 0  # takes whose log-probabilities after the story came free (not scored)
 
     def __iter__(self) -> Iterator["str | Rewind"]:
         started = time.perf_counter()
@@ -403,7 +408,10 @@ class Take:
         events: queue.Queue = queue.Queue()
         outcomes: list = [None] * self.n
         steer = w.guidance(story, self.brief)  # the same for every take; each records its own log-probabilities
-        guidances = [replace(steer, logprobs=[]) for _ in seeds]
+        # tokens=[]: each kept sentence's log-probabilities are kept, so PMI scores only the
+        # takes' "without the story" half (Passage.story_logprobs)
+        guidances = [replace(steer, logprobs=[], tokens=[]) for _ in seeds]
+        recorded: list[list[float] | None] = [None] * self.n
 
         def work(i: int) -> None:
             try:
@@ -412,7 +420,7 @@ class Take:
                 for event in passage:
                     if i == 0 or self.tagged:
                         events.put(("event", (i, event)))
-                outcomes[i] = passage.result
+                outcomes[i], recorded[i] = passage.result, passage.story_logprobs
             except BaseException as exc:  # noqa: BLE001  (reported below, never lost)
                 outcomes[i] = exc
             finally:
@@ -471,8 +479,10 @@ class Take:
         pmis = [None] * len(done)
         if w.pmi_weight is not None and len(done) > 1:  # one take: nothing to rank it against
             tick = time.perf_counter()
-            pmis = take_pmis(w.engine, story, settings, self.brief.framer(), [r.text for _, r in done])
+            pmis = take_pmis(w.engine, story, settings, self.brief.framer(), [r.text for _, r in done],
+                             [recorded[i] for i, _ in done] if w.pmi_from_sampling else None)
             self.pmi_seconds += time.perf_counter() - tick
+            self.pmi_recorded += sum(recorded[i] is not None for i, _ in done) if w.pmi_from_sampling else 0
         for (i, result), pmi in zip(done, pmis):
             result.flags = [f for f in result.flags if "kind" not in f]  # flags are copies let through
             parts = score_take(story, result, guidances[i].logprobs, w.lore, self.brief, bible, pmi,

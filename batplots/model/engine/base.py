@@ -180,6 +180,12 @@ class Guidance:
     # When a list: each sampled token's log-probability under the model (before bias,
     # penalty and temperature) is appended, for ranking takes.
     logprobs: list[float] | None = None
+    # When a list: (token id, its log-probability under the model's own logits, as in
+    # logprobs) for each token pieces() yielded a piece for, appended as the piece is
+    # yielded (tokens sampled ahead and never read are not). The sentence loop keeps a
+    # kept sentence's, so that a take's log-probabilities after the story come free
+    # (batplots.story.passage.story_logprobs, batplots.story.pmi).
+    tokens: list[tuple[int, float]] | None = None
     # Sentence-ending tokens (engine.sentence_end_tokens) get a bias that grows by
     # end_slope per token once a call has sampled end_after tokens: the small model
     # sprawls into 40-80 word sentences, and each call of pieces() is one sentence.

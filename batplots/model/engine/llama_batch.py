@@ -66,6 +66,9 @@ class Request:
     # When a list: each sampled token's log-probability under the raw logits is appended
     # (before the token is sent, so the consumer sees it with the token).
     logprobs: list[float] | None = None
+    # When a list: the same log-probabilities, this request's alone (logprobs may be a list
+    # shared by a take's calls): the consumer reads the k-th with the k-th token.
+    own_logprobs: list[float] | None = None
     # Sentence ends and the bias on them after k tokens (Guidance.end_bias); None: none.
     end_tokens: np.ndarray | None = None
     end_set: frozenset = frozenset()
@@ -400,19 +403,23 @@ class Scheduler:
             bias = (req.end_bias(req.produced) if req.end_bias is not None and tokens[-1] not in req.end_set
                     else 0.0)
             extra = req.step_bias(req.generated) if req.step_bias is not None else None
-            raw_lse = self._logsumexp(index) if ((bias or extra) and req.logprobs is not None) else None
+            records = req.logprobs is not None or req.own_logprobs is not None
+            raw_lse = self._logsumexp(index) if ((bias or extra) and records) else None
             row = self._row(index)  # the sampler reads this row next
             if bias:  # nudge a long sentence to end
                 row[req.end_tokens] += bias
             for t, b in (extra or {}).items():
                 row[t] += b
             token = req.sampler.sample(self.ctx, index)  # also accepts it into the penalty window
-            if req.logprobs is not None:
+            if records:
                 if raw_lse is None:
-                    req.logprobs.append(self._logprob(index, token))
+                    logprob = self._logprob(index, token)
                 else:  # under the model's own logits, before the nudges
                     raw = float(row[token]) - (bias if token in req.end_set else 0.0) - (extra or {}).get(token, 0.0)
-                    req.logprobs.append(raw - raw_lse)
+                    logprob = raw - raw_lse
+                for sink in (req.logprobs, req.own_logprobs):
+                    if sink is not None:
+                        sink.append(logprob)
             req.produced += 1
             if req.step_bias is not None:
                 req.generated.append(token)

@@ -269,8 +269,10 @@ class LlamaEngine(Engine):
         for token in ids[-REPETITION_WINDOW:]:
             if token not in unpenalised:
                 sampler.accept(token)
+        kept = guidance.tokens if guidance is not None else None
         req = Request(ids=ids, max_new=settings.max_new_tokens, sampler=sampler, cancel=cancel,
-                      logprobs=guidance.logprobs if guidance is not None else None)
+                      logprobs=guidance.logprobs if guidance is not None else None,
+                      own_logprobs=[] if kept is not None else None)
         if guidance is not None and guidance.end_tokens and guidance.end_slope:
             req.end_set = guidance.end_tokens
             req.end_tokens = np.fromiter(sorted(guidance.end_tokens), dtype=np.int64)
@@ -284,8 +286,11 @@ class LlamaEngine(Engine):
         except BaseException:
             sampler.close()
             raise
+        tokens = self._tokens(req, cancel)
+        if kept is not None:
+            tokens = _recorded(tokens, req.own_logprobs, kept)
         try:
-            yield from text_pieces(self.piece(token) for token in self._tokens(req, cancel))
+            yield from text_pieces(self.piece(token) for token in tokens)
         finally:
             self.scheduler.release(req)
 
@@ -391,6 +396,14 @@ def _close_at_exit(engine: LlamaEngine):
 
     atexit.register(close)
     return close
+
+
+def _recorded(tokens: Iterator[int], logprobs: list[float], into: list[tuple[int, float]]) -> Iterator[int]:
+    """tokens, each appended to into with its log-probability as it is read (the scheduler
+    appends the k-th log-probability before it sends the k-th token)."""
+    for k, token in enumerate(tokens):
+        into.append((token, logprobs[k]))
+        yield token
 
 
 def text_pieces(byte_pieces: Iterator[bytes]) -> Iterator[str]:

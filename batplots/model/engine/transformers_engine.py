@@ -138,8 +138,12 @@ class TransformersEngine(Engine):
                             for t, b in extra.items():
                                 bias[t] = bias.get(t, 0.0) + b
                     token = sample(logits, context, settings, rng, self._banned, bias)
-                    if guidance is not None and guidance.logprobs is not None:
-                        guidance.logprobs.append(float(torch.log_softmax(logits.float(), dim=-1)[token]))
+                    if guidance is not None and (guidance.logprobs is not None or guidance.tokens is not None):
+                        logprob = float(torch.log_softmax(logits.float(), dim=-1)[token])
+                        if guidance.logprobs is not None:
+                            guidance.logprobs.append(logprob)
+                        if guidance.tokens is not None:
+                            guidance.tokens.append((token, logprob))
                     generated.append(token)
                     text = self.tokenizer.decode(generated, skip_special_tokens=True,
                                                  clean_up_tokenization_spaces=False)
