@@ -44,10 +44,11 @@ WEIGHT_RULE = 3.0
 # first sentence (batplots.story.threads).
 WEIGHT_ANSWER = 3.5  # above two kept names: a fan reads a dropped trap as losing the thread
 # How much the story explains the take (batplots.story.pmi: log-probability per token with
-# the story minus without it). 0 = not computed: kept only if a blind reading says it
-# helps (docs/measurements/pmi-2026-12-02); PMI_TRIAL_WEIGHT is the weight on trial.
-WEIGHT_PMI = 0.0
+# the story minus without it). PMI_TRIAL_WEIGHT was on trial; a blind reading of the 12
+# openings (of 30) where it changed the 1.5B's winner preferred PMI's passage in 9
+# (docs/measurements/pmi-2026-12-02), so it is served. 0 would mean not computed.
 PMI_TRIAL_WEIGHT = 3.0
+WEIGHT_PMI = PMI_TRIAL_WEIGHT
 
 def score_take(story: str, result: Continuation, logprobs: list[float], lore: Lore,
                brief: Brief = Brief(), bible: Bible | None = None, pmi: float | None = None,
