@@ -206,15 +206,16 @@ class _Loop:
 
 def story_logprobs(engine: Engine, prompt: str, prefix: str, sentences: list[str],
                    records: list[list[tuple[int, float]]]) -> list[float] | None:
-    """The recorded log-probabilities of the text prefix + " ".join(sentences) after prompt,
-    exactly the tokens engine.continuation_logprobs([(prompt, text)]) scores, or None.
+    """The recorded log-probabilities of the first tokens of the text prefix + " ".join(sentences)
+    after prompt: of as many of the tokens engine.continuation_logprobs([(prompt, text)])
+    scores as line up with the sampled ones (all of them, as a rule); None when none do.
 
-    They are the same numbers (the model's own log-softmax, before any bias) only when
-    the tokens line up: each kept sentence's sampled tokens start with the text's own
-    tokens (not so when the model spelled a word in other pieces than the tokenizer
-    would, when cleaning changed the text, or a sentence ended inside a token), and a
-    later sentence's prompt (prompt and the sentences before it, tokenised whole) is the
-    prompt's tokens and theirs. Otherwise the take is scored (batplots.story.pmi)."""
+    They are the same numbers (the model's own log-softmax, before any bias) only while
+    the tokens line up: a kept sentence's sampled tokens are the text's own tokens (not
+    so from where the model spelled a word in other pieces than the tokenizer would,
+    cleaning changed the text, or a sentence ended inside a token: ".\n"), and a later
+    sentence's prompt (prompt and the sentences before it, tokenised whole) is the
+    prompt's tokens and theirs. The rest of the take is scored (batplots.story.pmi)."""
     encode = getattr(engine, "encode", None)
     if encode is None or not sentences or len(records) != len(sentences):
         return None
@@ -225,14 +226,22 @@ def story_logprobs(engine: Engine, prompt: str, prefix: str, sentences: list[str
     logprobs: list[float] = []
     for j, (sentence, read) in enumerate(zip(sentences, records)):
         if j and encode(prompt + " " + " ".join(sentences[:j])) != base + ids:
-            return None
+            break
         own = encode((prefix if j == 0 else " ") + sentence)
-        if [t for t, _ in read[:len(own)]] != own:
-            return None
-        ids += own
-        logprobs += [lp for _, lp in read[:len(own)]]
-    text = (prefix + " ".join(sentences))
-    return logprobs if encode(text) == ids else None
+        n = _common_prefix([t for t, _ in read], own)
+        ids += own[:n]
+        logprobs += [lp for _, lp in read[:n]]
+        if n < len(own):
+            break
+    n = _common_prefix(ids, encode(prefix + " ".join(sentences)))
+    return logprobs[:n] or None
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 class _Sentence:

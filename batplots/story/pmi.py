@@ -51,19 +51,47 @@ def take_pmis(engine: Engine, story: str, settings: Settings, framer: Callable[[
               texts: list[str], recorded: list[list[float] | None] | None = None) -> list[float | None]:
     """Each take's pmi (nats per token), from one scoring call for all of them; None for
     an empty take, and for every take when the engine cannot score. recorded: per take,
-    its log-probabilities after the story's prompt as sampled (Passage.story_logprobs),
-    or None where they must be scored; the recorded ones are not scored again."""
+    the log-probabilities of its first tokens after the story's prompt as sampled
+    (Passage.story_logprobs: all of its tokens, as a rule), or None; only the rest of a
+    take is scored after the story (what follows its recorded tokens, which the take's
+    cache still holds: a token or two).
+    """
     recorded = recorded if recorded is not None else [None] * len(texts)
     with_story, without = prompts(engine, story, settings, framer)
-    missing = [k for k, r in enumerate(recorded) if r is None]
-    scored = engine.continuation_logprobs([(with_story, texts[k]) for k in missing]
-                                          + [(without, t) for t in texts])
+    known: list[list[float]] = []
+    pairs: list[tuple[str, str]] = []
+    asked: list[int] = []  # the takes whose tail (or whole) is scored after the story
+    for k, (text, rec) in enumerate(zip(texts, recorded)):
+        tail = _tail(engine, with_story, text, len(rec)) if rec else None
+        if rec and tail is None and len(rec) != engine.count_tokens(text):
+            rec = None  # the rest cannot be scored apart: score the whole take
+        known.append(rec or [])
+        if tail is not None or not rec:
+            asked.append(k)
+            pairs.append(tail if tail is not None else (with_story, text))
+    scored = engine.continuation_logprobs(pairs + [(without, t) for t in texts])
     if scored is None:
         return [None] * len(texts)
-    after_story = list(recorded)
-    for k, logprobs in zip(missing, scored):
-        after_story[k] = logprobs
-    return [pmi(a, b) for a, b in zip(after_story, scored[len(missing):])]
+    after_story = [list(k) for k in known]
+    for k, logprobs in zip(asked, scored):
+        after_story[k] += logprobs
+    return [pmi(a, b) for a, b in zip(after_story, scored[len(asked):])]
+
+
+def _tail(engine: Engine, context: str, text: str, k: int) -> tuple[str, str] | None:
+    """(context and text's first k tokens, the rest of text): a pair whose scoring gives
+    exactly the tokens of (context, text) from the k-th on (the same token ids at the same
+    places), or None when text is all k tokens or no cut of it tokenises so."""
+    encode = getattr(engine, "encode", None)
+    ids = encode(text) if encode is not None else []
+    if not 0 < k < len(ids):
+        return None
+    for cut in range(len(text) - 1, 0, -1):  # the recorded part is most of the take
+        if encode(text[:cut]) == ids[:k]:
+            if encode(text[cut:]) == ids[k:] and encode(context + text[:cut]) == encode(context) + ids[:k]:
+                return context + text[:cut], text[cut:]
+            return None
+    return None
 
 
 def pmi(with_story: list[float], without: list[float]) -> float | None:
