@@ -6,7 +6,9 @@ takes run back to back with the same seed, in alternating order, so both see
 the same machine load. Prints the ratio of total wall time and the median of the
 per-pair ratios.
 
-    .venv/bin/python benchmarks/writer_speed.py [--takes 4] [--prompts 20]
+    .venv/bin/python benchmarks/writer_speed.py [--base best] [--takes N] [--prompts 20] [--no-pmi]
+
+--takes defaults to the base's own (as `serve` ranks: bases.Base.takes).
 """
 
 from __future__ import annotations
@@ -20,15 +22,21 @@ from batplots.measure import evaluate
 from batplots.measure import storyeval
 from batplots.story import passage as passagelib
 from batplots.model.engine import EngineSpec, Settings
-from batplots.story.writer import DEFAULT_TAKES, open_writer
+from batplots.story.writer import open_writer, takes_for
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--takes", type=int, default=DEFAULT_TAKES)
+    parser.add_argument("--base", default=None, help="a base name (default: the default base)")
+    parser.add_argument("--takes", type=int, default=None, help="takes a turn ranks (default: the base's)")
+    parser.add_argument("--no-pmi", action="store_true", help="rank without PMI (what it costs a turn)")
     parser.add_argument("--prompts", type=int, default=20)
     args = parser.parse_args(argv)
-    writer = open_writer(EngineSpec(), takes=args.takes)  # the Writer `serve` runs
+    spec = EngineSpec(base=args.base)
+    args.takes = args.takes or takes_for(spec)
+    writer = open_writer(spec, takes=args.takes)  # the Writer `serve` runs
+    if args.no_pmi:
+        writer.pmi_weight = None
     engine = writer.engine
     check = writer.guard.sentence_check(Settings().copy_limit)  # the single sample: the guard only
     prompts = (evaluate.load_prompts() + [s["turns"][0] for s in storyeval.load_stories()])[:args.prompts]
