@@ -213,6 +213,11 @@ def test_a_name_the_model_invented_does_not_come_back_as_a_lead():
     assert invented("Batwing leads the henchmen.", writer_text=None) == []
     # Brought in by this passage's first sentence (earlier: the story before it): no repeat yet.
     assert invented("Batwing bows.", story=INVENTED_STORY, earlier=WRITER_TURN) == []
+    # A lore that knows no villain cannot tell the show's names from the model's: off (the
+    # Joker a model passage brought in would read as its invention, and every take be resampled).
+    joker = INVENTED_STORY + " The Joker laughs."
+    assert [b for b in Bible(joker, Lore(), writer_names=set()).breaks("The Joker robs the bank.")
+            if b.rule == "invented-lead"] == []
 
 
 def test_the_brief_takes_the_writers_names_from_his_turns_and_edited_case_fields():

@@ -132,6 +132,8 @@ def old_lead_name(story, lore):
 
 
 def old_invented(earlier, lore, writer_names):
+    if not lore.villains:  # a lore that knows no villain cannot tell the show's names from the model's
+        return frozenset()
     mine = {w for n in writer_names for w in (n, *nameslib.name_words(n))}
     known = lore.vocabulary | lore.cast | {w for section in (lore.characters, lore.villains, lore.places, lore.gadgets)
                                            for name, e in section.items()
@@ -224,7 +226,8 @@ def test_a_story_grown_passage_by_passage_reads_as_the_whole_text_did(lore):
 
 
 def test_statuses_and_pronouns_of_the_writer_s_own_names_are_the_old_ones():
-    lore = Lore({"Batman": 50}, characters={"Batman": {"count": 50, "aliases": ["Batman"], "pronoun": "he"}})
+    lore = Lore({"Batman": 50}, characters={"Batman": {"count": 50, "aliases": ["Batman"], "pronoun": "he"}},
+                villains={"Joker": {"count": 50, "aliases": ["Joker", "The Joker"], "pronoun": "he"}})
     story = ("Zelma Quill is arrested by Chief O'Hara. She sulks. Pemberton is tied to a giant clock. "
              "Batman cuts the ropes. O’Brien has left for London. O’Brien returns! Quill escapes from jail; "
              "she laughs. Pemberton, who is away, phones.")
@@ -241,7 +244,8 @@ def test_open_thread_and_lead_name_read_the_story_as_before(lore):
 
 
 def test_a_new_name_that_an_earlier_sentence_has_inside_a_word_reads_that_sentence_again():
-    lore = Lore({"Batman": 50}, characters={"Batman": {"count": 50, "aliases": ["Batman"], "pronoun": "he"}})
+    lore = Lore({"Batman": 50}, characters={"Batman": {"count": 50, "aliases": ["Batman"], "pronoun": "he"}},
+                villains={"Joker": {"count": 50, "aliases": ["Joker", "The Joker"], "pronoun": "he"}})
     story = "Zed's pal O'Quill waves; he smiles. Batman nods. " * 20
     for more in ("", "Quill arrives. She laughs. ", "Quill is arrested by Batman. ", "Pal-Zed escapes! He runs. "):
         story += more

@@ -29,7 +29,9 @@ counts breaks per 100 passages (batplots.measure.storyeval).
 - invented-lead: a name the model brought into an earlier passage, used again, when the
   writer has not taken it up (used it in a turn of his own or the case file's fields he
   edited) and the lore does not know it: "Batwing" was in 8 of 12 model passages and
-  ended up leading the henchmen. Only with writer_names (who wrote what); off without.
+  ended up leading the henchmen. Only with writer_names (who wrote what) and a lore that
+  knows the show's villains (without one, the Joker would read as the model's invention);
+  off without.
 - dangling: a sentence that ends on a word that cannot end one ("have been .", "of the.").
 """
 
@@ -270,8 +272,9 @@ def _decide(he: int, she: int) -> str | None:
 
 def _invented(earlier: str, lore: Lore, writer_names: Iterable[str] | None) -> frozenset[str]:
     """The names of earlier that neither the writer (writer_names) nor the lore has: the
-    model's own inventions so far. None writer_names: nobody knows, so none."""
-    if writer_names is None:
+    model's own inventions so far. None writer_names: nobody knows, so none; nor with a
+    lore that knows no villains (then the show's own would count as inventions)."""
+    if writer_names is None or not lore.villains:
         return frozenset()
     mine = {w for n in writer_names for w in (n, *nameslib.name_words(n))}
     known = lore.vocabulary | lore.cast | {w for section in (lore.characters, lore.villains, lore.places, lore.gadgets)
