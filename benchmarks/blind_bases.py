@@ -144,14 +144,19 @@ def score(folder: Path) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("write")
+def write_arguments(w: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of a `write` run: which base, where to, which openings, how many."""
     w.add_argument("--base", required=True)
     w.add_argument("--out", type=Path, required=True)
     w.add_argument("--openings", type=Path, default=OPENINGS)
     w.add_argument("--limit", type=int, default=MAX_OPENINGS)
+    return w
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    w = write_arguments(sub.add_parser("write"))
     w.add_argument("--takes", type=int, default=None, help="takes a turn ranks (default: the Writer's)")
     m = sub.add_parser("make")
     m.add_argument("run_a", type=Path)

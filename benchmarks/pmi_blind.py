@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.blind_bases import MAX_OPENINGS, OPENINGS, SEED, read_openings, timed_take  # noqa: E402
+from benchmarks.blind_bases import SEED, read_openings, timed_take, write_arguments  # noqa: E402
 
 
 def pmi_choice(candidates: list[dict], weight: float) -> int:
@@ -92,11 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("write")
-    w.add_argument("--base", required=True)
-    w.add_argument("--out", type=Path, required=True)
-    w.add_argument("--openings", type=Path, default=OPENINGS)
-    w.add_argument("--limit", type=int, default=MAX_OPENINGS)
+    w = write_arguments(sub.add_parser("write"))
     w.add_argument("--weight", type=float, default=PMI_TRIAL_WEIGHT, help="the pmi weight on trial")
     args = parser.parse_args(argv)
     return write(args.base, args.out, args.openings, args.limit, args.weight)

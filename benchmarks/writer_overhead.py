@@ -32,23 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from write_fairness import honest_passages  # the same honest story (benchmarks/ is on the path)
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (20, 200)
 TAKES = 4
 SEED = 7
-
-
-def honest_passages(n: int) -> list[str]:
-    """n passages of 1,000-1,900 characters: the scripted stories' turns cycled (as write_fairness.py)."""
-    turns = [t for s in json.loads((ROOT / "batplots/data/stories.json").read_text())["stories"] for t in s["turns"]]
-    out, i = [], 0
-    while len(out) < n:
-        p = ""
-        while len(p) < 1000:
-            p += turns[i % len(turns)] + " "
-            i += 1
-        out.append(p.strip()[:1900])
-    return out
 
 
 def p50(values: list[float]) -> float:
