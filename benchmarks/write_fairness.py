@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HONEST_PASSAGES = 200
 CRAFTED_PASSAGES = 24
-ATTACK_WRITES = 3
+ATTACK_WRITES = 40  # the crafted story's edits: long enough for the other user's p95 to mean something
 MAX_VICTIM_WRITES = 400  # bounds the victim's loop; it stops when the attacker is done
 
 
