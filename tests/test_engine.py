@@ -83,6 +83,27 @@ def test_left_truncation_keeps_whole_sentences(engine):
     assert result.truncated_story and len(result.sentences) == 1
 
 
+def test_left_truncation_counts_only_the_storys_end_and_finds_what_counting_all_would(engine):
+    """fit_story counts a window at the story's end (doubled while it fits), not the whole
+    story a dozen times; its answer is the earliest sentence start whose suffix fits."""
+    story = " ".join(f"Sentence number {i} says {'very ' * (i % 7)}little." for i in range(3000))
+    counted = []
+    count = engine.count_tokens
+    engine.count_tokens = lambda text: counted.append(len(text)) or count(text)
+    try:
+        for max_context in (128, 512):
+            settings = Settings(max_context=max_context, max_new_tokens=40)
+            counted.clear()
+            prompt, truncated = fit_story(engine, story, settings)
+            assert truncated and sum(counted) < 40 * max_context * passagelib.WINDOW_CHARS_PER_TOKEN < len(story)
+            previous = split_sentences(story[:len(story) - len(prompt)].rstrip())[-1]
+            assert count(prompt) <= max_context - 40 < count(previous + " " + prompt)
+    finally:
+        engine.count_tokens = count
+    # A story shorter than the window is counted once, whole.
+    assert fit_story(engine, STORY, Settings()) == (STORY, False)
+
+
 def test_short_story_is_not_truncated(engine):
     prompt, truncated = fit_story(engine, STORY, Settings())
     assert prompt == STORY and not truncated

@@ -14,6 +14,7 @@ A Passage is iterated for its events (text pieces and Rewinds) and then gives it
 
 from __future__ import annotations
 
+import bisect
 import random
 import threading
 import time
@@ -35,6 +36,9 @@ MAX_SENTENCE_RETRIES = 4
 # Tokens kept free beyond a frame's own count: a header joined to the story may
 # tokenise a little differently from the two apart.
 FRAME_SLACK_TOKENS = 4
+# fit_story counts a window of this many characters a token of budget first (English text
+# runs about 4 to a token; a window too short for the budget is doubled until it is not).
+WINDOW_CHARS_PER_TOKEN = 6
 
 
 def fit_story(engine: Engine, story: str, settings: Settings, reserve: int = 0) -> tuple[str, bool]:
@@ -43,17 +47,26 @@ def fit_story(engine: Engine, story: str, settings: Settings, reserve: int = 0) 
     Returns (prompt, truncated). The budget is max_context - max_new_tokens - reserve
     (tokens a frame, the conditioning header, adds). When even the last sentence is
     too long it is cut at a word boundary.
+
+    Only the story's end is counted: a window of WINDOW_CHARS_PER_TOKEN characters a
+    token of budget, doubled while it still fits. A suffix longer than one that does not
+    fit cannot fit (the search already takes a longer text to have no fewer tokens), so
+    the answer lies inside the first window that does not: a 200-passage story costs a
+    few counts of a few KB, not a dozen of its 400 KB.
     """
     count = engine.count_tokens
     budget = settings.max_context - settings.max_new_tokens - reserve
     story = story.rstrip()
-    if count(story) <= budget:
+    cut = max(0, len(story) - max(budget, 1) * WINDOW_CHARS_PER_TOKEN)
+    while cut > 0 and count(story[cut:]) <= budget:
+        cut = max(0, 2 * cut - len(story))  # the window fits: twice as long
+    if cut == 0 and count(story) <= budget:
         return story, False
     read = storyread.split(story)  # sentence_spans(story), resumed from the story this one extends
     spans, rest = read.spans, read.rest
     starts = [a for a, _ in spans] + ([rest] if rest < len(story) else [])
-    # Binary search the earliest sentence start whose suffix fits.
-    lo, hi = 0, len(starts)
+    # Binary search the earliest sentence start (inside the window) whose suffix fits.
+    lo, hi = bisect.bisect_left(starts, cut), len(starts)
     while lo < hi:
         mid = (lo + hi) // 2
         if count(story[starts[mid]:]) <= budget:
@@ -62,7 +75,7 @@ def fit_story(engine: Engine, story: str, settings: Settings, reserve: int = 0) 
             lo = mid + 1
     if lo < len(starts):
         return story[starts[lo]:], True
-    words = story.split(" ")
+    words = story[cut:].split(" ")
     lo, hi = 0, len(words)
     while lo < hi:
         mid = (lo + hi) // 2
