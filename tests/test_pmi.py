@@ -323,3 +323,18 @@ def test_a_take_whose_tokens_line_up_only_in_part_is_scored_only_from_there(llam
     assert with_pair == (story + " Robin waits in the Batcave", ".") and without_pair[0] == pmilib.NEUTRAL_STORY
     (neutral,) = score([(pmilib.NEUTRAL_STORY, " Robin waits in the Batcave.")])
     assert got == pytest.approx(pmilib.pmi(full, neutral), abs=TOLERANCE)
+
+
+def test_one_seed_ranks_its_takes_alike_in_every_run(llama):
+    """The ranking reads what each take's sentence loop read, not what the scheduler
+    sampled ahead (a count that depends on timing): a seed's takes score, count and win
+    alike run after run."""
+    settings = Settings(seed=5, sentences=2, copy_limit=0, max_new_tokens=40)
+    story = "The Joker hides a bomb in the Gotham Museum. Batman and Robin race to the museum."
+    runs = []
+    for _ in range(3):
+        llama.reset_cache()
+        result = Writer(llama, lore=LORE, takes=3).run(story, settings)
+        runs.append([(c["take"], c["text"], c["tokens"], c["mean_logprob"]) for c in result.candidates])
+    assert runs[0] == runs[1] == runs[2]
+    assert all(tokens > 0 for _, _, tokens, _ in runs[0])

@@ -426,9 +426,14 @@ class Take:
             finally:
                 events.put(("finished", i))
 
+        def read_logprobs(i: int) -> list[float]:
+            # What the take's sentence loop read (Guidance.tokens), not all the llama scheduler
+            # sampled ahead (a count that depends on timing: runs of one seed ranked apart).
+            g = guidances[i]
+            return [lp for _, lp in g.tokens] if g.tokens else list(g.logprobs or ())
+
         def tokens(i: int) -> int:
-            logprobs = guidances[i].logprobs  # one entry per sampled token, every attempt included
-            return len(logprobs) if logprobs is not None else 0
+            return len(read_logprobs(i))
 
         started = time.perf_counter()
         threads = [threading.Thread(target=work, args=(i,), name=f"batplots-take-{i}", daemon=True)
@@ -485,7 +490,7 @@ class Take:
             self.pmi_recorded += sum(recorded[i] is not None for i, _ in done) if w.pmi_from_sampling else 0
         for (i, result), pmi in zip(done, pmis):
             result.flags = [f for f in result.flags if "kind" not in f]  # flags are copies let through
-            parts = score_take(story, result, guidances[i].logprobs, w.lore, self.brief, bible, pmi,
+            parts = score_take(story, result, read_logprobs(i), w.lore, self.brief, bible, pmi,
                                w.pmi_weight or 0.0)
             scored.append({"take": i, "seed": seeds[i], "text": result.text.strip(), **parts,
                            "resampled": rejected[i], "sentences": result.sentences, "flags": result.flags,
