@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tarfile
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import revisions  # benchmarks/ is on the path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBES = 20
@@ -114,20 +113,11 @@ def main() -> None:
         return
     results = {"before": args.before, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
-        old = Path(tmp) / "before"
-        old.mkdir()
-        (Path(tmp) / "b.tar").write_bytes(subprocess.run(["git", "archive", args.before, "batplots", "tests"],
-                                                         cwd=ROOT, capture_output=True, check=True).stdout)
-        with tarfile.open(Path(tmp) / "b.tar") as tar:
-            tar.extractall(old)
+        old = revisions.extract(args.before, Path(tmp) / "before", ("batplots", "tests"))
         for name, code in (("before", old), ("after", ROOT)):
             work = Path(tmp) / f"db-{name}"
             work.mkdir()
-            proc = subprocess.run([sys.executable, __file__, "--side", str(work)], cwd=code, capture_output=True,
-                                  text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(code)})
-            if proc.returncode != 0:
-                raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
-            results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[name] = revisions.run_side(__file__, code, ["--side", str(work)], timeout=900)
     print(f"login flood, before = {args.before}, after = working tree ({results['cpus']} CPUs)")
     for key in results["after"]:
         print(f"{key:<28}{json.dumps(results['before'][key]):>40}  {json.dumps(results['after'][key])}")

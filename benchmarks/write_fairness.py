@@ -25,14 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+import revisions  # benchmarks/ is on the path
 
 ROOT = Path(__file__).resolve().parents[1]
 HONEST_PASSAGES = 200
@@ -176,12 +176,7 @@ def run_side(target: str, runs: int) -> dict:
 
 
 def side(code: Path, target: str, runs: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    proc = subprocess.run([sys.executable, __file__, "--side", target, "--runs", str(runs)], cwd=code, env=env,
-                          capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        raise SystemExit(f"the side in {code} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return revisions.run_side(__file__, code, ["--side", target, "--runs", str(runs)])
 
 
 def main() -> None:
@@ -197,14 +192,7 @@ def main() -> None:
         return
     results: dict = {"before": args.before, "runs": args.runs, "cpus": os.cpu_count(), "engines": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        old = Path(tmp) / "before"
-        old.mkdir()
-        archive = subprocess.run(["git", "archive", args.before, "batplots"], cwd=ROOT, capture_output=True,
-                                 check=True).stdout
-        tar_path = Path(tmp) / "before.tar"
-        tar_path.write_bytes(archive)
-        with tarfile.open(tar_path) as tar:
-            tar.extractall(old)
+        old = revisions.extract(args.before, Path(tmp) / "before")
         (old / "benchmarks").mkdir()
         engines = {"sqlite": lambda name: str(Path(tmp) / f"{name}.sqlite3")}
         server = None

@@ -25,14 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-from write_fairness import honest_passages  # the same honest story (benchmarks/ is on the path)
+import revisions  # benchmarks/ is on the path
+from write_fairness import honest_passages  # the same honest story
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (20, 200)
@@ -98,12 +97,7 @@ def run_side(runs: int) -> dict:
 
 
 def side(code: Path, runs: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/writer_overhead.py"), "--side", "--runs",
-                           str(runs)], cwd=code, env=env, capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        raise SystemExit(f"the side in {code} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return revisions.run_side(ROOT / "benchmarks/writer_overhead.py", code, ["--side", "--runs", str(runs)])
 
 
 def main() -> None:
@@ -118,14 +112,7 @@ def main() -> None:
         return
     results: dict = {"before": args.before, "runs": args.runs, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
-        old = Path(tmp) / "before"
-        old.mkdir()
-        archive = subprocess.run(["git", "archive", args.before, "batplots"], cwd=ROOT, capture_output=True,
-                                 check=True).stdout
-        tar_path = Path(tmp) / "before.tar"
-        tar_path.write_bytes(archive)
-        with tarfile.open(tar_path) as tar:
-            tar.extractall(old)
+        old = revisions.extract(args.before, Path(tmp) / "before")
         results["sides"] = {"before": side(old, args.runs), "after": side(ROOT, args.runs)}
     print(f"writer overhead, p50 of {args.runs} runs, before = {args.before}, after = working tree "
           f"({results['cpus']} CPUs; a shared box: compare the columns, not other runs)")
