@@ -33,6 +33,9 @@ def told(sentence, cast, statuses=None):
     ("The Glassblower kidnaps Pemberton.", {"Pemberton": "trapped"}),
     ("Aunt Harriet is away in Europe.", {"Aunt Harriet": "absent"}),
     ("Alfred has left for London to visit his cousin.", {"Alfred": "absent"}),
+    ("Alfred sails for England to visit his ailing sister.", {"Alfred": "absent"}),
+    ("Aunt Harriet flies off to Europe for a month.", {"Aunt Harriet": "absent"}),
+    ("Commissioner Gordon departs on a fishing trip.", {"Commissioner Gordon": "absent"}),
     ("The Joker escapes from prison.", {"Joker": "free"}),
     ("Shard breaks the Glassblower out of jail.", {"Glassblower": "free"}),
 ])
@@ -46,6 +49,8 @@ def test_what_a_sentence_tells(cast, sentence, expected):
     "Will the police arrest the Penguin?",  # a question tells nothing
     "The Joker's henchmen are arrested.",  # his men, not the Joker
     "Batman races away from the bomb.",  # "away from" is no trip
+    "Batman and Robin head for the museum.",  # a place in town is no trip
+    "The Penguin flies to the rescue of his henchmen.",
     "Robin is caught off guard by the Riddler's riddle.",
 ])
 def test_what_a_sentence_does_not_tell(cast, sentence):
@@ -94,6 +99,17 @@ def test_a_caught_villain_acting_freely_slips(cast, sentence, what):
 ])
 def test_a_caught_villain_in_custody_or_escaping_is_fine(cast, sentence):
     assert slips(sentence, cast, Joker="caught") == []
+
+
+def test_a_trip_makes_a_character_absent_but_a_heros_trip_takes_the_story_along(cast):
+    story = ["Alfred sails for England to visit his ailing sister."]
+    assert st.track(story, cast) == {"Alfred": "absent"}
+    assert st.slips("Alfred pours tea for Commissioner Gordon.", cast, st.track(story, cast)) == [
+        ("Alfred", "away, yet here")]
+    # Batman and Robin go after him: the scene is wherever they are; nobody is "away" there.
+    moved = story + ["Batman and Robin fly to England on the trail of Lord Ffogg."]
+    assert st.track(moved, cast) == {}
+    assert st.slips("Alfred pours tea for Batman and Robin.", cast, st.track(moved, cast)) == []
 
 
 def test_an_absent_character_in_the_scene_needs_a_reason(cast):

@@ -29,6 +29,10 @@ from batplots.story import storyread
 from batplots.story.storyread import AliasIndex
 
 FREE, CAUGHT, TRAPPED, ABSENT = "free", "caught", "trapped", "absent"
+# The crime-fighters (lore names, with their secret identities): the story follows them,
+# so their trip moves the scene ("Batman and Robin fly to London") instead of sending
+# them away.
+LEADS = frozenset({"Batman", "Robin", "Batgirl", "Bruce Wayne", "Dick Grayson", "Barbara Gordon"})
 # Words between a character and the verb that makes him its subject ("the Joker, laughing
 # madly, robs"); further off, the verb is likely another's.
 MAX_SUBJECT_GAP = 5
@@ -106,7 +110,14 @@ ABSENT_SUBJECT = re.compile(
     r"(?:on|off\s+on)\s+(?:a\s+|an\s+|her\s+|his\s+|their\s+)?(?:\w+\s+)?(?:vacation|holiday|trip|cruise|"
     r"tour|safari|honeymoon|journey|sabbatical))\b"
     r"|\b(?:has|have|had)\s+(?:already\s+|just\s+)?(?:left|gone)\s+(?:for|to|on|away|abroad)\b"
-    r"|\b(?:left|leaves|leave|has\s+left)\s+(?:town|Gotham|the\s+country)\b|\b(?:went|goes|go)\s+(?:away|abroad)\b",
+    r"|\b(?:left|leaves|leave|has\s+left)\s+(?:town|Gotham|the\s+country)\b|\b(?:went|goes|go)\s+(?:away|abroad)\b"
+    # A trip begun: "sails for England", "flies off to Paris", "departs on a cruise" (not
+    # "flies to the rescue", "sets off for the museum": a place in town is no trip).
+    r"|\b(?:sails?|sailed|fly|flies|flew|departs?|departed|sets?\s+(?:sail|off|out)|leaves?|left|heads?|headed|travel(?:s|ed|led)?|go|goes|went)\s+"
+    r"(?:off\s+|away\s+|abroad\s+)?(?:for|to|on)\s+(?:a\s+|an\s+|her\s+|his\s+|their\s+)?"
+    r"(?:England|London|Europe|Paris|Rome|Africa|Asia|India|China|Japan|Australia|Mexico|Canada|South\s+America|"
+    r"Scotland|Ireland|France|Italy|Spain|Germany|Switzerland|the\s+(?:Orient|Continent|country|islands?)|"
+    r"overseas|abroad|(?:\w+\s+)?(?:vacation|holiday|trip|cruise|tour|safari|honeymoon|journey|sabbatical))\b",
     re.IGNORECASE)
 RETURN = re.compile(r"\b(?:returns?|returned|returning|arrives?|arrived|arriving|comes?\s+(?:back|home)|"
                     r"came\s+(?:back|home)|back\s+(?:from|home|in\s+(?:town|Gotham))|home\s+from|"
@@ -243,6 +254,7 @@ class Reading(NamedTuple):
     told: tuple[tuple[str, str], ...]
     trap_undone: bool
     returns: tuple[tuple[str, ...], ...]
+    scene_moved: bool = False  # a hero went away: the story goes with him
 
 
 _NOTHING = Reading((), False, ())
@@ -256,6 +268,10 @@ def told(sentence: str, cast: Cast, statuses: dict[str, str] | None = None) -> d
 
 def _apply(reading: Reading, statuses: dict[str, str]) -> dict[str, str]:
     out = dict(reading.told)
+    if reading.scene_moved:  # "Batman and Robin fly to London": whoever was away may be there
+        for name, status in statuses.items():
+            if status == ABSENT:
+                out.setdefault(name, FREE)
     if reading.trap_undone:  # the trapped are trapped together: all get out
         for name, status in statuses.items():
             if status == TRAPPED:
@@ -306,8 +322,11 @@ def _reading(sentence: str, cast: Cast, found: list[Found]) -> Reading:
     for m in TRAP_OBJECT.finditer(sentence):
         if _active(sentence, m.start()):
             mark(group_after(found, sentence, m.start("obj"), m.end("obj")), TRAPPED)
+    scene_moved = False
     for m in ABSENT_SUBJECT.finditer(sentence):
-        mark(group_before(found, sentence, m.start()), ABSENT)
+        group = group_before(found, sentence, m.start())
+        scene_moved = scene_moved or any(n in LEADS for n in group)
+        mark([n for n in group if n not in LEADS], ABSENT)
     # Freed last: "captured, the Joker escapes" ends free.
     for m in ESCAPE_SUBJECT.finditer(sentence):
         if _done(sentence, m.start()):
@@ -318,7 +337,7 @@ def _reading(sentence: str, cast: Cast, found: list[Found]) -> Reading:
             mark(group_after(found, sentence, m.start(group), m.end(group)), FREE)
     returns = tuple(tuple(group_before(found, sentence, m.start())) for m in RETURN.finditer(sentence)
                     if _done(sentence, m.start()))
-    return Reading(tuple(out.items()), bool(TRAP_UNDONE.search(sentence)), returns)
+    return Reading(tuple(out.items()), bool(TRAP_UNDONE.search(sentence)), returns, scene_moved)
 
 
 def track(sentences: Iterable[str], cast: Cast) -> dict[str, str]:
