@@ -36,7 +36,8 @@ from batplots.web.bases import Models
 from batplots.web.modelside import ModelSide
 from batplots.web.generation import StoryClaims
 from batplots.web.openai_api import router as openai_router
-from batplots.web.routes import install_error_handlers, router
+from batplots.web.errors import install_error_handlers
+from batplots.web.routes import router
 from batplots.web.security import BodyCheck, Guard, SecurityConfig, current_user, error_response
 from batplots.story.writer import Writer
 
