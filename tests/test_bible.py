@@ -8,7 +8,8 @@ from batplots.model.weights import ADAPTERS_DIR
 from batplots.story.bible import Bible, dangling, identity_slips
 from batplots.story.lore import Lore, load_lore
 from batplots.story.ranking import score_take, why
-from batplots.story.writer import Writer, take_seeds
+from batplots.story.take import take_seeds
+from batplots.story.writer import Writer
 from tests.test_writer import Scripted, script_for
 
 LORE = Lore({"Batman": 200, "Robin": 120, "Gotham": 50, "Penguin": 60, "Joker": 60, "Batmobile": 30, "Batarang": 9},

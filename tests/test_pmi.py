@@ -14,7 +14,8 @@ from batplots.model.engine import Settings
 from batplots.model.engine.transformers_engine import TransformersEngine
 from batplots.story import pmi as pmilib
 from batplots.story.ranking import pmi_decided, why
-from batplots.story.writer import Writer, take_seeds
+from batplots.story.take import take_seeds
+from batplots.story.writer import Writer
 from tests import tiny
 from tests.test_writer import LORE, STORY, Scripted, script_for
 from tests.tiny_gguf import write_gguf

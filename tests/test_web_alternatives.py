@@ -111,7 +111,7 @@ class BadSeedEngine(FakeEngine):
 def test_a_failed_take_is_written_again_so_alternatives_keep_their_count(make_server):
     """Issue 24: 'three takes' were really two. A take with no complete sentence (or the same
     text as another) is written again in a batch of the missing ones, streamed under its own index."""
-    from batplots.story.writer import take_seeds
+    from batplots.story.take import take_seeds
 
     seeds = take_seeds(11, 3)
     srv = make_server(engine=BadSeedEngine(bad={seeds[1]}))

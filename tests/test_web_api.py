@@ -254,7 +254,7 @@ def test_alternatives_are_not_saved_until_picked(srv):
     assert c.get(f"/api/stories/{sid}").json() == story  # nothing saved
     five = c.post(f"/api/stories/{sid}/alternatives", json={"version": story["version"], "n": 5, "seed": 10}).json()
     # One batch of 5 ranked takes: the seeds the Writer derives from 10, best first.
-    from batplots.story.writer import take_seeds
+    from batplots.story.take import take_seeds
 
     assert sorted(x["seed"] for x in five["candidates"]) == sorted(take_seeds(10, 5))
     assert five["candidates"][0]["chosen"] and five["why"].startswith("best of 5 takes")

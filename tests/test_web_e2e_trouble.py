@@ -399,7 +399,7 @@ def test_a_passage_s_details_say_which_sentences_were_rewritten_and_why(browser,
 
 
 def test_alternatives_offer_as_many_takes_as_asked_each_pickable(browser, tmp_path):
-    from batplots.story.writer import take_seeds
+    from batplots.story.take import take_seeds
     from tests.test_web_alternatives import BadSeedEngine
 
     engine = BadSeedEngine(bad={take_seeds(11, 3)[1]})  # take 2 of the first batch never ends a sentence

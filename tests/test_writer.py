@@ -17,7 +17,8 @@ from batplots.model.engine.base import Cancelled, Engine, Guidance, Rewind
 from batplots.story.lore import Lore, lore_from_text
 from batplots.story.ranking import MAX_SENTENCE_WORDS, score_take
 from batplots.story.brief import brief_for
-from batplots.story.writer import BEAT_BIAS, BEAT_TRIES, LEAD_BIAS, Writer, take_seeds
+from batplots.story.take import take_seeds
+from batplots.story.writer import BEAT_BIAS, BEAT_TRIES, LEAD_BIAS, Writer
 from tests import tiny
 from tests.tiny_gguf import write_gguf
 

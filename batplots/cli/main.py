@@ -124,9 +124,9 @@ def make_settings(sentences, seed, temperature, top_p, top_k, repetition_penalty
 
 def takes_option(func):
     """--takes: the Writer's ranked takes per passage."""
-    from batplots.story import writer as writerlib
+    from batplots.story import take as takelib
 
-    return click.option("--takes", type=click.IntRange(writerlib.MIN_TAKES, writerlib.MAX_TAKES),
+    return click.option("--takes", type=click.IntRange(takelib.MIN_TAKES, takelib.MAX_TAKES),
                         default=None,
                         help="Takes decoded together per passage; the best one by the story's names, length "
                              "and likelihood is kept (1 = a single sample). Default: the base's, 4 for fast, "

@@ -138,7 +138,7 @@ class Continuation:
     flags: list[dict] = field(default_factory=list)  # notes from sentence checks (copy guard)
     # Per sentence, its closest corpus passage (batplots.corpus.guard.provenance); empty without a guard.
     provenance: list[dict] = field(default_factory=list)
-    # Every take the Writer ranked (batplots.story.writer.score_take), best first; and why it won.
+    # Every take the Writer ranked (batplots.story.ranking.score_take), best first; and why it won.
     candidates: list[dict] = field(default_factory=list)
     why: str | None = None
     # A line of batplots's own appended to the model's sentences (the narrator's
