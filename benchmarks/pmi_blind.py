@@ -44,7 +44,7 @@ def _row(n: int, opening: str, take, first: float, whole: float) -> dict:
                       for c in result.candidates]}
 
 
-def write(base: str, out: Path, openings_path: Path, limit: int, weight: float) -> int:
+def write(base: str, out: Path, openings_path: Path, limit: int, weight: float, note: str) -> int:
     from batplots.model.engine import EngineSpec
     from batplots.story.writer import open_writer
 
@@ -78,7 +78,7 @@ def write(base: str, out: Path, openings_path: Path, limit: int, weight: float) 
                "pmi_s_median": round(statistics.median(r["pmi_s"] for r in current), 3),
                "pmi_s_mean": round(statistics.mean(r["pmi_s"] for r in current), 3),
                "turn_s_median": round(statistics.median(r["turn_s"] for r in current), 2),
-               "note": "timings on a shared 2-CPU box, run at nice 19 while other engineers worked"}
+               "note": note}
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("current", current), ("pmi", ranked)):
         (out / f"{name}.json").write_text(json.dumps({"base": name, "model": base, "passages": rows}, indent=1))
@@ -94,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     w = write_arguments(sub.add_parser("write"))
     w.add_argument("--weight", type=float, default=PMI_TRIAL_WEIGHT, help="the pmi weight on trial")
+    w.add_argument("--note", default="", help="how the timings were taken (the box, its load)")
     args = parser.parse_args(argv)
-    return write(args.base, args.out, args.openings, args.limit, args.weight)
+    return write(args.base, args.out, args.openings, args.limit, args.weight, args.note)
 
 
 if __name__ == "__main__":
