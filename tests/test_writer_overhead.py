@@ -79,7 +79,7 @@ def old_told(sentence, cast, statuses=None):
     for m in st.ABSENT_SUBJECT.finditer(sentence):
         mark(st.group_before(found, sentence, m.start()), st.ABSENT)
     for m in st.ESCAPE_SUBJECT.finditer(sentence):
-        if st._done(sentence, m.start()):
+        if st.done_at(sentence, m.start()):
             mark(st.group_before(found, sentence, m.start()), st.FREE)
     for m in st.ESCAPE_OBJECT.finditer(sentence):
         group = "obj" if m.group("obj") is not None else "out"
@@ -88,7 +88,7 @@ def old_told(sentence, cast, statuses=None):
     if st.TRAP_UNDONE.search(sentence):
         mark([n for n, s in statuses.items() if s == st.TRAPPED], st.FREE)
     for m in st.RETURN.finditer(sentence):
-        if st._done(sentence, m.start()):
+        if st.done_at(sentence, m.start()):
             mark([n for n in st.group_before(found, sentence, m.start()) if statuses.get(n) == st.ABSENT
                   and out.get(n) in (None, st.ABSENT)], st.FREE)
     return out

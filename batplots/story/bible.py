@@ -32,6 +32,9 @@ counts breaks per 100 passages (batplots.measure.storyeval).
   ended up leading the henchmen. Only with writer_names (who wrote what) and a lore that
   knows the show's villains (without one, the Joker would read as the model's invention);
   off without.
+- death, gear: what the show never has (batplots.story.onshow): a death told as fact
+  ("They're crushed to death", "commits another murder"), the heroes' gear in a villain's
+  hands ("Mad Hatter's Batmobile", "the Batmobile Gang", a villain held in the Batcave).
 - dangling: a sentence that ends on a word that cannot end one ("have been .", "of the.").
 """
 
@@ -42,12 +45,13 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from batplots.story import names as nameslib
+from batplots.story import onshow
 from batplots.story import status as statuslib
 from batplots.story import storyread
 from batplots.story.caseread import Memo
 from batplots.story.lore import PRONOUN_RATIO, VENUE_WORDS, Lore, name_pattern, pronoun_in, villains_in
 
-RULES = ("identity", "walk-in", "bat-word", "pronoun", "status", "invented-lead", "dangling")
+RULES = ("identity", "walk-in", "bat-word", "pronoun", "status", "invented-lead", "death", "gear", "dangling")
 # What a sentence says of its one named character: subject, possessive and reflexive
 # pronouns ("her" is left out: as an object it is as often someone else).
 SAID_HE = re.compile(r"\b(?:he|his|himself)\b", re.IGNORECASE)
@@ -134,7 +138,8 @@ class Bible:
         """Each rule sentence breaks, in RULES order."""
         return [*identity_slips(sentence), *self.doubles(sentence), *self.walk_ins(sentence), *self.bat_words(sentence),
                 *self.pronoun_slips(sentence), *self.status_slips(sentence), *self.invented_leads(sentence),
-                *dangling(sentence)]
+                *[Break("death", d) for d in onshow.deaths(sentence)],
+                *[Break("gear", g) for g in onshow.gear_slips(sentence, self.cast)], *dangling(sentence)]
 
     def status_slips(self, sentence: str) -> list[Break]:
         """A caught, trapped or absent character acting as if free (batplots.story.status)."""

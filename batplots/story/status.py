@@ -235,7 +235,7 @@ def group_after(found: list[Found], sentence: str, pos: int, end: int | None = N
     return [f.name for f in group]
 
 
-def _done(sentence: str, start: int) -> bool:
+def done_at(sentence: str, start: int) -> bool:
     """Whether the verb at start is told as an event (not after "to", "will", "not"...)."""
     before = WORD.findall(sentence[:start])
     return not before or before[-1].casefold() not in NOT_DONE
@@ -244,7 +244,7 @@ def _done(sentence: str, start: int) -> bool:
 def _active(sentence: str, start: int) -> bool:
     """Whether the verb at start is told as an event and active ("arrests", not "is arrested")."""
     before = WORD.findall(sentence[:start])
-    return _done(sentence, start) and (not before or before[-1].casefold() not in PASSIVE)
+    return done_at(sentence, start) and (not before or before[-1].casefold() not in PASSIVE)
 
 
 class Reading(NamedTuple):
@@ -329,14 +329,14 @@ def _reading(sentence: str, cast: Cast, found: list[Found]) -> Reading:
         mark([n for n in group if n not in LEADS], ABSENT)
     # Freed last: "captured, the Joker escapes" ends free.
     for m in ESCAPE_SUBJECT.finditer(sentence):
-        if _done(sentence, m.start()):
+        if done_at(sentence, m.start()):
             mark(group_before(found, sentence, m.start()), FREE)
     for m in ESCAPE_OBJECT.finditer(sentence):
         group = "obj" if m.group("obj") is not None else "out"
         if _active(sentence, m.start()):
             mark(group_after(found, sentence, m.start(group), m.end(group)), FREE)
     returns = tuple(tuple(group_before(found, sentence, m.start())) for m in RETURN.finditer(sentence)
-                    if _done(sentence, m.start()))
+                    if done_at(sentence, m.start()))
     return Reading(tuple(out.items()), bool(TRAP_UNDONE.search(sentence)), returns, scene_moved)
 
 
@@ -403,7 +403,7 @@ def slips(sentence: str, cast: Cast, statuses: dict[str, str]) -> list[tuple[str
         if status == TRAPPED and (TRAP_UNDONE.search(sentence) or ESCAPE_SUBJECT.search(sentence)):
             continue
         for m in acts.finditer(sentence):
-            if m.start() >= f.end and _done(sentence, m.start()) and f.name in group_before(found, sentence, m.start()):
+            if m.start() >= f.end and done_at(sentence, m.start()) and f.name in group_before(found, sentence, m.start()):
                 out.append((f.name, f"{status}, yet {m.group(0).lower()}"))
                 break
     return out
