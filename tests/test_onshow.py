@@ -89,12 +89,12 @@ def test_the_bible_names_both_rules(lore):
     assert bible.breaks("Egghead laughs as Omelet and Coddle load the telescope.") == []
 
 
-def test_the_corpus_plot_summaries_almost_never_break_them(lore, shared_corpus):
-    """The rules' premise, measured: in the show's own summaries a death happens about
-    once (gangsters shooting each other) and no villain has the heroes' gear."""
+def test_the_corpus_plot_summaries_never_break_them(lore, shared_corpus):
+    """The rules' premise, measured: the show's own summaries tell no death as done and
+    give no villain the heroes' gear (the rules would resample the show itself)."""
     cast = st.cast_of(lore)
     sentences = re.split(r"(?<=[.!?])\s+", shared_corpus.read_text())
     deaths = [s for s in sentences if onshow.deaths(s)]
     gear = [s for s in sentences if onshow.gear_slips(s, cast)]
     assert len(sentences) > 500
-    assert len(deaths) <= 2 and gear == [], (deaths, gear)
+    assert deaths == [] and gear == [], (deaths, gear)

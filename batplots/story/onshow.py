@@ -1,14 +1,15 @@
 """What the 1966 show never has: a death told as fact, the heroes' gear in a villain's hands.
 Pure functions; the bible's "death" and "gear" rules (batplots.story.bible).
 
-Read blind, passages lost readers with "They're crushed to death", "Egghead plans to commit
-another murder", "Batman is rendered a paraplegic", "Mad Hatter's Batmobile", "the
+Read blind, passages lost readers with "They're crushed to death", "a murder" done by
+Egghead, "Batman is rendered a paraplegic", "Mad Hatter's Batmobile", "the
 Batmobile Gang", a henchman driving off in the Batmobile and King Tut "held captive in the
-Batcave". The show's deathtraps only threaten: in the corpus's plot summaries a death
-happens in 1 sentence of 610 ("the gangsters kill each other"); the rest are threats
-("threatens to spin them to death"), beliefs ("believing his foes to be dead") and plans.
-Its villains never drive the Batmobile nor find the Batcave. Regular expressions, not a
-parser: each errs toward letting a sentence pass (a plan, a threat, a belief, a theft).
+Batcave". The show's deathtraps only threaten: the corpus's plot summaries tell no death
+as done (their one killing is "the gangsters kill each other", which no rule here needs to
+catch); the rest are threats ("threatens to spin them to death"), beliefs ("believing his
+foes to be dead") and plans (Zelda is "reticent to commit murder"). Its villains never
+drive the Batmobile nor find the Batcave. Regular expressions, not a parser: each errs
+toward letting a sentence pass (a plan, a threat, a belief, a theft).
 """
 
 from __future__ import annotations
