@@ -49,21 +49,23 @@ def read_openings(path: Path) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")][:MAX_OPENINGS]
 
 
-def timed_turn(writer, opening: str, seed: int):
+def timed_turn(writer, opening: str, seed: int, temperature: float | None = None):
     """The served Writer's passage after opening (case file filled in from it) as serve
-    writes it: (Continuation, seconds to the first piece, seconds to the whole passage)."""
-    take, first, whole = timed_take(writer, opening, seed)
+    writes it: (Continuation, seconds to the first piece, seconds to the whole passage).
+    temperature: None, the served default."""
+    take, first, whole = timed_take(writer, opening, seed, temperature)
     return take.result, first, whole
 
 
-def timed_take(writer, opening: str, seed: int):
+def timed_take(writer, opening: str, seed: int, temperature: float | None = None):
     """timed_turn, with the Writer's Take itself (its result, and what its parts cost)."""
     from batplots.model.engine import Settings
     from batplots.story import casefile
 
     case = casefile.autofill(casefile.empty(), opening, writer.lore)
     tick = time.perf_counter()
-    take = writer.stream(opening, Settings(seed=seed), case=case)
+    settings = Settings(seed=seed) if temperature is None else Settings(seed=seed, temperature=temperature)
+    take = writer.stream(opening, settings, case=case)
     first = None
     for piece in take:
         if first is None and isinstance(piece, str) and piece.strip():
@@ -72,7 +74,8 @@ def timed_take(writer, opening: str, seed: int):
     return take, (first if first is not None else whole), whole
 
 
-def write(base: str, out: Path, openings_path: Path, limit: int, takes: int | None = None) -> int:
+def write(base: str, out: Path, openings_path: Path, limit: int, takes: int | None = None,
+          temperature: float | None = None) -> int:
     from batplots.model.engine import EngineSpec
     from batplots.story.writer import open_writer
 
@@ -81,12 +84,12 @@ def write(base: str, out: Path, openings_path: Path, limit: int, takes: int | No
     load_s = time.perf_counter() - started
     rows = []
     for n, opening in enumerate(read_openings(openings_path)[:limit], 1):
-        result, first, whole = timed_turn(writer, opening, SEED + n)
+        result, first, whole = timed_turn(writer, opening, SEED + n, temperature)
         rows.append({"n": n, "opening": opening, "text": result.text.strip(), "first_piece_s": round(first, 2),
                      "turn_s": round(whole, 2), "tokens": result.tokens})
         print(f"{n:2d} {rows[-1]['turn_s']:6.1f}s  {rows[-1]['text'][:90]}", flush=True)
     describe = writer.engine.describe()
-    report = {"base": base, "takes": writer.takes, "engine": describe, "load_s": round(load_s, 1), "passages": rows,
+    report = {"base": base, "takes": writer.takes, "temperature": temperature, "engine": describe, "load_s": round(load_s, 1), "passages": rows,
               "turn_s_median": round(statistics.median(r["turn_s"] for r in rows), 2),
               "first_piece_s_median": round(statistics.median(r["first_piece_s"] for r in rows), 2)}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -158,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     w = write_arguments(sub.add_parser("write"))
     w.add_argument("--takes", type=int, default=None, help="takes a turn ranks (default: the Writer's)")
+    w.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the served one)")
     m = sub.add_parser("make")
     m.add_argument("run_a", type=Path)
     m.add_argument("run_b", type=Path)
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     if args.cmd == "write":
-        return write(args.base, args.out, args.openings, args.limit, args.takes)
+        return write(args.base, args.out, args.openings, args.limit, args.takes, args.temperature)
     return make(args.run_a, args.run_b, args.out, args.differing) if args.cmd == "make" else score(args.folder)
 
 
