@@ -49,20 +49,14 @@ from batplots.story import onshow
 from batplots.story import status as statuslib
 from batplots.story import storyread
 from batplots.story.caseread import Memo
-from batplots.story.lore import PRONOUN_RATIO, VENUE_WORDS, Lore, name_pattern, pronoun_in, villains_in
+from batplots.story.lore import (IDENTITIES, PRONOUN_RATIO, VENUE_WORDS, Lore, name_pattern, pronoun_in,
+                                 villains_in)
 
 RULES = ("identity", "walk-in", "bat-word", "pronoun", "status", "invented-lead", "death", "gear", "dangling")
 # What a sentence says of its one named character: subject, possessive and reflexive
 # pronouns ("her" is left out: as an object it is as often someone else).
 SAID_HE = re.compile(r"\b(?:he|his|himself)\b", re.IGNORECASE)
 SAID_SHE = re.compile(r"\b(?:she|herself)\b", re.IGNORECASE)
-# Hero -> the names of his (or her) secret identity. The show's premise, which its plot
-# summaries take for granted rather than state, so no corpus count can find it.
-IDENTITIES: dict[str, tuple[str, ...]] = {
-    "Batman": ("Bruce Wayne", "Bruce"),
-    "Robin": ("Dick Grayson", "Dick"),
-    "Batgirl": ("Barbara Gordon", "Barbara"),
-}
 # Between a hero and his identity, these say how one is the other: no slip.
 SAME_PERSON = re.compile(
     r"\b(?:as|alias|aka|becomes?|became|becoming|is|was|are|were|secret\w*|identit\w*|disguis\w*|chang\w*|"

@@ -24,15 +24,15 @@ from typing import Iterable, NamedTuple
 
 from batplots.story import names as nameslib
 from batplots.story.caseread import Memo
-from batplots.story.lore import name_pattern
+from batplots.story.lore import IDENTITIES, name_pattern
 from batplots.story import storyread
 from batplots.story.storyread import AliasIndex
 
 FREE, CAUGHT, TRAPPED, ABSENT = "free", "caught", "trapped", "absent"
-# The crime-fighters (lore names, with their secret identities): the story follows them,
-# so their trip moves the scene ("Batman and Robin fly to London") instead of sending
+# The crime-fighters and their secret identities (by their lore names): the story follows
+# them, so their trip moves the scene ("Batman and Robin fly to London") instead of sending
 # them away.
-LEADS = frozenset({"Batman", "Robin", "Batgirl", "Bruce Wayne", "Dick Grayson", "Barbara Gordon"})
+LEADS = frozenset(IDENTITIES) | frozenset(names[0] for names in IDENTITIES.values())
 # Words between a character and the verb that makes him its subject ("the Joker, laughing
 # madly, robs"); further off, the verb is likely another's.
 MAX_SUBJECT_GAP = 5
