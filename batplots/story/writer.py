@@ -35,8 +35,7 @@ from batplots.story.beats import BEAT_CUES
 from batplots.story.bible import Bible
 from batplots.story.brief import Brief, brief_for
 from batplots.model.engine import EngineSpec
-from batplots.model.engine.base import (Continuation, Engine, Guidance,
-                                  Settings)
+from batplots.model.engine.base import Continuation, Engine, Guidance, Settings
 from batplots.story.lore import Lore, load_lore
 from batplots.story.passage import SentenceCheck
 from batplots.story.ranking import MAX_SENTENCE_WORDS, WEIGHT_PMI, story_lead
